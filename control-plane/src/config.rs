@@ -1,0 +1,101 @@
+//! Configuration: every option has a `TENANCY_` environment variable; cross-field checks
+//! happen in [`Config::load_signing_key`] and friends at start-up, with clear messages.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::PgConnectOptions;
+use tenancy_core::secret::{load_secret, parse_secret};
+use tenancy_core::token::TokenKey;
+
+/// The control plane: super-admin API over the catalog database.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "TENANCY_CONTROL_PLANE_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: SocketAddr,
+
+    /// Catalog database URL (postgres://user:password@host:port/database).
+    #[arg(long, env = "TENANCY_DATABASE_URL", value_parser = parse_secret, hide_env_values = true)]
+    pub database_url: SecretString,
+
+    /// Connections the control plane keeps to the catalog.
+    #[arg(long, env = "TENANCY_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    pub database_max_connections: u32,
+
+    /// Ed25519 private key (PKCS#8 PEM) that signs access tokens.
+    #[arg(long, env = "TENANCY_JWT_SIGNING_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub jwt_signing_key: Option<SecretString>,
+
+    /// File holding the signing key, instead of `--jwt-signing-key`.
+    #[arg(long, env = "TENANCY_JWT_SIGNING_KEY_FILE")]
+    pub jwt_signing_key_file: Option<PathBuf>,
+
+    /// The `iss` claim of the tokens this control plane signs and accepts.
+    #[arg(
+        long,
+        env = "TENANCY_JWT_ISSUER",
+        default_value = "tenancy-control-plane"
+    )]
+    pub jwt_issuer: String,
+
+    /// Lifetime of a super-admin access token (e.g. `15m`, `1h`).
+    #[arg(long, env = "TENANCY_ADMIN_TOKEN_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub admin_token_ttl: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("TENANCY_DATABASE_URL is not a valid PostgreSQL URL")]
+    DatabaseUrl,
+    #[error(
+        "no JWT signing key: set TENANCY_JWT_SIGNING_KEY or TENANCY_JWT_SIGNING_KEY_FILE \
+         (generate one with `openssl genpkey -algorithm ed25519`)"
+    )]
+    NoSigningKey,
+    #[error("{0}")]
+    Secret(#[from] tenancy_core::secret::SecretError),
+    #[error("the JWT signing key: {0}")]
+    Key(#[from] tenancy_core::token::KeyError),
+    #[error("TENANCY_ADMIN_TOKEN_TTL must be between 1 minute and 24 hours")]
+    TokenTtl,
+    #[error("TENANCY_JWT_ISSUER must not be empty")]
+    Issuer,
+}
+
+impl Config {
+    pub fn database_options(&self) -> Result<PgConnectOptions, ConfigError> {
+        self.database_url
+            .expose_secret()
+            .parse()
+            .map_err(|_| ConfigError::DatabaseUrl)
+    }
+
+    pub fn load_signing_key(&self) -> Result<TokenKey, ConfigError> {
+        let pem = load_secret(
+            "the JWT signing key",
+            self.jwt_signing_key.clone(),
+            self.jwt_signing_key_file.as_deref(),
+        )?
+        .ok_or(ConfigError::NoSigningKey)?;
+        Ok(TokenKey::from_pem(&pem)?)
+    }
+
+    /// Checks that need several fields or more than a parse.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(Duration::from_secs(60)..=Duration::from_secs(86_400)).contains(&self.admin_token_ttl)
+        {
+            return Err(ConfigError::TokenTtl);
+        }
+        if self.jwt_issuer.trim().is_empty() {
+            return Err(ConfigError::Issuer);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,203 @@
+//! The control plane's one error type. Every variant becomes an RFC 9457 problem document
+//! with a stable `code`; internal errors become an opaque 500 and are logged once, here.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use catalog::plans::FieldError;
+use serde::Serialize;
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body is not JSON.
+    #[error("{0}")]
+    MalformedJson(String),
+    /// 415: the body is not declared as JSON.
+    #[error("the body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    /// 413: the body is over the size limit.
+    #[error("the body is too large")]
+    PayloadTooLarge,
+    /// 422: the JSON is well-formed but does not fit the request's schema.
+    #[error("{0}")]
+    InvalidBody(String),
+    /// 422: values out of range or of the wrong form, per field.
+    #[error("{detail}")]
+    Validation {
+        code: &'static str,
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    /// 400: a bad query string or path parameter.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no credentials, or credentials that are not accepted.
+    #[error("{detail}")]
+    Unauthorized { code: &'static str, detail: String },
+    /// 429: the account is locked after repeated failed logins.
+    #[error("too many failed logins; try again later")]
+    Locked { retry_after_seconds: i64 },
+    /// 404
+    #[error("{detail}")]
+    NotFound { code: &'static str, detail: String },
+    /// 409
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    /// 503: a dependency (the catalog) is unavailable.
+    #[error("the service is unavailable")]
+    Unavailable,
+    /// 500: anything unexpected. The detail is logged, never sent.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                tracing::warn!(%error, "catalog unavailable");
+                Self::Unavailable
+            }
+            other => Self::Internal(anyhow::Error::new(other).context("query the catalog")),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::NotFound {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = errors
+            .iter()
+            .map(|error| format!("{}: {}", error.field, error.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self::Validation {
+            code: "validation_failed",
+            detail,
+            errors,
+        }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+            Self::Validation { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
+            Self::Locked { .. } => (StatusCode::TOO_MANY_REQUESTS, "account_locked"),
+            Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
+            Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub code: &'static str,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &'static str, detail: String) -> Self {
+        Self {
+            kind: format!("urn:tenancy:problem:{code}"),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            code,
+            detail,
+            errors: Vec::new(),
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            )],
+            body,
+        )
+            .into_response()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let extra_header = match &self {
+            Self::Unauthorized { .. } => Some((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tenancy-control-plane\""),
+            )),
+            Self::Locked {
+                retry_after_seconds,
+            } => HeaderValue::from_str(&retry_after_seconds.max(&1).to_string())
+                .ok()
+                .map(|value| (header::RETRY_AFTER, value)),
+            _ => None,
+        };
+        let detail = match &self {
+            Self::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "request failed");
+                "an internal error occurred".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut problem = Problem::new(status, code, detail);
+        if let Self::Validation { errors, .. } = self {
+            problem.errors = errors;
+        }
+        let mut response = problem.into_response();
+        if let Some((name, value)) = extra_header {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}
+
+/// Maps a unique or foreign-key violation on a named constraint to an [`ApiError`].
+pub trait ResultExt<T> {
+    fn on_constraint(self, name: &str, map: impl FnOnce() -> ApiError) -> ApiResult<T>;
+}
+
+impl<T> ResultExt<T> for Result<T, sqlx::Error> {
+    fn on_constraint(self, name: &str, map: impl FnOnce() -> ApiError) -> ApiResult<T> {
+        self.map_err(|error| match &error {
+            sqlx::Error::Database(database) if database.constraint() == Some(name) => map(),
+            _ => ApiError::from(error),
+        })
+    }
+}

@@ -1,0 +1,65 @@
+//! The control plane: the super-admins' HTTP API over the catalog database.
+//!
+//! `main.rs` parses configuration and calls [`run`]; `tenantctl dev` and the tests build the
+//! state with [`build_state`] and serve it with [`serve`] on a listener of their own.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod http;
+pub mod metrics;
+pub mod state;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use state::AppState;
+
+/// Connects to the catalog, applies its migrations and loads the signing key.
+pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
+    config.validate()?;
+    let key = config.load_signing_key()?;
+    let db = catalog::connect(config.database_options()?, config.database_max_connections)
+        .await
+        .context("connect to the catalog database")?;
+    catalog::migrate(&db)
+        .await
+        .context("apply the catalog migrations")?;
+    Ok(AppState {
+        db,
+        auth: Arc::new(auth::AdminAuth::new(
+            key,
+            config.jwt_issuer.clone(),
+            config.admin_token_ttl,
+        )),
+        metrics: Arc::new(metrics::Metrics::default()),
+    })
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then finishes requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Runs the control plane until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let state = build_state(&config).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listen on {}", config.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "control plane listening");
+    serve(listener, state, tenancy_core::shutdown::signal()).await?;
+    tracing::info!("control plane stopped");
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! Types and mechanisms every binary shares: identifiers that parse instead of validate,
+//! password hashing, signed tokens, secrets, and telemetry set-up. No HTTP, no SQL.
+
+pub mod ids;
+pub mod password;
+pub mod secret;
+pub mod shutdown;
+pub mod telemetry;
+pub mod token;
+
+pub use ids::{AdminId, Email, IdError, PlanName, Slug, TenantId};

@@ -1,0 +1,24 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// The tenant router: tenant apps' API, each request on its tenant's database.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    #[command(flatten)]
+    config: tenant_router::Config,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tenancy_core::telemetry::init();
+    let cli = Cli::parse();
+    match tenant_router::run(cli.config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! `tenantctl dev`: the whole platform on this machine. An embedded PostgreSQL cluster and
+//! S3 endpoint (unless `DATABASE_URL` / `TENANCY_S3_ENDPOINT` point elsewhere), the control
+//! plane and the router, a super-admin, and a banner with URLs, credentials and curl lines.
+//! Everything lives in one data directory; a second run reuses it. Ctrl-C stops it all.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use rand::Rng;
+use rand::distributions::Alphanumeric;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use tenancy_core::Email;
+use tenancy_core::secret::parse_secret;
+use tenancy_core::token::TokenKey;
+use tenancy_infra::{EmbeddedPostgres, EmbeddedS3, PostgresOptions, S3Credentials};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The catalog database's name on the embedded server.
+const CATALOG_DATABASE: &str = "tenancy_catalog";
+/// The bucket backups go to.
+const BACKUP_BUCKET: &str = "tenancy-backups";
+const DEV_ADMIN_EMAIL: &str = "admin@example.com";
+
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Where the embedded cluster, the S3 store, keys and credentials live.
+    #[arg(long, env = "TENANCY_DEV_DATA_DIR", default_value = ".tenancy-dev")]
+    data_dir: PathBuf,
+
+    /// Port for the control plane (another free port is used when it is taken).
+    #[arg(long, env = "TENANCY_DEV_CONTROL_PLANE_PORT", default_value_t = 8080)]
+    control_plane_port: u16,
+
+    /// Port for the tenant router (another free port is used when it is taken).
+    #[arg(long, env = "TENANCY_DEV_ROUTER_PORT", default_value_t = 8081)]
+    router_port: u16,
+
+    /// Use this catalog database instead of the embedded cluster.
+    #[arg(long, env = "DATABASE_URL", value_parser = parse_secret, hide_env_values = true)]
+    database_url: Option<SecretString>,
+
+    /// Use this S3 endpoint instead of the embedded one.
+    #[arg(long, env = "TENANCY_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+}
+
+/// What a run remembers for the next one. Kept in the data directory, readable only by
+/// its owner: it holds development credentials.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct DevState {
+    admin_email: Option<String>,
+    admin_password: Option<String>,
+    s3_access_key: Option<String>,
+    s3_secret_key: Option<String>,
+    postgres_port: Option<u16>,
+    s3_port: Option<u16>,
+}
+
+impl DevState {
+    fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join("dev-state.json")
+    }
+
+    fn load(data_dir: &Path) -> anyhow::Result<Option<Self>> {
+        let path = Self::path(data_dir);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(
+                serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?,
+            )),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => {
+                Err(anyhow::Error::new(error).context(format!("read {}", path.display())))
+            }
+        }
+    }
+
+    fn save(&self, data_dir: &Path) -> anyhow::Result<()> {
+        write_private(&Self::path(data_dir), &serde_json::to_string_pretty(self)?)
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("write {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restrict {}", path.display()))
+}
+
+fn random_secret(length: usize) -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(length)
+        .map(char::from)
+        .collect()
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let data_dir = std::path::absolute(&args.data_dir).context("resolve the data directory")?;
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+    // The server runs as the `postgres` user when we are root; it must be able to enter.
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("set permissions of {}", data_dir.display()))?;
+    let previous = DevState::load(&data_dir)?;
+    let reused = previous.is_some();
+    let mut state = previous.unwrap_or_default();
+
+    let (postgres, catalog_url) = match args.database_url.clone() {
+        Some(url) => (None, url),
+        None => {
+            let options = PostgresOptions {
+                data_dir: data_dir.join("postgres"),
+                port: state.postgres_port,
+                port_is_preference: true,
+                durable: true,
+                max_connections: 200,
+            };
+            let postgres = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(options))
+                .await
+                .context("start the embedded PostgreSQL")??;
+            state.postgres_port = Some(postgres.port());
+            ensure_database(&postgres, CATALOG_DATABASE).await?;
+            let url = SecretString::from(postgres.superuser_url(CATALOG_DATABASE));
+            (Some(postgres), url)
+        }
+    };
+
+    let (s3, s3_endpoint) = match args.s3_endpoint.clone() {
+        Some(endpoint) => (None, endpoint),
+        None => {
+            let credentials = S3Credentials {
+                access_key: state
+                    .s3_access_key
+                    .get_or_insert_with(|| format!("dev{}", random_secret(12)))
+                    .clone(),
+                secret_key: state
+                    .s3_secret_key
+                    .get_or_insert_with(|| random_secret(32))
+                    .clone(),
+            };
+            let port = preferred_port(state.s3_port.unwrap_or(0));
+            let s3 = EmbeddedS3::start(data_dir.join("s3"), port, credentials)
+                .await
+                .context("start the embedded S3 endpoint")?;
+            s3.ensure_bucket(BACKUP_BUCKET).await?;
+            state.s3_port = Some(s3.address().port());
+            let endpoint = s3.endpoint();
+            (Some(s3), endpoint)
+        }
+    };
+
+    let key_path = data_dir.join("jwt-signing-key.pem");
+    let signing_pem = match std::fs::read_to_string(&key_path) {
+        Ok(pem) => SecretString::from(pem),
+        Err(_) => {
+            let (_, pem) = TokenKey::generate()?;
+            write_private(&key_path, pem.expose_secret())?;
+            pem
+        }
+    };
+
+    let config = control_plane::Config {
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, args.control_plane_port)),
+        database_url: catalog_url.clone(),
+        database_max_connections: 10,
+        jwt_signing_key: Some(signing_pem),
+        jwt_signing_key_file: None,
+        jwt_issuer: "tenancy-control-plane".to_owned(),
+        admin_token_ttl: Duration::from_secs(3600),
+    };
+    let app = control_plane::build_state(&config).await?;
+
+    let admin_email: Email = state
+        .admin_email
+        .get_or_insert_with(|| DEV_ADMIN_EMAIL.to_owned())
+        .parse()
+        .map_err(|error: tenancy_core::IdError| anyhow::anyhow!(error.0))?;
+    let admin_id = match catalog::admins::find_by_email(&app.db, &admin_email).await? {
+        Some(admin) => admin.id(),
+        None => {
+            let password = state
+                .admin_password
+                .get_or_insert_with(|| random_secret(20))
+                .clone();
+            crate::admin::create_admin(&app.db, &admin_email, &password, &crate::admin::operator())
+                .await?
+        }
+    };
+    state.save(&data_dir)?;
+
+    let control_listener = bind_preferred(args.control_plane_port).await?;
+    let router_listener = bind_preferred(args.router_port).await?;
+    let control_url = format!("http://{}", control_listener.local_addr()?);
+    let router_url = format!("http://{}", router_listener.local_addr()?);
+    let token = app.auth.mint(admin_id)?;
+
+    let (stop, stopped) = watch::channel(false);
+    let wait = |mut receiver: watch::Receiver<bool>| async move {
+        let _ = receiver.wait_for(|stop| *stop).await;
+    };
+    let control = tokio::spawn(control_plane::serve(
+        control_listener,
+        app,
+        wait(stopped.clone()),
+    ));
+    let router = tokio::spawn(tenant_router::serve(router_listener, wait(stopped.clone())));
+
+    print_banner(&Banner {
+        data_dir: &data_dir,
+        reused,
+        control_url: &control_url,
+        router_url: &router_url,
+        catalog_url: postgres.as_ref().map(|_| catalog_url.expose_secret()),
+        s3_endpoint: &s3_endpoint,
+        s3_credentials: s3.as_ref().map(EmbeddedS3::credentials),
+        admin_email: admin_email.as_str(),
+        admin_password: state.admin_password.as_deref(),
+        token: &token,
+    });
+
+    tenancy_core::shutdown::signal().await;
+    println!("stopping...");
+    let _ = stop.send(true);
+    for (name, server) in [("control plane", control), ("tenant router", router)] {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "{name} failed"),
+            Err(error) => tracing::error!(%error, "{name} task failed"),
+        }
+    }
+    if let Some(s3) = s3 {
+        s3.stop().await;
+    }
+    if let Some(mut postgres) = postgres {
+        tokio::task::spawn_blocking(move || postgres.stop())
+            .await
+            .context("stop the embedded PostgreSQL")??;
+    }
+    println!("stopped; data kept in {}", data_dir.display());
+    Ok(())
+}
+
+/// Creates `name` on the embedded server unless it exists. The name is a constant of ours.
+async fn ensure_database(postgres: &EmbeddedPostgres, name: &'static str) -> anyhow::Result<()> {
+    let options: sqlx::postgres::PgConnectOptions = postgres
+        .superuser_url("postgres")
+        .parse()
+        .context("build the maintenance connection")?;
+    let mut connection = sqlx::ConnectOptions::connect(&options)
+        .await
+        .context("connect to the embedded PostgreSQL")?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut connection)
+            .await?;
+    if !exists {
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut connection)
+            .await
+            .with_context(|| format!("create the {name} database"))?;
+    }
+    Ok(())
+}
+
+/// `port` when it is free (or 0), else another free port.
+fn preferred_port(port: u16) -> u16 {
+    if port != 0 && std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+        port
+    } else {
+        0
+    }
+}
+
+async fn bind_preferred(port: u16) -> anyhow::Result<TcpListener> {
+    match TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await {
+        Ok(listener) => Ok(listener),
+        Err(error) => {
+            tracing::warn!(port, %error, "port taken; using another");
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .await
+                .context("listen on a loopback port")
+        }
+    }
+}
+
+struct Banner<'a> {
+    data_dir: &'a Path,
+    reused: bool,
+    control_url: &'a str,
+    router_url: &'a str,
+    catalog_url: Option<&'a str>,
+    s3_endpoint: &'a str,
+    s3_credentials: Option<&'a S3Credentials>,
+    admin_email: &'a str,
+    admin_password: Option<&'a str>,
+    token: &'a str,
+}
+
+fn print_banner(banner: &Banner<'_>) {
+    use std::fmt::Write;
+    let state = if banner.reused {
+        "reused from an earlier run"
+    } else {
+        "created"
+    };
+    let password = banner
+        .admin_password
+        .unwrap_or("(set before; not known to dev)");
+    let cp = banner.control_url;
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "\ntenancy dev platform is up. Data: {} ({state})\n",
+        banner.data_dir.display()
+    );
+    let _ = writeln!(text, "control plane:  {cp}");
+    let _ = writeln!(
+        text,
+        "tenant router:  {}   (placeholder: health checks only until the router issue lands)",
+        banner.router_url
+    );
+    if let Some(url) = banner.catalog_url {
+        let _ = writeln!(text, "catalog:        {url}");
+    }
+    let _ = writeln!(
+        text,
+        "s3 endpoint:    {}   bucket {BACKUP_BUCKET}",
+        banner.s3_endpoint
+    );
+    if let Some(credentials) = banner.s3_credentials {
+        let _ = writeln!(
+            text,
+            "s3 keys:        {} / {}",
+            credentials.access_key, credentials.secret_key
+        );
+    }
+    let _ = writeln!(text, "super-admin:    {} / {password}", banner.admin_email);
+    let _ = writeln!(text, "\nTry:");
+    let _ = writeln!(text, "  curl -s {cp}/healthz");
+    let _ = writeln!(
+        text,
+        "  curl -s -X POST {cp}/v1/auth/login -H 'content-type: application/json' \\\n       \
+         -d '{{\"email\":\"{}\",\"password\":\"{password}\"}}'",
+        banner.admin_email
+    );
+    let _ = writeln!(
+        text,
+        "  export TOKEN={}   # an admin token, valid for an hour",
+        banner.token
+    );
+    let _ = writeln!(
+        text,
+        "  curl -s {cp}/v1/plans -H \"authorization: Bearer $TOKEN\""
+    );
+    let _ = writeln!(
+        text,
+        "  curl -s -X PATCH {cp}/v1/plans/trial -H \"authorization: Bearer $TOKEN\" \\\n       \
+         -H 'content-type: application/json' -d '{{\"limits\":{{\"max_users\":10}}}}'"
+    );
+    let _ = writeln!(
+        text,
+        "  curl -s {cp}/v1/audit-log -H \"authorization: Bearer $TOKEN\""
+    );
+    let _ = writeln!(
+        text,
+        "\nNo demo tenant yet: tenant provisioning arrives with its own issue."
+    );
+    let _ = writeln!(
+        text,
+        "Ctrl-C stops everything; the next run reuses the data."
+    );
+    println!("{text}");
+}

@@ -1,0 +1,45 @@
+//! `tenantctl`, the operators' CLI: one subcommand module per noun.
+
+mod admin;
+mod dev;
+
+use clap::{Parser, Subcommand};
+use secrecy::SecretString;
+use tenancy_core::secret::parse_secret;
+
+/// Operate the database-per-tenant platform: admins, tenants, migrations, backups, and a
+/// local development platform.
+#[derive(Debug, Parser)]
+#[command(name = "tenantctl", version)]
+pub struct Cli {
+    /// Print machine-readable JSON instead of human text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Super-admins of the control plane.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Run the whole platform locally on an embedded PostgreSQL and S3 endpoint.
+    Dev(dev::DevArgs),
+}
+
+/// Where the catalog database is, for commands that work on it directly.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CatalogArgs {
+    /// Catalog database URL (postgres://user:password@host:port/database).
+    #[arg(long, env = "TENANCY_DATABASE_URL", value_parser = parse_secret, hide_env_values = true)]
+    pub database_url: SecretString,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Admin(command) => admin::run(command, cli.json).await,
+        Command::Dev(args) => dev::run(args).await,
+    }
+}

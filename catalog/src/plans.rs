@@ -8,6 +8,7 @@ use tenancy_core::PlanName;
 /// The limits a plan carries (SPEC §4). Every value is validated by [`PlanLimits::check`]
 /// and again by the catalog's CHECK constraints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[serde(deny_unknown_fields)]
 pub struct PlanLimits {
     pub max_users: i32,
     pub max_storage_mb: i64,

@@ -59,6 +59,16 @@ impl From<sqlx::Error> for ApiError {
                 tracing::warn!(%error, "catalog unavailable");
                 Self::Unavailable
             }
+            // Class 08 (connection exception) and 57 (operator intervention, e.g. the
+            // server shutting down) mean the catalog is away, not that we are broken.
+            sqlx::Error::Database(ref database)
+                if database
+                    .code()
+                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57")) =>
+            {
+                tracing::warn!(%error, "catalog unavailable");
+                Self::Unavailable
+            }
             other => Self::Internal(anyhow::Error::new(other).context("query the catalog")),
         }
     }

@@ -78,44 +78,47 @@ pub struct PgBinaries {
 }
 
 impl PgBinaries {
-    /// Finds the binaries: `TENANCY_PG_BIN_DIR` if set, else the newest
-    /// `/usr/lib/postgresql/*/bin`, else a directory on `PATH` that holds `initdb`.
+    /// Finds the binaries: in `TENANCY_PG_BIN_DIR` when it is set (and only there), else
+    /// in the newest `/usr/lib/postgresql/*/bin`, else in a directory on `PATH`.
     pub fn locate() -> Result<Self, PostgresError> {
-        let mut searched = Vec::new();
         if let Some(dir) = std::env::var_os("TENANCY_PG_BIN_DIR") {
-            let dir = PathBuf::from(dir);
-            if has_server(&dir) {
-                return Ok(Self { dir });
-            }
-            searched.push(dir.display().to_string());
+            return Self::locate_in(&[PathBuf::from(dir)]);
         }
-        let debian = Path::new("/usr/lib/postgresql");
-        searched.push(format!("{}/*/bin", debian.display()));
-        if let Ok(entries) = fs::read_dir(debian) {
+        let mut candidates = Vec::new();
+        if let Ok(entries) = fs::read_dir("/usr/lib/postgresql") {
             let mut versions: Vec<(u32, PathBuf)> = entries
                 .filter_map(Result::ok)
                 .filter_map(|entry| {
                     let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
                     Some((version, entry.path().join("bin")))
                 })
-                .filter(|(_, bin)| has_server(bin))
                 .collect();
-            versions.sort();
-            if let Some((_, dir)) = versions.pop() {
-                return Ok(Self { dir });
-            }
+            versions.sort_by(|a, b| b.0.cmp(&a.0));
+            candidates.extend(versions.into_iter().map(|(_, dir)| dir));
         }
-        searched.push("PATH".to_owned());
         if let Some(path) = std::env::var_os("PATH") {
-            for dir in std::env::split_paths(&path) {
-                if has_server(&dir) {
-                    return Ok(Self { dir });
-                }
-            }
+            candidates.extend(std::env::split_paths(&path));
         }
-        Err(PostgresError::BinariesNotFound {
-            searched: searched.join(", "),
-        })
+        Self::locate_in(&candidates)
+    }
+
+    /// The first of `candidates` that holds `postgres` and `initdb`.
+    pub fn locate_in(candidates: &[PathBuf]) -> Result<Self, PostgresError> {
+        candidates
+            .iter()
+            .find(|dir| has_server(dir))
+            .map(|dir| Self { dir: dir.clone() })
+            .ok_or_else(|| PostgresError::BinariesNotFound {
+                searched: if candidates.is_empty() {
+                    "nowhere".to_owned()
+                } else {
+                    candidates
+                        .iter()
+                        .map(|dir| dir.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            })
     }
 
     /// The path of one of the binaries, e.g. `pg_dump`.
@@ -301,13 +304,14 @@ impl EmbeddedPostgres {
         let started = Instant::now();
         loop {
             if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(PostgresError::Exited {
-                        status: status.to_string(),
-                        log: log_tail(&self.data_dir),
-                    });
-                }
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(PostgresError::Exited {
+                    status: status.to_string(),
+                    log: log_tail(&self.data_dir),
+                });
+            }
             let ready = Command::new(self.binaries.path("pg_isready"))
                 .args([
                     "-q",
@@ -477,7 +481,7 @@ fn stop_stale_server(data_dir: &Path) -> Result<(), PostgresError> {
         return Ok(());
     };
     let pid = Pid::from_raw(pid);
-    if kill(pid, None).is_err() {
+    if !is_alive(pid) {
         return Ok(()); // Stale lock file: the server is gone; PostgreSQL removes the file.
     }
     tracing::warn!(
@@ -486,7 +490,7 @@ fn stop_stale_server(data_dir: &Path) -> Result<(), PostgresError> {
     );
     let _ = kill(pid, Signal::SIGINT);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while kill(pid, None).is_ok() {
+    while is_alive(pid) {
         if Instant::now() > deadline {
             let _ = kill(pid, Signal::SIGQUIT);
             std::thread::sleep(Duration::from_secs(1));
@@ -495,6 +499,21 @@ fn stop_stale_server(data_dir: &Path) -> Result<(), PostgresError> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
+}
+
+/// Whether a process exists and is not a zombie waiting to be reaped.
+fn is_alive(pid: Pid) -> bool {
+    if kill(pid, None).is_err() {
+        return false;
+    }
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| state != 'Z'),
+        Err(_) => false,
+    }
 }
 
 fn spawn_server(

@@ -222,7 +222,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     });
 
     tenancy_core::shutdown::signal().await;
-    println!("stopping...");
+    say("stopping...");
     let _ = stop.send(true);
     for (name, server) in [("control plane", control), ("tenant router", router)] {
         match server.await {
@@ -239,7 +239,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .await
             .context("stop the embedded PostgreSQL")??;
     }
-    println!("stopped; data kept in {}", data_dir.display());
+    say(&format!("stopped; data kept in {}", data_dir.display()));
     Ok(())
 }
 
@@ -373,5 +373,13 @@ fn print_banner(banner: &Banner<'_>) {
         text,
         "Ctrl-C stops everything; the next run reuses the data."
     );
-    println!("{text}");
+    say(&text);
+}
+
+/// Prints to stdout; a closed stdout (the reader went away) is not a reason to fail.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}");
+    let _ = stdout.flush();
 }

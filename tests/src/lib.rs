@@ -146,10 +146,10 @@ pub async fn wait_until_healthy(url: &str, timeout: Duration) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + timeout;
     loop {
-        if let Ok(response) = client.get(url).send().await {
-            if response.status().is_success() {
-                return;
-            }
+        if let Ok(response) = client.get(url).send().await
+            && response.status().is_success()
+        {
+            return;
         }
         assert!(
             Instant::now() < deadline,

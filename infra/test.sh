@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The test command (README, SPEC §2). Installs what the suite needs when it can, then runs
+# formatting and lint checks and the whole test suite against real PostgreSQL servers that
+# the tests start themselves. CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have_postgres() {
+  if [ -n "${TENANCY_PG_BIN_DIR:-}" ]; then
+    [ -x "$TENANCY_PG_BIN_DIR/postgres" ] && [ -x "$TENANCY_PG_BIN_DIR/initdb" ]
+  else
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null
+  fi
+}
+
+if ! have_postgres; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing the PostgreSQL server binaries (apt-get install postgresql)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "test.sh: PostgreSQL server binaries not found. Install them (Debian: sudo apt-get install postgresql)" >&2
+    echo "         or set TENANCY_PG_BIN_DIR to the directory holding postgres and initdb." >&2
+    exit 1
+  fi
+fi
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  echo "test.sh: running as root, and PostgreSQL refuses root: creating the 'postgres' system user" >&2
+  useradd --system --home-dir /var/lib/postgresql --shell /bin/false postgres
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The end-to-end tests run the real binaries; build them once, up front.
+cargo build --workspace --bins --locked
+cargo test --workspace --locked

@@ -1,0 +1,210 @@
+//! `tenantctl dev`, run as a user would: it comes up, answers, stops on Ctrl-C, and a second
+//! run reuses the data.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use reqwest::Method;
+use serde_json::json;
+use tenancy_tests::{Process, binary, free_port, temp_dir};
+
+/// The banner lines of one run, read until the curl examples appear.
+struct Run {
+    process: Process,
+    banner: Vec<String>,
+}
+
+impl Run {
+    fn start(data_dir: &std::path::Path, control_port: u16, router_port: u16) -> Self {
+        let mut child = Command::new(binary("tenantctl"))
+            .args(["dev", "--data-dir"])
+            .arg(data_dir)
+            .args(["--control-plane-port", &control_port.to_string()])
+            .args(["--router-port", &router_port.to_string()])
+            .env_remove("DATABASE_URL")
+            .env_remove("TENANCY_S3_ENDPOINT")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start tenantctl dev");
+        let stdout = child.stdout.take().expect("stdout");
+        let (lines_tx, lines_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            // Keep draining after the banner so the process never writes to a closed pipe.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines_tx.send(line);
+            }
+        });
+        let mut banner = Vec::new();
+        loop {
+            let line = lines_rx
+                .recv_timeout(Duration::from_secs(120))
+                .unwrap_or_else(|_| panic!("no complete banner; got {banner:#?}"));
+            let done = line.contains("Ctrl-C stops everything");
+            banner.push(line);
+            if done {
+                break;
+            }
+        }
+        Self {
+            process: Process { child },
+            banner,
+        }
+    }
+
+    /// The value after `label` on its banner line.
+    fn field(&self, label: &str) -> String {
+        self.banner
+            .iter()
+            .find_map(|line| line.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no `{label}` in the banner: {:#?}", self.banner))
+            .trim()
+            .to_owned()
+    }
+
+    fn url(&self, label: &str) -> String {
+        self.field(label)
+            .split_whitespace()
+            .next()
+            .expect("a URL")
+            .to_owned()
+    }
+
+    fn admin(&self) -> (String, String) {
+        let credentials = self.field("super-admin:");
+        let (email, password) = credentials.split_once(" / ").expect("email / password");
+        (email.to_owned(), password.to_owned())
+    }
+}
+
+async fn login(base: &str, email: &str, password: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .expect("log in");
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    body["access_token"].as_str().expect("token").to_owned()
+}
+
+#[tokio::test]
+async fn dev_comes_up_stops_cleanly_and_reuses_its_data() {
+    let dir = temp_dir();
+    let data_dir = dir.path().join("dev");
+    let (control_port, router_port) = (free_port(), free_port());
+    let client = reqwest::Client::new();
+
+    let mut first = Run::start(&data_dir, control_port, router_port);
+    assert!(
+        first.banner.iter().any(|line| line.contains("(created)")),
+        "{:#?}",
+        first.banner
+    );
+    let control = first.url("control plane:");
+    assert_eq!(control, format!("http://127.0.0.1:{control_port}"));
+    let router = first.url("tenant router:");
+    for base in [&control, &router] {
+        let response = client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .expect("healthz");
+        assert_eq!(response.status(), 200, "{base}");
+    }
+    // The S3 endpoint it prints answers (unsigned requests are refused, as S3 does).
+    let s3 = first.url("s3 endpoint:");
+    let response = client
+        .get(format!("{s3}/tenancy-backups"))
+        .send()
+        .await
+        .expect("s3");
+    assert_eq!(response.status(), 403);
+
+    // The printed credentials work, and so does the printed token.
+    let (email, password) = first.admin();
+    let token = login(&control, &email, &password).await;
+    let printed_token = first
+        .banner
+        .iter()
+        .find_map(|line| line.trim().strip_prefix("export TOKEN="))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a token line")
+        .to_owned();
+    let response = client
+        .request(Method::GET, format!("{control}/v1/plans"))
+        .bearer_auth(&printed_token)
+        .send()
+        .await
+        .expect("plans");
+    assert_eq!(response.status(), 200);
+    let response = client
+        .post(format!("{control}/v1/plans"))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "kept", "limits": {
+            "max_users": 3, "max_storage_mb": 100, "requests_per_minute": 60,
+            "max_connections": 2, "statement_timeout_ms": 1000, "backup_retention_days": 3 } }))
+        .send()
+        .await
+        .expect("create a plan");
+    assert_eq!(response.status(), 201);
+
+    // Ctrl-C: everything stops, including the PostgreSQL server.
+    let postmaster_pid = data_dir.join("postgres").join("postmaster.pid");
+    assert!(postmaster_pid.exists());
+    first.process.signal(Signal::SIGINT);
+    assert_eq!(first.process.wait_exit(Duration::from_secs(60)), Some(0));
+    assert!(!postmaster_pid.exists(), "PostgreSQL was stopped");
+    assert!(
+        client
+            .get(format!("{control}/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "the control plane is down"
+    );
+    let pg_version =
+        std::fs::metadata(data_dir.join("postgres").join("PG_VERSION")).expect("cluster");
+
+    // A second run reuses the cluster, the admin and the data.
+    let mut second = Run::start(&data_dir, control_port, router_port);
+    assert!(
+        second
+            .banner
+            .iter()
+            .any(|line| line.contains("(reused from an earlier run)"))
+    );
+    assert_eq!(second.admin(), (email.clone(), password.clone()));
+    let again = std::fs::metadata(data_dir.join("postgres").join("PG_VERSION")).expect("cluster");
+    assert_eq!(
+        pg_version.modified().ok(),
+        again.modified().ok(),
+        "no second initdb"
+    );
+    let control = second.url("control plane:");
+    let token = login(&control, &email, &password).await;
+    let plans: serde_json::Value = client
+        .get(format!("{control}/v1/plans"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("plans")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        plans["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|plan| plan["name"] == "kept"),
+        "{plans}"
+    );
+    second.process.signal(Signal::SIGINT);
+    assert_eq!(second.process.wait_exit(Duration::from_secs(60)), Some(0));
+}

@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+use sqlx::{PgExecutor, PgPool, Postgres};
 use tenancy_core::PlanName;
 
 /// The limits a plan carries (SPEC §4). Every value is validated by [`PlanLimits::check`]
@@ -114,22 +116,14 @@ pub async fn create(
     display_name: &str,
     limits: &PlanLimits,
 ) -> Result<Plan, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let sql = format!(
         "INSERT INTO plans (name, display_name, max_users, max_storage_mb, requests_per_minute, \
          max_connections, statement_timeout_ms, backup_retention_days, trial_days) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
-    ))
-    .bind(name.as_str())
-    .bind(display_name)
-    .bind(limits.max_users)
-    .bind(limits.max_storage_mb)
-    .bind(limits.requests_per_minute)
-    .bind(limits.max_connections)
-    .bind(limits.statement_timeout_ms)
-    .bind(limits.backup_retention_days)
-    .bind(limits.trial_days)
-    .fetch_one(executor)
-    .await
+    );
+    bind_plan(sqlx::query_as(&sql), name, display_name, limits)
+        .fetch_one(executor)
+        .await
 }
 
 /// Writes a plan's display name and limits.
@@ -139,21 +133,32 @@ pub async fn update(
     display_name: &str,
     limits: &PlanLimits,
 ) -> Result<Plan, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let sql = format!(
         "UPDATE plans SET display_name = $2, max_users = $3, max_storage_mb = $4, \
          requests_per_minute = $5, max_connections = $6, statement_timeout_ms = $7, \
          backup_retention_days = $8, trial_days = $9, updated_at = now() \
          WHERE name = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(name.as_str())
-    .bind(display_name)
-    .bind(limits.max_users)
-    .bind(limits.max_storage_mb)
-    .bind(limits.requests_per_minute)
-    .bind(limits.max_connections)
-    .bind(limits.statement_timeout_ms)
-    .bind(limits.backup_retention_days)
-    .bind(limits.trial_days)
-    .fetch_one(executor)
-    .await
+    );
+    bind_plan(sqlx::query_as(&sql), name, display_name, limits)
+        .fetch_one(executor)
+        .await
+}
+
+/// Binds $1..$9 in the order both statements above use.
+fn bind_plan<'q>(
+    query: QueryAs<'q, Postgres, Plan, PgArguments>,
+    name: &'q PlanName,
+    display_name: &'q str,
+    limits: &PlanLimits,
+) -> QueryAs<'q, Postgres, Plan, PgArguments> {
+    query
+        .bind(name.as_str())
+        .bind(display_name)
+        .bind(limits.max_users)
+        .bind(limits.max_storage_mb)
+        .bind(limits.requests_per_minute)
+        .bind(limits.max_connections)
+        .bind(limits.statement_timeout_ms)
+        .bind(limits.backup_retention_days)
+        .bind(limits.trial_days)
 }

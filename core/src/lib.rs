@@ -3,6 +3,7 @@
 
 pub mod ids;
 pub mod password;
+pub mod sealing;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;

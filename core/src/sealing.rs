@@ -13,7 +13,9 @@ const NONCE_LEN: usize = 24;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
-    #[error("the catalog key must be 32 bytes, base64-encoded (generate one with `openssl rand -base64 32`)")]
+    #[error(
+        "the catalog key must be 32 bytes, base64-encoded (generate one with `openssl rand -base64 32`)"
+    )]
     BadKey,
     #[error("a sealed value does not open with this key and context (wrong key, or tampered)")]
     Open,
@@ -53,7 +55,13 @@ impl Sealer {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let ciphertext = self
             .cipher
-            .encrypt(&nonce, Payload { msg: plaintext, aad: context.as_bytes() })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: context.as_bytes(),
+                },
+            )
             .map_err(|_| SealError::Seal)?;
         let mut sealed = nonce.to_vec();
         sealed.extend_from_slice(&ciphertext);
@@ -66,8 +74,15 @@ impl Sealer {
             return Err(SealError::Open);
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SealError::Open)?;
         self.cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: context.as_bytes() })
+            .decrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: context.as_bytes(),
+                },
+            )
             .map_err(|_| SealError::Open)
     }
 
@@ -93,16 +108,26 @@ mod tests {
     fn sealed_values_open_only_with_their_key_and_context() {
         let sealer = Sealer::from_base64(&Sealer::generate_key()).expect("key");
         let sealed = sealer.seal("tenant:1", b"hunter2").expect("seal");
-        assert!(!sealed.windows(7).any(|window| window == b"hunter2"), "no plaintext inside");
+        assert!(
+            !sealed.windows(7).any(|window| window == b"hunter2"),
+            "no plaintext inside"
+        );
         assert_eq!(sealer.open("tenant:1", &sealed).expect("open"), b"hunter2");
-        assert!(sealer.open("tenant:2", &sealed).is_err(), "another row's context");
+        assert!(
+            sealer.open("tenant:2", &sealed).is_err(),
+            "another row's context"
+        );
         let other = Sealer::from_base64(&Sealer::generate_key()).expect("key");
         assert!(other.open("tenant:1", &sealed).is_err(), "another key");
         let mut tampered = sealed.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
         assert!(sealer.open("tenant:1", &tampered).is_err());
-        assert_ne!(sealer.seal("tenant:1", b"hunter2").expect("seal"), sealed, "fresh nonce each time");
+        assert_ne!(
+            sealer.seal("tenant:1", b"hunter2").expect("seal"),
+            sealed,
+            "fresh nonce each time"
+        );
         assert!(Sealer::from_base64(&SecretString::from("c2hvcnQ=".to_owned())).is_err());
     }
 }

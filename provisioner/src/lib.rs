@@ -1,3 +1,77 @@
-//! Database operations on tenant databases: create and drop databases and roles, migrate,
-//! back up and restore. The only crate that issues DDL on tenant servers. Empty until the
-//! provisioning issue.
+//! Database operations on the servers that hold tenant databases: prepare a server and its
+//! template database, create a tenant's role and database (a clone of the template), set the
+//! plan's limits on the role, drop a tenant, and list what exists on a server.
+//!
+//! This is the only crate that issues DDL on tenant servers. Every SQL identifier it builds
+//! comes from [`names`], which derives names from a [`tenancy_core::TenantId`] only.
+//! Every operation is idempotent, so a provisioning interrupted at any point can be re-run.
+
+pub mod names;
+pub mod server;
+pub mod template;
+pub mod tenant;
+
+pub use names::{DatabaseName, RoleName};
+pub use server::ServerAddress;
+pub use tenant::{RoleLimits, TenantObjects};
+
+/// What can go wrong talking to a database server.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("connect to {server} as {user}: {}", describe(source))]
+    Connect {
+        server: String,
+        user: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("{action}: {}", describe(source))]
+    Database {
+        action: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("migrate the tenant schema: {0}")]
+    Migrate(#[from] refinery::Error),
+}
+
+/// A database error with the server's message and SQLSTATE (tokio-postgres only says
+/// "db error" in its `Display`).
+pub fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => error.to_string(),
+    }
+}
+
+impl ProvisionError {
+    /// The SQLSTATE the server answered with, if it answered.
+    pub fn sql_state(&self) -> Option<&str> {
+        match self {
+            Self::Connect { source, .. } | Self::Database { source, .. } => {
+                source.code().map(tokio_postgres::error::SqlState::code)
+            }
+            Self::Migrate(_) => None,
+        }
+    }
+
+    /// Whether the server could not be reached (as opposed to refusing what we asked).
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Connect { .. } => true,
+            Self::Database { source, .. } => source.is_closed() || source.code().is_none(),
+            Self::Migrate(_) => false,
+        }
+    }
+}
+
+/// Attaches an action (a verb phrase) to a database error.
+pub(crate) trait Context<T> {
+    fn context(self, action: &'static str) -> Result<T, ProvisionError>;
+}
+
+impl<T> Context<T> for Result<T, tokio_postgres::Error> {
+    fn context(self, action: &'static str) -> Result<T, ProvisionError> {
+        self.map_err(|source| ProvisionError::Database { action, source })
+    }
+}

@@ -38,7 +38,9 @@ pub fn latest_version() -> i64 {
 }
 
 /// The newest version applied to the database `client` is connected to, if any.
-pub async fn applied_version(client: &impl GenericClient) -> Result<Option<i64>, tokio_postgres::Error> {
+pub async fn applied_version(
+    client: &impl GenericClient,
+) -> Result<Option<i64>, tokio_postgres::Error> {
     let exists: bool = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = $2)",
@@ -50,7 +52,10 @@ pub async fn applied_version(client: &impl GenericClient) -> Result<Option<i64>,
         return Ok(None);
     }
     let row = client
-        .query_one("SELECT max(version)::bigint FROM app.refinery_schema_history", &[])
+        .query_one(
+            "SELECT max(version)::bigint FROM app.refinery_schema_history",
+            &[],
+        )
         .await?;
     Ok(row.get(0))
 }

@@ -1,0 +1,279 @@
+//! A tenant's role and database: create (idempotently, step by step), limit, drop, list.
+
+use secrecy::{ExposeSecret, SecretString};
+use tenancy_core::TenantId;
+use tokio_postgres::Client;
+
+use crate::names::{DatabaseName, RoleName, SCHEMA_OWNER_ROLE, TEMPLATE_DATABASE};
+use crate::server::ServerAddress;
+use crate::template::TEMPLATE_LOCK;
+use crate::{Context, ProvisionError};
+
+/// The plan's limits that PostgreSQL enforces on the tenant's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleLimits {
+    pub max_connections: i32,
+    pub statement_timeout_ms: i32,
+}
+
+/// Creates the tenant's login role, or brings an existing one (a re-run) to the given
+/// password and limits. The password is sent as a SCRAM verifier, never in clear, so it
+/// cannot appear in the server's statement log.
+pub async fn ensure_role(
+    admin: &Client,
+    tenant: TenantId,
+    password: &SecretString,
+    limits: RoleLimits,
+) -> Result<(), ProvisionError> {
+    let role = RoleName::for_tenant(tenant);
+    let verifier = postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
+    let exists = role_exists(admin, &role).await?;
+    let verb = if exists { "ALTER" } else { "CREATE" };
+    // The verifier is made of base64 and `$:=-` characters; it cannot close the literal.
+    admin
+        .batch_execute(&format!(
+            "{verb} ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT \
+             NOREPLICATION NOBYPASSRLS PASSWORD '{verifier}'",
+            role = role.ident()
+        ))
+        .await
+        .context("create the tenant role")?;
+    apply_limits(admin, tenant, limits).await
+}
+
+/// Sets the plan's limits on the tenant's role: they apply to new sessions at once.
+pub async fn apply_limits(
+    admin: &Client,
+    tenant: TenantId,
+    limits: RoleLimits,
+) -> Result<(), ProvisionError> {
+    let role = RoleName::for_tenant(tenant).ident();
+    let max_connections = limits.max_connections.max(1);
+    let timeout = limits.statement_timeout_ms.max(1);
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE {role} CONNECTION LIMIT {max_connections}; \
+             ALTER ROLE {role} SET statement_timeout = {timeout}; \
+             ALTER ROLE {role} SET search_path = {schema}",
+            schema = tenant_schema::SCHEMA
+        ))
+        .await
+        .context("set the tenant role's limits")
+}
+
+/// Clones the template into the tenant's database unless it exists; only the tenant's role
+/// (and the admin) may connect to it. Returns whether it was created now.
+pub async fn ensure_database(admin: &Client, tenant: TenantId) -> Result<bool, ProvisionError> {
+    let database = DatabaseName::for_tenant(tenant);
+    let created = if database_exists(admin, &database).await? {
+        false
+    } else {
+        admin
+            .execute("SELECT pg_advisory_lock_shared($1)", &[&TEMPLATE_LOCK])
+            .await
+            .context("take the template lock (shared)")?;
+        let cloned = admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {} TEMPLATE {TEMPLATE_DATABASE} STRATEGY WAL_LOG",
+                database.ident()
+            ))
+            .await
+            .context("clone the template database");
+        let _ = admin
+            .execute("SELECT pg_advisory_unlock_shared($1)", &[&TEMPLATE_LOCK])
+            .await;
+        cloned?;
+        true
+    };
+    close_database(admin, tenant).await?;
+    Ok(created)
+}
+
+/// Moves a warm (pre-cloned) database to a tenant by renaming it. Returns false when the
+/// warm database is gone (another provisioning took it).
+pub async fn adopt_warm_database(
+    admin: &Client,
+    warm: &DatabaseName,
+    tenant: TenantId,
+) -> Result<bool, ProvisionError> {
+    if !database_exists(admin, warm).await? {
+        return Ok(false);
+    }
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} RENAME TO {}",
+            warm.ident(),
+            DatabaseName::for_tenant(tenant).ident()
+        ))
+        .await
+        .context("rename a warm database for a tenant")?;
+    close_database(admin, tenant).await?;
+    Ok(true)
+}
+
+/// Clones the template into a new warm database, for a tenant to take later.
+pub async fn create_warm_database(admin: &Client) -> Result<DatabaseName, ProvisionError> {
+    let warm = DatabaseName::warm();
+    admin
+        .execute("SELECT pg_advisory_lock_shared($1)", &[&TEMPLATE_LOCK])
+        .await
+        .context("take the template lock (shared)")?;
+    let cloned = admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {} TEMPLATE {TEMPLATE_DATABASE} STRATEGY WAL_LOG",
+            warm.ident()
+        ))
+        .await
+        .context("clone the template into a warm database");
+    let _ = admin
+        .execute("SELECT pg_advisory_unlock_shared($1)", &[&TEMPLATE_LOCK])
+        .await;
+    cloned?;
+    admin
+        .batch_execute(&format!(
+            "REVOKE ALL ON DATABASE {} FROM PUBLIC",
+            warm.ident()
+        ))
+        .await
+        .context("close a warm database")?;
+    Ok(warm)
+}
+
+async fn close_database(admin: &Client, tenant: TenantId) -> Result<(), ProvisionError> {
+    let database = DatabaseName::for_tenant(tenant).ident();
+    let role = RoleName::for_tenant(tenant).ident();
+    admin
+        .batch_execute(&format!(
+            "REVOKE ALL ON DATABASE {database} FROM PUBLIC; \
+             GRANT CONNECT ON DATABASE {database} TO {role}"
+        ))
+        .await
+        .context("restrict who may connect to the tenant database")
+}
+
+/// Inside the tenant's database: the tenant role may read and write the application's
+/// tables (and those of later migrations) but own nothing, create nothing, and only append
+/// to the audit log; then the first admin user. One transaction.
+pub async fn configure_database(
+    server: &ServerAddress,
+    tenant: TenantId,
+    first_admin: Option<(&str, &str)>,
+) -> Result<Option<i64>, ProvisionError> {
+    let database = DatabaseName::for_tenant(tenant);
+    let role = RoleName::for_tenant(tenant).ident();
+    let mut client = server.connect(database.as_str()).await?;
+    let transaction = client
+        .transaction()
+        .await
+        .context("begin configuring the tenant database")?;
+    transaction
+        .batch_execute(&format!(
+            "GRANT USAGE ON SCHEMA {schema} TO {role}; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}; \
+             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}; \
+             REVOKE INSERT, UPDATE, DELETE ON {schema}.{history}, {schema}.permissions FROM {role}; \
+             REVOKE UPDATE, DELETE ON {schema}.audit_log FROM {role}; \
+             ALTER DEFAULT PRIVILEGES FOR ROLE {SCHEMA_OWNER_ROLE} IN SCHEMA {schema} \
+               GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}; \
+             ALTER DEFAULT PRIVILEGES FOR ROLE {SCHEMA_OWNER_ROLE} IN SCHEMA {schema} \
+               GRANT USAGE, SELECT ON SEQUENCES TO {role}",
+            schema = tenant_schema::SCHEMA,
+            history = tenant_schema::HISTORY_TABLE,
+        ))
+        .await
+        .context("grant the tenant role its privileges")?;
+    if let Some((email, password_hash)) = first_admin {
+        tenant_schema::create_first_admin(&transaction, email, password_hash)
+            .await
+            .context("create the tenant's first admin user")?;
+    }
+    let version = tenant_schema::applied_version(&transaction)
+        .await
+        .context("read the tenant's schema version")?;
+    transaction
+        .commit()
+        .await
+        .context("commit the tenant database's configuration")?;
+    Ok(version)
+}
+
+/// Drops the tenant's database (ending its sessions) and role. Idempotent.
+pub async fn drop_tenant(admin: &Client, tenant: TenantId) -> Result<(), ProvisionError> {
+    let database = DatabaseName::for_tenant(tenant);
+    let role = RoleName::for_tenant(tenant);
+    if role_exists(admin, &role).await? {
+        admin
+            .batch_execute(&format!("ALTER ROLE {} NOLOGIN", role.ident()))
+            .await
+            .context("stop new logins of the tenant role")?;
+    }
+    admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            database.ident()
+        ))
+        .await
+        .context("drop the tenant database")?;
+    admin
+        .batch_execute(&format!("DROP ROLE IF EXISTS {}", role.ident()))
+        .await
+        .context("drop the tenant role")
+}
+
+/// Drops a warm database. Idempotent.
+pub async fn drop_database(admin: &Client, database: &DatabaseName) -> Result<(), ProvisionError> {
+    admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            database.ident()
+        ))
+        .await
+        .context("drop a database")
+}
+
+/// The tenant and warm databases and the tenant roles present on a server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantObjects {
+    pub databases: Vec<DatabaseName>,
+    pub roles: Vec<RoleName>,
+}
+
+pub async fn list_objects(admin: &Client) -> Result<TenantObjects, ProvisionError> {
+    let databases = admin
+        .query("SELECT datname FROM pg_database ORDER BY datname", &[])
+        .await
+        .context("list databases")?
+        .iter()
+        .filter_map(|row| DatabaseName::parse(row.get(0)))
+        .collect();
+    let roles = admin
+        .query("SELECT rolname FROM pg_roles ORDER BY rolname", &[])
+        .await
+        .context("list roles")?
+        .iter()
+        .filter_map(|row| RoleName::parse(row.get(0)))
+        .collect();
+    Ok(TenantObjects { databases, roles })
+}
+
+async fn role_exists(admin: &Client, role: &RoleName) -> Result<bool, ProvisionError> {
+    admin
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+            &[&role.as_str()],
+        )
+        .await
+        .map(|row| row.get(0))
+        .context("look for the tenant role")
+}
+
+async fn database_exists(admin: &Client, database: &DatabaseName) -> Result<bool, ProvisionError> {
+    admin
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+            &[&database.as_str()],
+        )
+        .await
+        .map(|row| row.get(0))
+        .context("look for the tenant database")
+}

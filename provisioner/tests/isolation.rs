@@ -1,0 +1,262 @@
+//! A tenant's database and role on a real server: what the role can and cannot do is
+//! enforced by PostgreSQL itself.
+
+use std::os::unix::fs::PermissionsExt;
+
+use provisioner::{DatabaseName, RoleLimits, RoleName, ServerAddress};
+use secrecy::SecretString;
+use tenancy_core::TenantId;
+use tenancy_infra::{EmbeddedPostgres, PostgresOptions};
+
+struct Server {
+    postgres: EmbeddedPostgres,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let postgres = EmbeddedPostgres::start(PostgresOptions::for_tests(dir.path().join("data")))
+            .expect("start");
+        Self {
+            postgres,
+            _dir: dir,
+        }
+    }
+
+    fn address(&self) -> ServerAddress {
+        ServerAddress {
+            host: "127.0.0.1".to_owned(),
+            port: self.postgres.port(),
+            admin_user: "postgres".to_owned(),
+            admin_password: SecretString::from(self.postgres.superuser_password().to_owned()),
+        }
+    }
+}
+
+const LIMITS: RoleLimits = RoleLimits {
+    max_connections: 4,
+    statement_timeout_ms: 1500,
+};
+
+async fn provision(server: &ServerAddress, tenant: TenantId, password: &str) {
+    let admin = server.connect("postgres").await.expect("admin connection");
+    provisioner::tenant::ensure_role(
+        &admin,
+        tenant,
+        &SecretString::from(password.to_owned()),
+        LIMITS,
+    )
+    .await
+    .expect("role");
+    assert!(
+        provisioner::tenant::ensure_database(&admin, tenant)
+            .await
+            .expect("database")
+    );
+    let version = provisioner::tenant::configure_database(
+        server,
+        tenant,
+        Some(("boss@acme.example", "$argon2id$fake")),
+    )
+    .await
+    .expect("configure");
+    assert_eq!(version, Some(tenant_schema::latest_version()));
+}
+
+async fn connect_as(
+    server: &ServerAddress,
+    tenant: TenantId,
+    password: &str,
+    database: &str,
+) -> Result<tokio_postgres::Client, provisioner::ProvisionError> {
+    provisioner::server::connect(
+        &server.host,
+        server.port,
+        RoleName::for_tenant(tenant).as_str(),
+        &SecretString::from(password.to_owned()),
+        database,
+    )
+    .await
+}
+
+fn sql_state(error: &tokio_postgres::Error) -> String {
+    error
+        .code()
+        .map(|code| code.code().to_owned())
+        .unwrap_or_else(|| format!("{error}"))
+}
+
+#[tokio::test]
+async fn a_tenant_role_reaches_only_its_own_database_and_cannot_do_ddl() {
+    let server = Server::start();
+    let address = server.address();
+    let prepared = provisioner::template::prepare_server(&address)
+        .await
+        .expect("prepare");
+    assert_eq!(prepared.schema_version, tenant_schema::latest_version());
+    let (acme, globex) = (TenantId::new(), TenantId::new());
+    provision(&address, acme, "acme-password-1").await;
+    provision(&address, globex, "globex-password-2").await;
+
+    let acme_db = DatabaseName::for_tenant(acme);
+    let client = connect_as(&address, acme, "acme-password-1", acme_db.as_str())
+        .await
+        .expect("own database");
+    // The first admin is there, with every permission.
+    let permissions: i64 = client
+        .query_one(
+            "SELECT count(*) FROM users u JOIN user_roles ur ON ur.user_id = u.id \
+             JOIN role_permissions rp ON rp.role_id = ur.role_id WHERE u.email = 'boss@acme.example'",
+            &[],
+        )
+        .await
+        .expect("query as the tenant")
+        .get(0);
+    let all: i64 = client
+        .query_one("SELECT count(*) FROM permissions", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(permissions, all);
+    // DML works; the plan's statement timeout is in force.
+    client
+        .execute(
+            "INSERT INTO customers (code, name) VALUES ('C1', 'First')",
+            &[],
+        )
+        .await
+        .expect("insert as the tenant");
+    let timeout: String = client
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(timeout, "1500ms");
+
+    // No DDL, no roles, no programs, no audit rewriting.
+    for (statement, expected) in [
+        ("CREATE TABLE app.evil (id int)", "42501"),
+        ("CREATE TABLE public.evil (id int)", "42501"),
+        ("CREATE ROLE evil", "42501"),
+        ("COPY (SELECT 1) TO PROGRAM 'id'", "42501"),
+        ("DROP TABLE customers", "42501"),
+        ("ALTER TABLE customers ADD COLUMN x int", "42501"),
+        ("UPDATE audit_log SET actor = 'nobody'", "42501"),
+        ("DELETE FROM refinery_schema_history", "42501"),
+        ("CREATE DATABASE evil", "42501"),
+    ] {
+        let error = client.batch_execute(statement).await.expect_err(statement);
+        assert_eq!(sql_state(&error), expected, "{statement}: {error:?}");
+    }
+    let limit: i32 = client
+        .query_one(
+            "SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .expect("limit")
+        .get(0);
+    assert_eq!(limit, 4);
+
+    // Another tenant's database, the maintenance databases and the template are closed.
+    for database in [
+        DatabaseName::for_tenant(globex).as_str(),
+        "postgres",
+        "template1",
+        "tenancy_template",
+    ] {
+        let error = connect_as(&address, acme, "acme-password-1", database)
+            .await
+            .expect_err(database);
+        let message = format!("{error}");
+        assert!(
+            message.contains("permission denied") || message.contains("not currently accepting"),
+            "{database}: {message}"
+        );
+    }
+    // A wrong password is refused.
+    assert!(
+        connect_as(&address, acme, "not-the-password", acme_db.as_str())
+            .await
+            .is_err()
+    );
+    // Another tenant's role cannot get into this database either.
+    assert!(
+        connect_as(&address, globex, "globex-password-2", acme_db.as_str())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn provisioning_steps_can_be_rerun_and_drop_leaves_nothing() {
+    let server = Server::start();
+    let address = server.address();
+    provisioner::template::prepare_server(&address)
+        .await
+        .expect("prepare");
+    provisioner::template::prepare_server(&address)
+        .await
+        .expect("prepare again is a no-op");
+    let tenant = TenantId::new();
+    provision(&address, tenant, "first-password").await;
+
+    // Every step again (as after a crash): nothing fails, nothing is duplicated.
+    let admin = address.connect("postgres").await.expect("admin");
+    provisioner::tenant::ensure_role(
+        &admin,
+        tenant,
+        &SecretString::from("second-password".to_owned()),
+        LIMITS,
+    )
+    .await
+    .expect("role again");
+    assert!(
+        !provisioner::tenant::ensure_database(&admin, tenant)
+            .await
+            .expect("database again")
+    );
+    provisioner::tenant::configure_database(
+        &address,
+        tenant,
+        Some(("boss@acme.example", "$argon2id$fake")),
+    )
+    .await
+    .expect("configure again");
+    let client = connect_as(
+        &address,
+        tenant,
+        "second-password",
+        DatabaseName::for_tenant(tenant).as_str(),
+    )
+    .await
+    .expect("the new password works");
+    let users: i64 = client
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(users, 1);
+    drop(client);
+
+    let objects = provisioner::tenant::list_objects(&admin)
+        .await
+        .expect("list");
+    assert_eq!(objects.databases, vec![DatabaseName::for_tenant(tenant)]);
+    assert_eq!(objects.roles, vec![RoleName::for_tenant(tenant)]);
+    provisioner::tenant::drop_tenant(&admin, tenant)
+        .await
+        .expect("drop");
+    provisioner::tenant::drop_tenant(&admin, tenant)
+        .await
+        .expect("drop again");
+    assert_eq!(
+        provisioner::tenant::list_objects(&admin)
+            .await
+            .expect("list"),
+        Default::default()
+    );
+}

@@ -4,6 +4,8 @@
 pub mod admins;
 pub mod audit;
 pub mod plans;
+pub mod servers;
+pub mod tenants;
 
 use std::time::Duration;
 

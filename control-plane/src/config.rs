@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
+use tenancy_core::sealing::Sealer;
 use tenancy_core::secret::{load_secret, parse_secret};
 use tenancy_core::token::TokenKey;
 
@@ -45,6 +46,28 @@ pub struct Config {
     )]
     pub jwt_issuer: String,
 
+    /// The catalog key (32 bytes, base64) that seals tenant and server passwords in the
+    /// catalog. Losing it makes those passwords unreadable.
+    #[arg(long, env = "TENANCY_CATALOG_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub catalog_key: Option<SecretString>,
+
+    /// File holding the catalog key, instead of `--catalog-key`.
+    #[arg(long, env = "TENANCY_CATALOG_KEY_FILE")]
+    pub catalog_key_file: Option<PathBuf>,
+
+    /// How long a deleted tenant's database is kept before it is dropped (`0s`: at once).
+    #[arg(long, env = "TENANCY_DELETE_GRACE", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub delete_grace: Duration,
+
+    /// How often the background jobs run (resume interrupted provisioning, drop deleted
+    /// tenants after their grace period, suspend expired trials, sweep orphans).
+    #[arg(long, env = "TENANCY_JOBS_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub jobs_interval: Duration,
+
+    /// Test-only fault injection: abort the process right after this provisioning step.
+    #[arg(long, env = "TENANCY_FAULT_AFTER_STEP", hide = true)]
+    pub fault_after_step: Option<String>,
+
     /// Lifetime of a super-admin access token (e.g. `15m`, `1h`).
     #[arg(long, env = "TENANCY_ADMIN_TOKEN_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub admin_token_ttl: Duration,
@@ -63,6 +86,15 @@ pub enum ConfigError {
     Secret(#[from] tenancy_core::secret::SecretError),
     #[error("the JWT signing key: {0}")]
     Key(#[from] tenancy_core::token::KeyError),
+    #[error(
+        "no catalog key: set TENANCY_CATALOG_KEY or TENANCY_CATALOG_KEY_FILE \
+         (generate one with `openssl rand -base64 32`)"
+    )]
+    NoCatalogKey,
+    #[error("the catalog key: {0}")]
+    CatalogKey(#[from] tenancy_core::sealing::SealError),
+    #[error("TENANCY_JOBS_INTERVAL must be between 100ms and 1 hour")]
+    JobsInterval,
     #[error("TENANCY_ADMIN_TOKEN_TTL must be between 1 minute and 24 hours")]
     TokenTtl,
     #[error("TENANCY_JWT_ISSUER must not be empty")]
@@ -87,11 +119,24 @@ impl Config {
         Ok(TokenKey::from_pem(&pem)?)
     }
 
+    pub fn load_catalog_key(&self) -> Result<Sealer, ConfigError> {
+        let key = load_secret(
+            "the catalog key",
+            self.catalog_key.clone(),
+            self.catalog_key_file.as_deref(),
+        )?
+        .ok_or(ConfigError::NoCatalogKey)?;
+        Ok(Sealer::from_base64(&key)?)
+    }
+
     /// Checks that need several fields or more than a parse.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(Duration::from_secs(60)..=Duration::from_secs(86_400)).contains(&self.admin_token_ttl)
         {
             return Err(ConfigError::TokenTtl);
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&self.jobs_interval) {
+            return Err(ConfigError::JobsInterval);
         }
         if self.jwt_issuer.trim().is_empty() {
             return Err(ConfigError::Issuer);

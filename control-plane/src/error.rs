@@ -44,6 +44,10 @@ pub enum ApiError {
     /// 409
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// 503: a dependency other than the catalog cannot do what was asked (a database server,
+    /// or capacity); the request may succeed later.
+    #[error("{detail}")]
+    ServiceUnavailable { code: &'static str, detail: String },
     /// 503: a dependency (the catalog) is unavailable.
     #[error("the service is unavailable")]
     Unavailable,
@@ -116,6 +120,7 @@ impl ApiError {
             Self::Locked { .. } => (StatusCode::TOO_MANY_REQUESTS, "account_locked"),
             Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            Self::ServiceUnavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -123,7 +123,7 @@ impl FromRequestParts<AppState> for CurrentAdmin {
                     detail: error.to_string(),
                 })?;
         let id = claims.sub;
-        let email = catalog::admins::active_email(&state.db, id)
+        let email = catalog::admins::active_email(&state.platform.db, id)
             .await?
             .ok_or_else(|| ApiError::Unauthorized {
                 code: "invalid_token",

@@ -8,8 +8,11 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod jobs;
 pub mod metrics;
+pub mod servers;
 pub mod state;
+pub mod tenants;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,12 +21,13 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 pub use config::Config;
-pub use state::AppState;
+pub use state::{AppState, Platform, Settings};
 
-/// Connects to the catalog, applies its migrations and loads the signing key.
+/// Connects to the catalog, applies its migrations and loads the keys.
 pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     config.validate()?;
     let key = config.load_signing_key()?;
+    let sealer = config.load_catalog_key()?;
     let db = catalog::connect(config.database_options()?, config.database_max_connections)
         .await
         .context("connect to the catalog database")?;
@@ -31,7 +35,14 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         .await
         .context("apply the catalog migrations")?;
     Ok(AppState {
-        db,
+        platform: Platform {
+            db,
+            sealer,
+            settings: Arc::new(Settings {
+                delete_grace: config.delete_grace,
+                fault_after_step: config.fault_after_step.clone(),
+            }),
+        },
         auth: Arc::new(auth::AdminAuth::new(
             key,
             config.jwt_issuer.clone(),
@@ -59,7 +70,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen on {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, "control plane listening");
+    let jobs = jobs::spawn(state.platform.clone(), config.jobs_interval);
     serve(listener, state, tenancy_core::shutdown::signal()).await?;
+    jobs.abort();
     tracing::info!("control plane stopped");
     Ok(())
 }

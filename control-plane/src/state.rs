@@ -1,15 +1,35 @@
-//! The state every handler receives explicitly.
+//! The state every handler receives explicitly, and the platform context that the HTTP
+//! handlers and `tenantctl` share.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::PgPool;
+use tenancy_core::sealing::Sealer;
 
 use crate::auth::AdminAuth;
 use crate::metrics::Metrics;
 
+/// What the tenant and server operations need: the catalog, the key that seals passwords in
+/// it, and the operating settings. Cheap to clone.
+#[derive(Clone)]
+pub struct Platform {
+    pub db: PgPool,
+    pub sealer: Sealer,
+    pub settings: Arc<Settings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a deleted tenant's database is kept before it is dropped.
+    pub delete_grace: Duration,
+    /// Test-only: abort the process right after this provisioning step.
+    pub fault_after_step: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct AppState {
-    pub db: PgPool,
+    pub platform: Platform,
     pub auth: Arc<AdminAuth>,
     pub metrics: Arc<Metrics>,
 }

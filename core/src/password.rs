@@ -18,14 +18,20 @@ pub enum PasswordError {
     Hash(String),
 }
 
-/// Checks the password policy, then hashes with argon2id and a random salt.
-pub fn hash_password(password: &str) -> Result<String, PasswordError> {
+/// Checks the password policy (length only: long passphrases beat composition rules).
+pub fn check_password_policy(password: &str) -> Result<(), PasswordError> {
     if password.chars().count() < MIN_PASSWORD_LENGTH {
         return Err(PasswordError::TooShort);
     }
     if password.len() > 1024 {
         return Err(PasswordError::TooLong);
     }
+    Ok(())
+}
+
+/// Checks the password policy, then hashes with argon2id and a random salt.
+pub fn hash_password(password: &str) -> Result<String, PasswordError> {
+    check_password_policy(password)?;
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)

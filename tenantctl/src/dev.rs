@@ -59,6 +59,7 @@ struct DevState {
     s3_secret_key: Option<String>,
     postgres_port: Option<u16>,
     s3_port: Option<u16>,
+    demo_password: Option<String>,
 }
 
 impl DevState {
@@ -162,6 +163,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
     };
 
+    let catalog_key_path = data_dir.join("catalog-key");
+    let catalog_key = match std::fs::read_to_string(&catalog_key_path) {
+        Ok(key) => SecretString::from(key),
+        Err(_) => {
+            let key = tenancy_core::sealing::Sealer::generate_key();
+            write_private(&catalog_key_path, key.expose_secret())?;
+            key
+        }
+    };
+
     let config = control_plane::Config {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, args.control_plane_port)),
         database_url: catalog_url.clone(),
@@ -169,6 +180,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         jwt_signing_key: Some(signing_pem),
         jwt_signing_key_file: None,
         jwt_issuer: "tenancy-control-plane".to_owned(),
+        catalog_key: Some(catalog_key),
+        catalog_key_file: None,
+        delete_grace: Duration::ZERO,
+        jobs_interval: Duration::from_secs(10),
+        fault_after_step: None,
         admin_token_ttl: Duration::from_secs(3600),
     };
     let app = control_plane::build_state(&config).await?;
@@ -178,18 +194,28 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .get_or_insert_with(|| DEV_ADMIN_EMAIL.to_owned())
         .parse()
         .map_err(|error: tenancy_core::IdError| anyhow::anyhow!(error.0))?;
-    let admin_id = match catalog::admins::find_by_email(&app.db, &admin_email).await? {
+    let admin_id = match catalog::admins::find_by_email(&app.platform.db, &admin_email).await? {
         Some(admin) => admin.id(),
         None => {
             let password = state
                 .admin_password
                 .get_or_insert_with(|| random_secret(20))
                 .clone();
-            crate::admin::create_admin(&app.db, &admin_email, &password, &crate::admin::operator())
-                .await?
+            crate::admin::create_admin(
+                &app.platform.db,
+                &admin_email,
+                &password,
+                &crate::admin::operator(),
+            )
+            .await?
         }
     };
+    if let Some(postgres) = &postgres {
+        ensure_embedded_server(&app.platform, postgres).await?;
+    }
+    let demo = ensure_demo_tenant(&app.platform, &mut state).await?;
     state.save(&data_dir)?;
+    let jobs = control_plane::jobs::spawn(app.platform.clone(), config.jobs_interval);
 
     let control_listener = bind_preferred(args.control_plane_port).await?;
     let router_listener = bind_preferred(args.router_port).await?;
@@ -219,10 +245,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         admin_email: admin_email.as_str(),
         admin_password: state.admin_password.as_deref(),
         token: &token,
+        demo: demo.as_ref(),
     });
 
     tenancy_core::shutdown::signal().await;
     say("stopping...");
+    jobs.abort();
     let _ = stop.send(true);
     for (name, server) in [("control plane", control), ("tenant router", router)] {
         match server.await {
@@ -298,6 +326,97 @@ struct Banner<'a> {
     admin_email: &'a str,
     admin_password: Option<&'a str>,
     token: &'a str,
+    demo: Option<&'a DemoTenant>,
+}
+
+/// The demo tenant and its first admin's credentials.
+struct DemoTenant {
+    slug: String,
+    database: String,
+    admin_email: String,
+    admin_password: Option<String>,
+}
+
+/// Registers the embedded server as a database server for tenants, once.
+async fn ensure_embedded_server(
+    platform: &control_plane::Platform,
+    postgres: &EmbeddedPostgres,
+) -> anyhow::Result<()> {
+    if catalog::servers::list(&platform.db)
+        .await?
+        .iter()
+        .any(|server| server.name == "embedded")
+    {
+        return Ok(());
+    }
+    control_plane::servers::register(
+        platform,
+        &crate::admin::operator(),
+        control_plane::servers::NewServerRequest {
+            name: "embedded".to_owned(),
+            host: postgres.host().to_owned(),
+            port: i64::from(postgres.port()),
+            admin_user: tenancy_infra::postgres::SUPERUSER.to_owned(),
+            admin_password: SecretString::from(postgres.superuser_password().to_owned()),
+            max_tenants: 1000,
+            connection_budget: 150,
+        },
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!("register the embedded server: {error}"))?;
+    Ok(())
+}
+
+/// Creates the `demo` tenant on the first run.
+async fn ensure_demo_tenant(
+    platform: &control_plane::Platform,
+    state: &mut DevState,
+) -> anyhow::Result<Option<DemoTenant>> {
+    const SLUG: &str = "demo";
+    const EMAIL: &str = "owner@demo.example";
+    if let Ok(tenant) = control_plane::tenants::get(platform, SLUG).await {
+        return Ok(Some(DemoTenant {
+            slug: tenant.slug,
+            database: tenant.database_name.unwrap_or_default(),
+            admin_email: EMAIL.to_owned(),
+            admin_password: state.demo_password.clone(),
+        }));
+    }
+    let password = state
+        .demo_password
+        .get_or_insert_with(|| random_secret(20))
+        .clone();
+    let created = control_plane::tenants::create(
+        platform,
+        &crate::admin::operator(),
+        control_plane::tenants::NewTenant {
+            slug: SLUG
+                .parse()
+                .map_err(|error: tenancy_core::IdError| anyhow::anyhow!(error.0))?,
+            name: "Demo Company".to_owned(),
+            plan: "trial"
+                .parse()
+                .map_err(|error: tenancy_core::IdError| anyhow::anyhow!(error.0))?,
+            admin_email: EMAIL
+                .parse()
+                .map_err(|error: tenancy_core::IdError| anyhow::anyhow!(error.0))?,
+            admin_password: password.clone(),
+        },
+        None,
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!("create the demo tenant: {error}"))?;
+    let tenant = match created {
+        control_plane::tenants::Created::New(tenant)
+        | control_plane::tenants::Created::Replayed(tenant)
+        | control_plane::tenants::Created::Pending(tenant) => tenant,
+    };
+    Ok(Some(DemoTenant {
+        slug: tenant.slug,
+        database: tenant.database_name.unwrap_or_default(),
+        admin_email: EMAIL.to_owned(),
+        admin_password: Some(password),
+    }))
 }
 
 fn print_banner(banner: &Banner<'_>) {
@@ -365,10 +484,23 @@ fn print_banner(banner: &Banner<'_>) {
         text,
         "  curl -s {cp}/v1/audit-log -H \"authorization: Bearer $TOKEN\""
     );
-    let _ = writeln!(
-        text,
-        "\nNo demo tenant yet: tenant provisioning arrives with its own issue."
-    );
+    if let Some(demo) = banner.demo {
+        let _ = writeln!(
+            text,
+            "\ndemo tenant:    {} (database {}), first admin {} / {}",
+            demo.slug,
+            demo.database,
+            demo.admin_email,
+            demo.admin_password
+                .as_deref()
+                .unwrap_or("(set before; not known to dev)")
+        );
+        let _ = writeln!(
+            text,
+            "  curl -s {cp}/v1/tenants/{} -H \"authorization: Bearer $TOKEN\"",
+            demo.slug
+        );
+    }
     let _ = writeln!(
         text,
         "Ctrl-C stops everything; the next run reuses the data."

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
+use tenancy_core::sealing::Sealer;
 use tenancy_core::token::TokenKey;
 use tenancy_infra::{EmbeddedPostgres, PostgresOptions};
 
@@ -192,41 +193,124 @@ pub struct ControlPlane {
     /// The key the control plane signs with, so tests can forge tokens it must accept or
     /// refuse.
     pub signing_key: TokenKey,
+    signing_pem: String,
+    /// The catalog key, so tests can open what the control plane sealed.
+    pub sealer: Sealer,
+    catalog_key: String,
     pub database_url: String,
+    port: u16,
     pub process: Process,
     pub postgres: TestPostgres,
 }
 
 impl ControlPlane {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts with extra environment variables (say, `TENANCY_DELETE_GRACE`).
+    pub async fn start_with(env: &[(&str, &str)]) -> Self {
         let postgres = TestPostgres::start();
         let database_url = postgres.create_database("catalog").await;
         let (signing_key, pem) = TokenKey::generate().expect("generate a signing key");
+        let signing_pem = secrecy::ExposeSecret::expose_secret(&pem).to_owned();
+        let catalog_key = Sealer::generate_key();
+        let sealer = Sealer::from_base64(&catalog_key).expect("catalog key");
+        let catalog_key = secrecy::ExposeSecret::expose_secret(&catalog_key).to_owned();
         let port = free_port();
-        let child = Command::new(binary("control-plane"))
-            .env("TENANCY_DATABASE_URL", &database_url)
-            .env(
-                "TENANCY_JWT_SIGNING_KEY",
-                secrecy::ExposeSecret::expose_secret(&pem),
-            )
-            .env("TENANCY_CONTROL_PLANE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start the control plane");
-        let process = Process { child };
-        let base_url = format!("http://127.0.0.1:{port}");
-        wait_until_healthy(&format!("{base_url}/healthz"), Duration::from_secs(30)).await;
-        let output = tenantctl_admin_create(&database_url, ADMIN_EMAIL, ADMIN_PASSWORD);
-        assert!(output.status.success(), "admin create failed: {output:?}");
-        Self {
-            base_url,
+        let mut app = Self {
+            base_url: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::new(),
             signing_key,
+            signing_pem,
+            sealer,
+            catalog_key,
             database_url,
-            process,
+            port,
+            process: Process {
+                child: Command::new("true").spawn().expect("a placeholder process"),
+            },
             postgres,
+        };
+        app.restart(env).await;
+        let output = tenantctl_admin_create(&app.database_url, ADMIN_EMAIL, ADMIN_PASSWORD);
+        assert!(output.status.success(), "admin create failed: {output:?}");
+        app
+    }
+
+    /// Stops the control plane (SIGKILL if it still runs) and starts it again on the same
+    /// port, catalog and keys, with `env` added.
+    pub async fn restart(&mut self, env: &[(&str, &str)]) {
+        let _ = self.process.child.kill();
+        let _ = self.process.child.wait();
+        let mut command = Command::new(binary("control-plane"));
+        command
+            .env("TENANCY_DATABASE_URL", &self.database_url)
+            .env("TENANCY_JWT_SIGNING_KEY", &self.signing_pem)
+            .env("TENANCY_CATALOG_KEY", &self.catalog_key)
+            .env(
+                "TENANCY_CONTROL_PLANE_LISTEN",
+                format!("127.0.0.1:{}", self.port),
+            )
+            .env("TENANCY_JOBS_INTERVAL", "300ms")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        for (name, value) in env {
+            command.env(name, value);
         }
+        self.process = Process {
+            child: command.spawn().expect("start the control plane"),
+        };
+        wait_until_healthy(
+            &format!("{}/healthz", self.base_url),
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+
+    /// Registers a database server through the API.
+    pub async fn add_server(
+        &self,
+        token: &str,
+        name: &str,
+        server: &EmbeddedPostgres,
+        max_tenants: i64,
+    ) -> Value {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/servers",
+                Some(token),
+                Some(json!({
+                    "name": name,
+                    "host": server.host(),
+                    "port": server.port(),
+                    "admin_user": tenancy_infra::postgres::SUPERUSER,
+                    "admin_password": server.superuser_password(),
+                    "max_tenants": max_tenants,
+                    "connection_budget": 100,
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    /// Creates a tenant through the API and returns status and body.
+    pub async fn create_tenant(&self, token: &str, slug: &str) -> (u16, Value) {
+        self.call(
+            reqwest::Method::POST,
+            "/v1/tenants",
+            Some(token),
+            Some(json!({
+                "slug": slug,
+                "name": format!("{slug} Inc."),
+                "plan": "standard",
+                "admin_email": format!("owner@{slug}.example"),
+                "admin_password": "a long enough password",
+            })),
+        )
+        .await
     }
 
     pub fn url(&self, path: &str) -> String {

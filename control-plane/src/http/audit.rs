@@ -47,7 +47,7 @@ async fn list(
             })
         })
         .transpose()?;
-    let items = catalog::audit::list(&state.db, limit, before).await?;
+    let items = catalog::audit::list(&state.platform.db, limit, before).await?;
     let next_cursor = (items.len() == usize::try_from(limit).unwrap_or(usize::MAX))
         .then(|| items.last().map(|entry| entry.id.to_string()))
         .flatten();

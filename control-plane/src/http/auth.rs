@@ -46,7 +46,7 @@ async fn login(
         ApiError::validation(vec![FieldError::new("email", error.0)])
     })?;
     let password = body.password;
-    let Some(admin) = catalog::admins::find_by_email(&state.db, &email).await? else {
+    let Some(admin) = catalog::admins::find_by_email(&state.platform.db, &email).await? else {
         // Spend the same time as a real check so that timing does not reveal accounts.
         let _ = tokio::task::spawn_blocking(move || verify_against_dummy(&password)).await;
         return Err(invalid_credentials());
@@ -63,11 +63,11 @@ async fn login(
             ApiError::Internal(anyhow::Error::new(error).context("verify a password"))
         })?;
     if !matches || admin.disabled_at.is_some() {
-        catalog::admins::record_failed_login(&state.db, admin.id()).await?;
+        catalog::admins::record_failed_login(&state.platform.db, admin.id()).await?;
         tracing::info!(admin_id = %admin.id, "super-admin login refused");
         return Err(invalid_credentials());
     }
-    catalog::admins::record_login(&state.db, admin.id()).await?;
+    catalog::admins::record_login(&state.platform.db, admin.id()).await?;
     let access_token = state.auth.mint(admin.id()).map_err(|error| {
         ApiError::Internal(anyhow::Error::new(error).context("sign an access token"))
     })?;

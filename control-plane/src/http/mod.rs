@@ -5,6 +5,8 @@ mod audit;
 mod auth;
 mod ops;
 mod plans;
+mod servers;
+mod tenants;
 
 use std::time::Duration;
 
@@ -28,6 +30,8 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(plans::router())
         .merge(audit::router())
+        .merge(servers::router())
+        .merge(tenants::router())
         .merge(ops::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -30,7 +30,7 @@ async fn healthz() -> Json<serde_json::Value> {
 
 /// Ready when the catalog answers within two seconds.
 async fn readyz(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
-    let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db);
+    let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.platform.db);
     match tokio::time::timeout(Duration::from_secs(2), ping).await {
         Ok(Ok(_)) => Ok(Json(json!({ "status": "ready" }))),
         Ok(Err(error)) => {

@@ -27,7 +27,7 @@ struct PlanList {
 
 async fn list(State(state): State<AppState>, _admin: CurrentAdmin) -> ApiResult<Json<PlanList>> {
     Ok(Json(PlanList {
-        items: catalog::plans::list(&state.db).await?,
+        items: catalog::plans::list(&state.platform.db).await?,
     }))
 }
 
@@ -63,7 +63,7 @@ async fn create(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let mut transaction = state.db.begin().await?;
+    let mut transaction = state.platform.db.begin().await?;
     let plan = catalog::plans::create(&mut *transaction, &name, display_name.trim(), &body.limits)
         .await
         .on_constraint("plans_pkey", || {
@@ -152,7 +152,7 @@ async fn update(
     let name: PlanName = raw_name.parse().map_err(|_| {
         ApiError::not_found("plan_not_found", format!("no plan named `{raw_name}`"))
     })?;
-    let mut transaction = state.db.begin().await?;
+    let mut transaction = state.platform.db.begin().await?;
     let before = catalog::plans::get_for_update(&mut *transaction, &name)
         .await?
         .ok_or_else(|| ApiError::not_found("plan_not_found", format!("no plan named `{name}`")))?;

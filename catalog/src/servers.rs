@@ -1,0 +1,143 @@
+//! Database servers that tenant databases are placed on.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+/// A server as the API shows it: never its admin password.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Server {
+    pub id: Uuid,
+    pub name: String,
+    pub host: String,
+    pub port: i32,
+    pub admin_user: String,
+    pub max_tenants: i32,
+    pub connection_budget: i32,
+    pub status: String,
+    pub schema_version: Option<i64>,
+    /// Live (not deleted) tenants placed on it.
+    pub tenants: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What the provisioner needs to act on a server.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ServerSecret {
+    pub id: Uuid,
+    pub host: String,
+    pub port: i32,
+    pub admin_user: String,
+    /// Sealed; context [`password_context`].
+    pub admin_password: Vec<u8>,
+}
+
+/// The sealing context of a server's admin password.
+pub fn password_context(id: Uuid) -> String {
+    format!("server:{id}:admin_password")
+}
+
+pub struct NewServer<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+    pub host: &'a str,
+    pub port: i32,
+    pub admin_user: &'a str,
+    pub sealed_password: &'a [u8],
+    pub max_tenants: i32,
+    pub connection_budget: i32,
+    pub schema_version: i64,
+}
+
+const SELECT: &str = "SELECT s.id, s.name, s.host, s.port, s.admin_user, s.max_tenants, \
+    s.connection_budget, s.status, s.schema_version, s.created_at, \
+    (SELECT count(*) FROM tenants t WHERE t.server_id = s.id AND t.status <> 'deleted') AS tenants \
+    FROM database_servers s";
+
+/// Inserts a server. A taken name fails on `database_servers_name_key`.
+pub async fn create(
+    executor: impl PgExecutor<'_>,
+    server: &NewServer<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO database_servers (id, name, host, port, admin_user, admin_password, \
+         max_tenants, connection_budget, schema_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(server.id)
+    .bind(server.name)
+    .bind(server.host)
+    .bind(server.port)
+    .bind(server.admin_user)
+    .bind(server.sealed_password)
+    .bind(server.max_tenants)
+    .bind(server.connection_budget)
+    .bind(server.schema_version)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+pub async fn list(pool: &PgPool) -> Result<Vec<Server>, sqlx::Error> {
+    sqlx::query_as(&format!("{SELECT} ORDER BY s.name"))
+        .fetch_all(pool)
+        .await
+}
+
+pub async fn get(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Server>, sqlx::Error> {
+    sqlx::query_as(&format!("{SELECT} WHERE s.id = $1"))
+        .bind(id)
+        .fetch_optional(executor)
+        .await
+}
+
+pub async fn secret(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<ServerSecret>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, host, port, admin_user, admin_password FROM database_servers WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(executor)
+    .await
+}
+
+pub async fn all_secrets(pool: &PgPool) -> Result<Vec<ServerSecret>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, host, port, admin_user, admin_password FROM database_servers ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Locks every active server and returns the one with the most free tenant slots (ties:
+/// fewer tenants, then name), if any has room. Run inside the transaction that places the
+/// tenant, so concurrent placements see each other's counts.
+pub async fn lock_and_choose(
+    connection: &mut sqlx::PgConnection,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query("SELECT id FROM database_servers WHERE status = 'active' ORDER BY id FOR UPDATE")
+        .execute(&mut *connection)
+        .await?;
+    sqlx::query_scalar(
+        "SELECT s.id FROM database_servers s \
+         LEFT JOIN tenants t ON t.server_id = s.id AND t.status <> 'deleted' \
+         WHERE s.status = 'active' \
+         GROUP BY s.id, s.max_tenants, s.name \
+         HAVING count(t.id) < s.max_tenants \
+         ORDER BY s.max_tenants - count(t.id) DESC, count(t.id) ASC, s.name \
+         LIMIT 1",
+    )
+    .fetch_optional(&mut *connection)
+    .await
+}
+
+pub async fn set_schema_version(pool: &PgPool, id: Uuid, version: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE database_servers SET schema_version = $2 WHERE id = $1")
+        .bind(id)
+        .bind(version)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

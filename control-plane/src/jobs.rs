@@ -1,0 +1,121 @@
+//! Background jobs of the control plane, run on an interval (and once at start-up, so a
+//! restart after a crash finishes what the crash interrupted):
+//! - finish provisionings that no worker holds (their worker died);
+//! - drop tenants whose deletion grace period is over;
+//! - suspend tenants whose trial has ended;
+//! - drop databases and roles on the servers that the catalog does not know (left by a
+//!   crash between creating an object and recording it, or by a drop cut short).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use catalog::tenants::Status;
+use tenancy_core::TenantId;
+use tokio::task::JoinHandle;
+
+use crate::state::Platform;
+use crate::tenants::provisioning::{self, Outcome, system_actor};
+
+/// Runs the jobs every `interval` until the task is aborted.
+pub fn spawn(platform: Platform, interval: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            run_once(&platform).await;
+        }
+    })
+}
+
+/// One round of every job; errors are logged and retried next round.
+pub async fn run_once(platform: &Platform) {
+    if let Err(error) = resume_provisioning(platform).await {
+        tracing::warn!(error = %error, "job: resume provisioning");
+    }
+    if let Err(error) = drop_due(platform).await {
+        tracing::warn!(error = %error, "job: drop deleted tenants");
+    }
+    if let Err(error) = suspend_expired_trials(platform).await {
+        tracing::warn!(error = %error, "job: suspend expired trials");
+    }
+    if let Err(error) = sweep_orphans(platform).await {
+        tracing::warn!(error = %error, "job: sweep orphans");
+    }
+}
+
+async fn resume_provisioning(platform: &Platform) -> Result<(), crate::error::ApiError> {
+    for id in catalog::tenants::ids_with_status(&platform.db, Status::Provisioning).await? {
+        match provisioning::provision(platform, id).await? {
+            Outcome::Active => {
+                tracing::info!(tenant_id = %id, "job: finished an interrupted provisioning")
+            }
+            Outcome::Failed(reason) => {
+                tracing::warn!(tenant_id = %id, %reason, "job: provisioning failed")
+            }
+            Outcome::Busy | Outcome::NotPending => {}
+        }
+    }
+    Ok(())
+}
+
+async fn drop_due(platform: &Platform) -> Result<(), crate::error::ApiError> {
+    for id in catalog::tenants::due_for_drop(&platform.db).await? {
+        provisioning::drop_tenant(platform, id).await?;
+    }
+    Ok(())
+}
+
+async fn suspend_expired_trials(platform: &Platform) -> Result<(), crate::error::ApiError> {
+    for id in catalog::tenants::expired_trials(&platform.db).await? {
+        let Some(tenant) = catalog::tenants::get(&platform.db, id).await? else {
+            continue;
+        };
+        crate::tenants::transition(platform, &system_actor(), &tenant.slug, Status::Suspended)
+            .await?;
+        tracing::info!(tenant_id = %id, "job: trial ended; tenant suspended");
+    }
+    Ok(())
+}
+
+async fn sweep_orphans(platform: &Platform) -> Result<(), crate::error::ApiError> {
+    for secret in catalog::servers::all_secrets(&platform.db).await? {
+        let server_id = secret.id;
+        let address = crate::servers::to_address(platform, secret)?;
+        let admin = match address.connect("postgres").await {
+            Ok(admin) => admin,
+            Err(error) => {
+                tracing::warn!(%server_id, %error, "job: server unreachable; sweep skipped");
+                continue;
+            }
+        };
+        // List the server first, then the catalog: an object created after its tenant was
+        // recorded is then always known.
+        let objects = provisioner::tenant::list_objects(&admin)
+            .await
+            .map_err(crate::tenants::unavailable_server)?;
+        let known: HashSet<uuid::Uuid> = catalog::tenants::known_on_server(&platform.db, server_id)
+            .await?
+            .into_iter()
+            .collect();
+        let orphans: HashSet<TenantId> = objects
+            .databases
+            .iter()
+            .filter_map(provisioner::DatabaseName::tenant)
+            .chain(
+                objects
+                    .roles
+                    .iter()
+                    .filter_map(provisioner::RoleName::tenant),
+            )
+            .filter(|tenant| !known.contains(&tenant.0))
+            .collect();
+        for tenant in orphans {
+            tracing::warn!(%server_id, tenant_id = %tenant, "job: dropping objects the catalog does not know");
+            provisioner::tenant::drop_tenant(&admin, tenant)
+                .await
+                .map_err(crate::tenants::unavailable_server)?;
+        }
+    }
+    Ok(())
+}

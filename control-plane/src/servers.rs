@@ -1,0 +1,176 @@
+//! Database servers: registering one (after checking it can be reached and preparing it for
+//! tenants), listing them, and opening their admin credentials for the provisioner.
+
+use catalog::audit::{Actor, Change};
+use catalog::plans::FieldError;
+use catalog::servers::{NewServer, Server};
+use provisioner::ServerAddress;
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult, ResultExt};
+use crate::state::Platform;
+
+/// A server to register, as given by an operator.
+#[derive(Debug, Clone)]
+pub struct NewServerRequest {
+    pub name: String,
+    pub host: String,
+    pub port: i64,
+    pub admin_user: String,
+    pub admin_password: SecretString,
+    pub max_tenants: i64,
+    pub connection_budget: i64,
+}
+
+fn check(request: &NewServerRequest) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let name = request.name.as_bytes();
+    let name_ok = (1..=63).contains(&name.len())
+        && name[0].is_ascii_lowercase()
+        && name
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+    if !name_ok {
+        errors.push(FieldError::new(
+            "name",
+            "1 to 63 characters of a-z, 0-9 and '-', starting with a letter",
+        ));
+    }
+    let host_ok = (1..=253).contains(&request.host.len())
+        && request
+            .host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:_[]".contains(c));
+    if !host_ok {
+        errors.push(FieldError::new("host", "a host name or IP address"));
+    }
+    if !(1..=65535).contains(&request.port) {
+        errors.push(FieldError::new("port", "must be between 1 and 65535"));
+    }
+    if request.admin_user.is_empty() || request.admin_user.len() > 63 {
+        errors.push(FieldError::new("admin_user", "1 to 63 characters"));
+    }
+    if !(1..=100_000).contains(&request.max_tenants) {
+        errors.push(FieldError::new(
+            "max_tenants",
+            "must be between 1 and 100000",
+        ));
+    }
+    if !(1..=100_000).contains(&request.connection_budget) {
+        errors.push(FieldError::new(
+            "connection_budget",
+            "must be between 1 and 100000",
+        ));
+    }
+    errors
+}
+
+/// Checks the server answers with the given credentials, prepares it for tenants (schema
+/// owner role, closed maintenance databases, template database) and records it.
+pub async fn register(
+    platform: &Platform,
+    actor: &Actor,
+    request: NewServerRequest,
+) -> ApiResult<Server> {
+    let errors = check(&request);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let port = i32::try_from(request.port).unwrap_or_default();
+    let address = ServerAddress {
+        host: request.host.clone(),
+        port: u16::try_from(request.port).unwrap_or_default(),
+        admin_user: request.admin_user.clone(),
+        admin_password: request.admin_password.clone(),
+    };
+    let prepared = provisioner::template::prepare_server(&address)
+        .await
+        .map_err(|error| {
+            tracing::warn!(server = %address.endpoint(), %error, "prepare a database server");
+            ApiError::Validation {
+                code: "server_unusable",
+                detail: format!("the server cannot be prepared for tenants: {error}"),
+                errors: Vec::new(),
+            }
+        })?;
+    let id = Uuid::new_v4();
+    let sealed = platform
+        .sealer
+        .seal_secret(
+            &catalog::servers::password_context(id),
+            &request.admin_password,
+        )
+        .map_err(|error| {
+            ApiError::Internal(anyhow::Error::new(error).context("seal a server password"))
+        })?;
+    let mut transaction = platform.db.begin().await?;
+    catalog::servers::create(
+        &mut *transaction,
+        &NewServer {
+            id,
+            name: &request.name,
+            host: &request.host,
+            port,
+            admin_user: &request.admin_user,
+            sealed_password: &sealed,
+            max_tenants: i32::try_from(request.max_tenants).unwrap_or(i32::MAX),
+            connection_budget: i32::try_from(request.connection_budget).unwrap_or(i32::MAX),
+            schema_version: prepared.schema_version,
+        },
+    )
+    .await
+    .on_constraint("database_servers_name_key", || {
+        ApiError::conflict(
+            "server_exists",
+            format!("a server named `{}` exists", request.name),
+        )
+    })?;
+    let server = catalog::servers::get(&mut *transaction, id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the new server vanished")))?;
+    catalog::audit::record(
+        &mut *transaction,
+        actor,
+        Change {
+            action: "server.create",
+            entity_type: "server",
+            entity_id: &id.to_string(),
+            before: None,
+            after: Some(serde_json::to_value(&server).unwrap_or_default()),
+        },
+    )
+    .await?;
+    transaction.commit().await?;
+    tracing::info!(server = %request.name, schema_version = prepared.schema_version, "database server registered");
+    Ok(server)
+}
+
+/// The address and admin credentials of a server, opened with the catalog key.
+pub async fn address(platform: &Platform, id: Uuid) -> ApiResult<ServerAddress> {
+    let secret = catalog::servers::secret(&platform.db, id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("server {id} is not in the catalog")))?;
+    to_address(platform, secret)
+}
+
+pub fn to_address(
+    platform: &Platform,
+    secret: catalog::servers::ServerSecret,
+) -> ApiResult<ServerAddress> {
+    let password = platform
+        .sealer
+        .open_secret(
+            &catalog::servers::password_context(secret.id),
+            &secret.admin_password,
+        )
+        .map_err(|error| {
+            ApiError::Internal(anyhow::Error::new(error).context("open a server password"))
+        })?;
+    Ok(ServerAddress {
+        host: secret.host,
+        port: u16::try_from(secret.port).unwrap_or_default(),
+        admin_user: secret.admin_user,
+        admin_password: password,
+    })
+}

@@ -1,0 +1,220 @@
+//! Provisioning a reserved tenant, step by step, and dropping a deleted one.
+//!
+//! Each step is recorded in the catalog once done (`reserved -> role -> database ->
+//! configured`, then `active`) and is idempotent, so a worker that dies mid-way leaves a
+//! tenant that the next worker (a retried request, or the background job after a restart)
+//! finishes. One worker at a time per tenant: a session-level advisory lock on a catalog
+//! connection of its own, released when the worker ends or its process dies.
+
+use catalog::tenants::Status;
+use sqlx::Connection;
+use tenancy_core::TenantId;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::Platform;
+
+/// The steps, in order; a tenant's `provisioning_step` is the last one done.
+const STEPS: [&str; 4] = ["reserved", "role", "database", "configured"];
+
+/// How a provisioning attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The tenant is active.
+    Active,
+    /// Provisioning failed; what it made was dropped and the tenant is `failed`.
+    Failed(String),
+    /// Another worker holds the tenant.
+    Busy,
+    /// The tenant is not being provisioned (already active, deleted, ...).
+    NotPending,
+}
+
+/// The advisory lock key of a tenant (the first 8 bytes of its id, in a namespace of ours).
+fn lock_key(id: Uuid) -> i64 {
+    let bytes: [u8; 8] = id.as_bytes()[..8].try_into().unwrap_or_default();
+    i64::from_be_bytes(bytes) ^ 0x7465_6e61_6e74_0000
+}
+
+/// Provisions a reserved tenant, or finishes an interrupted provisioning.
+pub async fn provision(platform: &Platform, id: Uuid) -> ApiResult<Outcome> {
+    // A connection of its own, not returned to the pool: if this task dies, the connection
+    // closes and the lock goes with it.
+    let mut lock = platform.db.acquire().await?.detach();
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(lock_key(id))
+        .fetch_one(&mut lock)
+        .await?;
+    if !locked {
+        return Ok(Outcome::Busy);
+    }
+    let span = tracing::info_span!("provision", tenant_id = %id);
+    let result = tracing::Instrument::instrument(run_steps(platform, id), span).await;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            let reason = error.to_string();
+            tracing::error!(tenant_id = %id, %reason, "provisioning failed; rolling back");
+            if let Err(cleanup) = drop_objects(platform, id).await {
+                // Still `provisioning`: the background job retries the whole thing later.
+                tracing::error!(tenant_id = %id, error = %cleanup, "roll back a failed provisioning");
+                let _ = lock.close().await;
+                return Err(cleanup);
+            }
+            catalog::tenants::mark_failed(&platform.db, id, &reason).await?;
+            Outcome::Failed(reason)
+        }
+    };
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(lock_key(id))
+        .execute(&mut lock)
+        .await;
+    let _ = lock.close().await;
+    Ok(outcome)
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error("{0}")]
+    Server(#[from] provisioner::ProvisionError),
+    #[error("{0}")]
+    Api(#[from] ApiError),
+    #[error("the catalog: {0}")]
+    Catalog(#[from] sqlx::Error),
+}
+
+async fn run_steps(platform: &Platform, id: Uuid) -> Result<Outcome, ApiError> {
+    let state = catalog::tenants::provisioning_state(&platform.db, id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("tenant {id} is not in the catalog")))?;
+    if state.status != Status::Provisioning.as_str() {
+        return Ok(Outcome::NotPending);
+    }
+    match steps(platform, &state).await {
+        Ok(()) => Ok(Outcome::Active),
+        // Failures of the catalog itself are not the tenant's: leave it for a retry.
+        Err(StepError::Catalog(error)) => Err(error.into()),
+        Err(other) => Err(ApiError::Internal(anyhow::anyhow!("{other}"))),
+    }
+}
+
+async fn steps(
+    platform: &Platform,
+    state: &catalog::tenants::ProvisioningState,
+) -> Result<(), StepError> {
+    let id = state.id;
+    let tenant = TenantId(id);
+    let server_id = state
+        .server_id
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("tenant {id} has no server")))?;
+    let address = crate::servers::address(platform, server_id).await?;
+    let done = state
+        .provisioning_step
+        .as_deref()
+        .and_then(|step| STEPS.iter().position(|known| *known == step))
+        .unwrap_or(0);
+    let admin = address.connect("postgres").await?;
+    if done < 1 {
+        let sealed = state.app_password.as_deref().ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!("tenant {id} has no role password"))
+        })?;
+        let password = platform
+            .sealer
+            .open_secret(&catalog::tenants::password_context(id), sealed)
+            .map_err(|error| {
+                ApiError::Internal(anyhow::Error::new(error).context("open a role password"))
+            })?;
+        let limits = provisioner::RoleLimits {
+            max_connections: state.max_connections,
+            statement_timeout_ms: state.statement_timeout_ms,
+        };
+        provisioner::tenant::ensure_role(&admin, tenant, &password, limits).await?;
+        step_done(platform, id, "role").await?;
+    }
+    if done < 2 {
+        provisioner::tenant::ensure_database(&admin, tenant).await?;
+        step_done(platform, id, "database").await?;
+    }
+    let mut schema_version = None;
+    if done < 3 {
+        let first_admin = state
+            .first_admin_email
+            .as_deref()
+            .zip(state.first_admin_password_hash.as_deref());
+        schema_version =
+            provisioner::tenant::configure_database(&address, tenant, first_admin).await?;
+        step_done(platform, id, "configured").await?;
+    }
+    if schema_version.is_none() {
+        let client = address
+            .connect(provisioner::DatabaseName::for_tenant(tenant).as_str())
+            .await?;
+        schema_version = tenant_schema::applied_version(&client)
+            .await
+            .map_err(|source| provisioner::ProvisionError::Database {
+                action: "read the schema version",
+                source,
+            })?;
+    }
+    catalog::tenants::mark_active(&platform.db, id, schema_version).await?;
+    tracing::info!(tenant_id = %id, "tenant provisioned");
+    Ok(())
+}
+
+async fn step_done(platform: &Platform, id: Uuid, step: &'static str) -> Result<(), sqlx::Error> {
+    catalog::tenants::set_step(&platform.db, id, step).await?;
+    if platform.settings.fault_after_step.as_deref() == Some(step) {
+        // Test-only fault injection: die as a killed process would, between two steps.
+        tracing::error!(tenant_id = %id, step, "fault injection: aborting");
+        std::process::abort();
+    }
+    Ok(())
+}
+
+/// Drops a tenant's database and role on its server. Idempotent.
+async fn drop_objects(platform: &Platform, id: Uuid) -> ApiResult<()> {
+    let tenant = catalog::tenants::get(&platform.db, id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("tenant {id} is not in the catalog")))?;
+    let Some(server_id) = tenant.server_id else {
+        return Ok(());
+    };
+    let address = crate::servers::address(platform, server_id).await?;
+    let admin = address
+        .connect("postgres")
+        .await
+        .map_err(super::unavailable_server)?;
+    provisioner::tenant::drop_tenant(&admin, TenantId(id))
+        .await
+        .map_err(super::unavailable_server)
+}
+
+/// Drops a deleted tenant's database and role, then marks it `deleted`.
+pub async fn drop_tenant(platform: &Platform, id: Uuid) -> ApiResult<()> {
+    drop_objects(platform, id).await?;
+    let mut transaction = platform.db.begin().await?;
+    let before = catalog::tenants::get(&mut *transaction, id).await?;
+    catalog::tenants::set_status(&mut *transaction, id, Status::Deleted, None).await?;
+    let after = catalog::tenants::get(&mut *transaction, id).await?;
+    if let (Some(before), Some(after)) = (before, after) {
+        super::audit(
+            &mut transaction,
+            &system_actor(),
+            "tenant.drop",
+            &before,
+            &after,
+        )
+        .await?;
+    }
+    transaction.commit().await?;
+    tracing::info!(tenant_id = %id, "tenant database dropped");
+    Ok(())
+}
+
+/// The actor of background jobs in the audit log.
+pub fn system_actor() -> catalog::audit::Actor {
+    catalog::audit::Actor {
+        id: None,
+        name: "system".to_owned(),
+    }
+}

@@ -104,7 +104,7 @@ pub fn operator() -> Actor {
     }
 }
 
-fn read_password() -> anyhow::Result<String> {
+pub fn read_password() -> anyhow::Result<String> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         let first = rpassword::prompt_password("password: ")?;

@@ -2,6 +2,10 @@
 
 mod admin;
 mod dev;
+mod output;
+mod platform;
+mod server;
+mod tenant;
 
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
@@ -25,6 +29,12 @@ pub enum Command {
     /// Super-admins of the control plane.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Database servers that tenants are placed on.
+    #[command(subcommand)]
+    Server(server::ServerCommand),
+    /// Tenants: create, list, show, suspend, resume, delete.
+    #[command(subcommand)]
+    Tenant(tenant::TenantCommand),
     /// Run the whole platform locally on an embedded PostgreSQL and S3 endpoint.
     Dev(dev::DevArgs),
 }
@@ -40,6 +50,8 @@ pub struct CatalogArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Admin(command) => admin::run(command, cli.json).await,
+        Command::Server(command) => server::run(command, cli.json).await,
+        Command::Tenant(command) => tenant::run(command, cli.json).await,
         Command::Dev(args) => dev::run(args).await,
     }
 }

@@ -313,6 +313,27 @@ impl ControlPlane {
         .await
     }
 
+    /// Runs `tenantctl` against this control plane's catalog, with `stdin` piped in.
+    pub fn tenantctl(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        let mut child = Command::new(binary("tenantctl"))
+            .args(args)
+            .env("TENANCY_DATABASE_URL", &self.database_url)
+            .env("TENANCY_CATALOG_KEY", &self.catalog_key)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run tenantctl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("wait for tenantctl")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }

@@ -1,0 +1,61 @@
+//! Connecting to the catalog with the catalog key, for commands that act on tenants and
+//! servers through the same code as the control plane.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use tenancy_core::sealing::Sealer;
+use tenancy_core::secret::{load_secret, parse_secret};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlatformArgs {
+    #[command(flatten)]
+    pub catalog: crate::CatalogArgs,
+
+    /// The catalog key (base64, 32 bytes) that seals passwords in the catalog.
+    #[arg(long, env = "TENANCY_CATALOG_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub catalog_key: Option<SecretString>,
+
+    /// File holding the catalog key.
+    #[arg(long, env = "TENANCY_CATALOG_KEY_FILE")]
+    pub catalog_key_file: Option<PathBuf>,
+
+    /// How long a deleted tenant's database is kept before it is dropped.
+    #[arg(long, env = "TENANCY_DELETE_GRACE", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub delete_grace: Duration,
+}
+
+impl PlatformArgs {
+    pub async fn connect(&self) -> anyhow::Result<control_plane::Platform> {
+        let key = load_secret(
+            "the catalog key",
+            self.catalog_key.clone(),
+            self.catalog_key_file.as_deref(),
+        )?
+        .context("no catalog key: set TENANCY_CATALOG_KEY or TENANCY_CATALOG_KEY_FILE")?;
+        let sealer = Sealer::from_base64(&key)?;
+        let options: sqlx::postgres::PgConnectOptions = self
+            .catalog
+            .database_url
+            .expose_secret()
+            .parse()
+            .context("TENANCY_DATABASE_URL is not a valid PostgreSQL URL")?;
+        let db = catalog::connect(options, 4)
+            .await
+            .context("connect to the catalog database")?;
+        catalog::migrate(&db)
+            .await
+            .context("apply the catalog migrations")?;
+        Ok(control_plane::Platform {
+            db,
+            sealer,
+            settings: Arc::new(control_plane::Settings {
+                delete_grace: self.delete_grace,
+                fault_after_step: None,
+            }),
+        })
+    }
+}

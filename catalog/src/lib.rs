@@ -6,6 +6,7 @@ pub mod audit;
 pub mod plans;
 pub mod servers;
 pub mod tenants;
+pub mod warm;
 
 use std::time::Duration;
 

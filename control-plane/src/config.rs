@@ -59,6 +59,11 @@ pub struct Config {
     #[arg(long, env = "TENANCY_DELETE_GRACE", default_value = "7d", value_parser = humantime::parse_duration)]
     pub delete_grace: Duration,
 
+    /// Databases each server keeps cloned from its template ahead of demand; a new tenant
+    /// takes one by renaming it (0: always clone on demand).
+    #[arg(long, env = "TENANCY_WARM_POOL_SIZE", default_value_t = 2)]
+    pub warm_pool_size: u32,
+
     /// How often the background jobs run (resume interrupted provisioning, drop deleted
     /// tenants after their grace period, suspend expired trials, sweep orphans).
     #[arg(long, env = "TENANCY_JOBS_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]

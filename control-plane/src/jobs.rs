@@ -42,6 +42,47 @@ pub async fn run_once(platform: &Platform) {
     if let Err(error) = sweep_orphans(platform).await {
         tracing::warn!(error = %error, "job: sweep orphans");
     }
+    if let Err(error) = refill_warm_pools(platform).await {
+        tracing::warn!(error = %error, "job: refill warm pools");
+    }
+}
+
+/// Keeps `warm_pool_size` databases cloned ahead on every server whose template is ready.
+async fn refill_warm_pools(platform: &Platform) -> Result<(), crate::error::ApiError> {
+    let target = i64::from(platform.settings.warm_pool_size);
+    for server in catalog::servers::list(&platform.db).await? {
+        let Some(version) = server.schema_version.filter(|_| server.status == "active") else {
+            continue;
+        };
+        let stale = catalog::warm::stale(&platform.db, server.id).await?;
+        let missing = target - catalog::warm::count(&platform.db, server.id).await?
+            + i64::try_from(stale.len()).unwrap_or(0);
+        if missing <= 0 {
+            continue;
+        }
+        let address = crate::servers::address(platform, server.id).await?;
+        let admin = address
+            .connect("postgres")
+            .await
+            .map_err(crate::tenants::unavailable_server)?;
+        for name in stale {
+            if let Some(database) = provisioner::DatabaseName::parse(&name) {
+                provisioner::tenant::drop_database(&admin, &database)
+                    .await
+                    .map_err(crate::tenants::unavailable_server)?;
+            }
+            catalog::warm::forget(&platform.db, &name).await?;
+        }
+        for _ in 0..missing {
+            let warm = provisioner::DatabaseName::warm();
+            catalog::warm::announce(&platform.db, warm.as_str(), server.id).await?;
+            provisioner::tenant::create_warm_database(&admin, &warm)
+                .await
+                .map_err(crate::tenants::unavailable_server)?;
+            catalog::warm::mark_ready(&platform.db, warm.as_str(), version).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn resume_provisioning(platform: &Platform) -> Result<(), crate::error::ApiError> {
@@ -98,6 +139,22 @@ async fn sweep_orphans(platform: &Platform) -> Result<(), crate::error::ApiError
             .await?
             .into_iter()
             .collect();
+        let known_warm: HashSet<String> = catalog::warm::names(&platform.db, server_id)
+            .await?
+            .into_iter()
+            .collect();
+        for warm in objects
+            .databases
+            .iter()
+            .filter(|database| database.is_warm())
+        {
+            if !known_warm.contains(warm.as_str()) {
+                tracing::warn!(%server_id, database = %warm, "job: dropping a warm database the catalog does not know");
+                provisioner::tenant::drop_database(&admin, warm)
+                    .await
+                    .map_err(crate::tenants::unavailable_server)?;
+            }
+        }
         let orphans: HashSet<TenantId> = objects
             .databases
             .iter()

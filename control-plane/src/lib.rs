@@ -40,6 +40,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
             sealer,
             settings: Arc::new(Settings {
                 delete_grace: config.delete_grace,
+                warm_pool_size: config.warm_pool_size,
                 fault_after_step: config.fault_after_step.clone(),
             }),
         },

@@ -23,6 +23,8 @@ pub struct Platform {
 pub struct Settings {
     /// How long a deleted tenant's database is kept before it is dropped.
     pub delete_grace: Duration,
+    /// Databases each server keeps cloned ahead of demand.
+    pub warm_pool_size: u32,
     /// Test-only: abort the process right after this provisioning step.
     pub fault_after_step: Option<String>,
 }

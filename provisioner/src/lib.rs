@@ -14,6 +14,7 @@ pub mod tenant;
 pub use names::{DatabaseName, RoleName};
 pub use server::ServerAddress;
 pub use tenant::{RoleLimits, TenantObjects};
+pub use tokio_postgres;
 
 /// What can go wrong talking to a database server.
 #[derive(Debug, thiserror::Error)]

@@ -111,9 +111,12 @@ pub async fn adopt_warm_database(
     Ok(true)
 }
 
-/// Clones the template into a new warm database, for a tenant to take later.
-pub async fn create_warm_database(admin: &Client) -> Result<DatabaseName, ProvisionError> {
-    let warm = DatabaseName::warm();
+/// Clones the template into a new warm database `warm` (named by [`DatabaseName::warm`]),
+/// for a tenant to take later.
+pub async fn create_warm_database(
+    admin: &Client,
+    warm: &DatabaseName,
+) -> Result<(), ProvisionError> {
     admin
         .execute("SELECT pg_advisory_lock_shared($1)", &[&TEMPLATE_LOCK])
         .await
@@ -136,7 +139,7 @@ pub async fn create_warm_database(admin: &Client) -> Result<DatabaseName, Provis
         ))
         .await
         .context("close a warm database")?;
-    Ok(warm)
+    Ok(())
 }
 
 async fn close_database(admin: &Client, tenant: TenantId) -> Result<(), ProvisionError> {
@@ -265,6 +268,14 @@ async fn role_exists(admin: &Client, role: &RoleName) -> Result<bool, ProvisionE
         .await
         .map(|row| row.get(0))
         .context("look for the tenant role")
+}
+
+/// Whether the tenant's database exists on the server.
+pub async fn tenant_database_exists(
+    admin: &Client,
+    tenant: TenantId,
+) -> Result<bool, ProvisionError> {
+    database_exists(admin, &DatabaseName::for_tenant(tenant)).await
 }
 
 async fn database_exists(admin: &Client, database: &DatabaseName) -> Result<bool, ProvisionError> {

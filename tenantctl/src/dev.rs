@@ -183,6 +183,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         catalog_key: Some(catalog_key),
         catalog_key_file: None,
         delete_grace: Duration::ZERO,
+        warm_pool_size: 2,
         jobs_interval: Duration::from_secs(10),
         fault_after_step: None,
         admin_token_ttl: Duration::from_secs(3600),

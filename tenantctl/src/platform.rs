@@ -54,6 +54,7 @@ impl PlatformArgs {
             sealer,
             settings: Arc::new(control_plane::Settings {
                 delete_grace: self.delete_grace,
+                warm_pool_size: 0,
                 fault_after_step: None,
             }),
         })

@@ -253,6 +253,7 @@ impl ControlPlane {
                 format!("127.0.0.1:{}", self.port),
             )
             .env("TENANCY_JOBS_INTERVAL", "300ms")
+            .env("TENANCY_WARM_POOL_SIZE", "0")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null());
         for (name, value) in env {

@@ -132,7 +132,9 @@ async fn steps(
         step_done(platform, id, "role").await?;
     }
     if done < 2 {
-        provisioner::tenant::ensure_database(&admin, tenant).await?;
+        if !adopt_warm_database(platform, &admin, server_id, tenant).await? {
+            provisioner::tenant::ensure_database(&admin, tenant).await?;
+        }
         step_done(platform, id, "database").await?;
     }
     let mut schema_version = None;
@@ -159,6 +161,44 @@ async fn steps(
     catalog::tenants::mark_active(&platform.db, id, schema_version).await?;
     tracing::info!(tenant_id = %id, "tenant provisioned");
     Ok(())
+}
+
+/// Takes a database from the server's warm pool (cloned from the current template ahead of
+/// time) by renaming it. False when the pool is empty or the database exists already (a
+/// re-run). The pool row stays locked until the rename is done, so the orphan sweep never
+/// sees the database without its row.
+async fn adopt_warm_database(
+    platform: &Platform,
+    admin: &provisioner::tokio_postgres::Client,
+    server_id: Uuid,
+    tenant: TenantId,
+) -> Result<bool, StepError> {
+    if provisioner::tenant::tenant_database_exists(admin, tenant).await? {
+        return Ok(false);
+    }
+    let Some(version) = catalog::servers::get(&platform.db, server_id)
+        .await?
+        .and_then(|server| server.schema_version)
+    else {
+        return Ok(false);
+    };
+    loop {
+        let mut transaction = platform.db.begin().await?;
+        let Some(name) = catalog::warm::lock_one(&mut *transaction, server_id, version).await?
+        else {
+            return Ok(false);
+        };
+        let adopted = match provisioner::DatabaseName::parse(&name) {
+            Some(warm) => provisioner::tenant::adopt_warm_database(admin, &warm, tenant).await?,
+            None => false,
+        };
+        catalog::warm::forget(&mut *transaction, &name).await?;
+        transaction.commit().await?;
+        if adopted {
+            return Ok(true);
+        }
+        // The row named a database that is gone; it is forgotten now: try the next.
+    }
 }
 
 async fn step_done(platform: &Platform, id: Uuid, step: &'static str) -> Result<(), sqlx::Error> {

@@ -186,6 +186,21 @@ async fn update(
     )
     .await?;
     transaction.commit().await?;
+    let database_limits_changed = before.limits.max_connections != after.limits.max_connections
+        || before.limits.statement_timeout_ms != after.limits.statement_timeout_ms;
+    if database_limits_changed {
+        // On the tenants' roles at once; the answer does not wait for every server.
+        let platform = state.platform.clone();
+        let plan = after.name.clone();
+        tokio::spawn(async move {
+            match crate::tenants::apply_plan_limits(&platform, &plan).await {
+                Ok(count) => {
+                    tracing::info!(plan, tenants = count, "plan limits applied to tenant roles")
+                }
+                Err(error) => tracing::error!(plan, %error, "apply plan limits"),
+            }
+        });
+    }
     Ok(Json(after))
 }
 

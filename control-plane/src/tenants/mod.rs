@@ -438,6 +438,46 @@ pub async fn update(
     Ok(after)
 }
 
+/// Sets a plan's database-enforced limits on the role of every live tenant on it, server by
+/// server. Errors are logged per server and do not stop the others.
+pub async fn apply_plan_limits(platform: &Platform, plan: &str) -> ApiResult<usize> {
+    let Some(plan_row) = catalog::plans::list(&platform.db)
+        .await?
+        .into_iter()
+        .find(|candidate| candidate.name == plan)
+    else {
+        return Ok(0);
+    };
+    let limits = provisioner::RoleLimits {
+        max_connections: plan_row.limits.max_connections,
+        statement_timeout_ms: plan_row.limits.statement_timeout_ms,
+    };
+    let mut by_server: std::collections::BTreeMap<Uuid, Vec<Uuid>> = Default::default();
+    for (tenant, server) in catalog::tenants::on_plan(&platform.db, plan).await? {
+        by_server.entry(server).or_default().push(tenant);
+    }
+    let mut applied = 0;
+    for (server_id, tenants) in by_server {
+        let address = crate::servers::address(platform, server_id).await?;
+        let admin = match address.connect("postgres").await {
+            Ok(admin) => admin,
+            Err(error) => {
+                tracing::error!(%server_id, %error, plan, "apply plan limits: server unreachable");
+                continue;
+            }
+        };
+        for tenant in tenants {
+            match provisioner::tenant::apply_limits(&admin, TenantId(tenant), limits).await {
+                Ok(()) => applied += 1,
+                Err(error) => {
+                    tracing::error!(tenant_id = %tenant, %error, plan, "apply plan limits")
+                }
+            }
+        }
+    }
+    Ok(applied)
+}
+
 /// A database server error seen while serving an admin request: 503, with the reason.
 pub fn unavailable_server(error: provisioner::ProvisionError) -> ApiError {
     tracing::warn!(%error, "database server operation failed");

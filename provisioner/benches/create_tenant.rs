@@ -4,6 +4,7 @@
 //! - from scratch: an empty database, then the tenant migrations;
 //! - a clone of the server's pre-migrated template (`STRATEGY WAL_LOG`);
 //! - a warm database (cloned ahead of time) taken by rename.
+//!
 //! Every way but the baseline includes the tenant role, the grants and the first admin.
 //!
 //! Run: `cargo bench -p provisioner --bench create_tenant` (`TENANCY_BENCH_TENANTS=N` for

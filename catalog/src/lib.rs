@@ -3,6 +3,7 @@
 
 pub mod admins;
 pub mod audit;
+pub mod directory;
 pub mod plans;
 pub mod servers;
 pub mod tenants;

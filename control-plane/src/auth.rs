@@ -41,6 +41,21 @@ impl AdminAuth {
         }
     }
 
+    /// The `iss` of every token this control plane signs.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The public key, PEM-encoded, that verifies what this control plane signs.
+    pub fn public_key_pem(&self) -> &str {
+        self.key.public_pem()
+    }
+
+    /// Signs other claims (tenant service tokens) with the same key.
+    pub fn sign<C: Serialize>(&self, claims: &C) -> Result<String, KeyError> {
+        self.key.sign(claims)
+    }
+
     pub fn mint(&self, admin: AdminId) -> Result<String, KeyError> {
         let now = Utc::now().timestamp();
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(3600);

@@ -1,6 +1,7 @@
 //! Types and mechanisms every binary shares: identifiers that parse instead of validate,
 //! password hashing, signed tokens, secrets, and telemetry set-up. No HTTP, no SQL.
 
+pub mod claims;
 pub mod ids;
 pub mod password;
 pub mod sealing;

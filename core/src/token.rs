@@ -7,10 +7,11 @@
 
 use std::collections::HashMap;
 
-use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{
-    DecodePrivateKey, EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding,
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey,
+    spki::der::pem::LineEnding,
 };
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use rand::rngs::OsRng;
 use secrecy::{ExposeSecret, SecretString};
@@ -119,6 +120,15 @@ impl TokenKey {
     }
 }
 
+/// The key id of a public key: the first 8 bytes of its SHA-256, in hex.
+fn kid_of(verifying: &VerifyingKey) -> String {
+    let digest = Sha256::digest(verifying.as_bytes());
+    digest[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
 /// Verifies tokens of one issuer and audience against a set of public keys.
 #[derive(Clone)]
 pub struct TokenVerifier {
@@ -155,6 +165,23 @@ impl TokenVerifier {
                 .collect(),
             validation,
         }
+    }
+
+    /// A verifier from public keys alone (PEM, `BEGIN PUBLIC KEY`), as a router holds them.
+    pub fn from_public_pems(
+        pems: &[String],
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Self, KeyError> {
+        let mut verifier = Self::new([], issuer, audience);
+        for pem in pems {
+            let verifying =
+                VerifyingKey::from_public_key_pem(pem).map_err(|_| KeyError::NotEd25519Pem)?;
+            let decoding =
+                DecodingKey::from_ed_pem(pem.as_bytes()).map_err(|_| KeyError::NotEd25519Pem)?;
+            verifier.keys.insert(kid_of(&verifying), decoding);
+        }
+        Ok(verifier)
     }
 
     /// The verified claims of `token`.

@@ -1,67 +1,108 @@
-//! The tenant router: the API tenant apps call (SPEC §6, §7).
-//!
-//! For now it is a placeholder that answers the operational endpoints only; request routing
-//! to tenant pools arrives with its own issue. It is started by `tenantctl dev` so that the
-//! local platform already has its final shape.
+//! The tenant router: the API tenant apps call (SPEC §6, §7). A request's token names its
+//! tenant; the tenant directory (cached from the catalog, invalidated by `LISTEN`) says
+//! where its database is; the request runs on that tenant's own pool, as that tenant's own
+//! database role, under the plan's limits.
+
+pub mod config;
+pub mod directory;
+pub mod error;
+pub mod extract;
+pub mod http;
+pub mod limits;
+pub mod metrics;
+pub mod pools;
+pub mod state;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
-use axum::Router;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use serde_json::json;
+use tenancy_core::claims::TENANT_AUDIENCE;
+use tenancy_core::token::TokenVerifier;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct Config {
-    /// Address to listen on.
-    #[arg(long, env = "TENANCY_ROUTER_LISTEN", default_value = "127.0.0.1:8081")]
-    pub listen: SocketAddr,
+pub use config::Config;
+pub use state::AppState;
+
+/// A router's state and its background tasks (directory listener, pool maintenance),
+/// which stop when this is dropped.
+pub struct Router {
+    pub state: AppState,
+    tasks: Vec<JoinHandle<()>>,
 }
 
-pub fn router() -> Router {
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(json!({ "status": "ok" })) }),
-        )
-        .route(
-            "/readyz",
-            get(|| async { axum::Json(json!({ "status": "ready" })) }),
-        )
-        .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                [(header::CONTENT_TYPE, "application/problem+json")],
-                axum::Json(json!({
-                    "type": "urn:tenancy:problem:not_found",
-                    "title": "Not Found",
-                    "status": 404,
-                    "code": "not_found",
-                    "detail": "no such route (the router serves only health checks so far)",
-                })),
-            )
-                .into_response()
-        })
+impl Drop for Router {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
+/// Connects to the catalog and starts the background tasks.
+pub async fn build(config: &Config) -> anyhow::Result<Router> {
+    let sealer = config.sealer()?;
+    let verifier = TokenVerifier::from_public_pems(
+        &config.public_keys()?,
+        &config.jwt_issuer,
+        TENANT_AUDIENCE,
+    )
+    .context("load the token public keys")?;
+    let catalog = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(std::time::Duration::from_secs(2))
+        .connect_with(config.database_options()?)
+        .await
+        .context("connect to the catalog database")?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let directory = Arc::new(directory::Directory::new(
+        catalog.clone(),
+        sealer,
+        config.directory_ttl,
+        config.directory_negative_ttl,
+        metrics.clone(),
+    ));
+    let pools = Arc::new(pools::Pools::new(config.pool_wait));
+    let tasks = vec![
+        directory::spawn_listener(catalog.clone(), directory.clone(), pools.clone()),
+        pools::spawn_maintenance(pools.clone(), config.pool_idle),
+    ];
+    Ok(Router {
+        state: AppState {
+            directory,
+            pools,
+            verifier: Arc::new(verifier),
+            limiter: Arc::new(limits::RateLimiter::default()),
+            metrics,
+            catalog,
+        },
+        tasks,
+    })
+}
+
+/// Serves on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
+    state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router())
+    axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown)
         .await
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let router = build(&config).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listen on {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, "tenant router listening");
-    serve(listener, tenancy_core::shutdown::signal()).await?;
+    serve(
+        listener,
+        router.state.clone(),
+        tenancy_core::shutdown::signal(),
+    )
+    .await?;
     Ok(())
 }

@@ -223,6 +223,25 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let control_url = format!("http://{}", control_listener.local_addr()?);
     let router_url = format!("http://{}", router_listener.local_addr()?);
     let token = app.auth.mint(admin_id)?;
+    let router_config = tenant_router::Config {
+        listen: router_listener.local_addr()?,
+        database_url: catalog_url.clone(),
+        catalog_key: config.catalog_key.clone(),
+        catalog_key_file: None,
+        jwt_public_keys: Some(SecretString::from(app.auth.public_key_pem().to_owned())),
+        jwt_public_keys_file: None,
+        jwt_issuer: config.jwt_issuer.clone(),
+        directory_ttl: Duration::from_secs(60),
+        directory_negative_ttl: Duration::from_secs(2),
+        pool_wait: Duration::from_secs(2),
+        pool_idle: Duration::from_secs(300),
+        default_server_connections: 100,
+    };
+    let tenant_router = tenant_router::build(&router_config).await?;
+    let demo_token = match &demo {
+        Some(demo) => Some(mint_demo_token(&app, demo.id)?),
+        None => None,
+    };
 
     let (stop, stopped) = watch::channel(false);
     let wait = |mut receiver: watch::Receiver<bool>| async move {
@@ -233,7 +252,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         app,
         wait(stopped.clone()),
     ));
-    let router = tokio::spawn(tenant_router::serve(router_listener, wait(stopped.clone())));
+    let router = tokio::spawn(tenant_router::serve(
+        router_listener,
+        tenant_router.state.clone(),
+        wait(stopped.clone()),
+    ));
 
     print_banner(&Banner {
         data_dir: &data_dir,
@@ -247,6 +270,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         admin_password: state.admin_password.as_deref(),
         token: &token,
         demo: demo.as_ref(),
+        demo_token: demo_token.as_deref(),
     });
 
     tenancy_core::shutdown::signal().await;
@@ -328,10 +352,31 @@ struct Banner<'a> {
     admin_password: Option<&'a str>,
     token: &'a str,
     demo: Option<&'a DemoTenant>,
+    demo_token: Option<&'a str>,
+}
+
+/// A service token for the demo tenant with every scope, valid for a day.
+fn mint_demo_token(app: &control_plane::AppState, tenant: uuid::Uuid) -> anyhow::Result<String> {
+    let now = chrono::Utc::now().timestamp();
+    let claims = tenancy_core::claims::TenantClaims {
+        sub: "service:dev".to_owned(),
+        iss: app.auth.issuer().to_owned(),
+        aud: tenancy_core::claims::TENANT_AUDIENCE.to_owned(),
+        iat: now,
+        exp: now + 86_400,
+        jti: uuid::Uuid::new_v4(),
+        tenant: tenancy_core::TenantId(tenant),
+        scopes: tenancy_core::claims::SCOPES
+            .iter()
+            .map(|scope| (*scope).to_owned())
+            .collect(),
+    };
+    Ok(app.auth.sign(&claims)?)
 }
 
 /// The demo tenant and its first admin's credentials.
 struct DemoTenant {
+    id: uuid::Uuid,
     slug: String,
     database: String,
     admin_email: String,
@@ -377,6 +422,7 @@ async fn ensure_demo_tenant(
     const EMAIL: &str = "owner@demo.example";
     if let Ok(tenant) = control_plane::tenants::get(platform, SLUG).await {
         return Ok(Some(DemoTenant {
+            id: tenant.id,
             slug: tenant.slug,
             database: tenant.database_name.unwrap_or_default(),
             admin_email: EMAIL.to_owned(),
@@ -413,6 +459,7 @@ async fn ensure_demo_tenant(
         | control_plane::tenants::Created::Pending(tenant) => tenant,
     };
     Ok(Some(DemoTenant {
+        id: tenant.id,
         slug: tenant.slug,
         database: tenant.database_name.unwrap_or_default(),
         admin_email: EMAIL.to_owned(),
@@ -438,11 +485,7 @@ fn print_banner(banner: &Banner<'_>) {
         banner.data_dir.display()
     );
     let _ = writeln!(text, "control plane:  {cp}");
-    let _ = writeln!(
-        text,
-        "tenant router:  {}   (placeholder: health checks only until the router issue lands)",
-        banner.router_url
-    );
+    let _ = writeln!(text, "tenant router:  {}", banner.router_url);
     if let Some(url) = banner.catalog_url {
         let _ = writeln!(text, "catalog:        {url}");
     }
@@ -502,9 +545,26 @@ fn print_banner(banner: &Banner<'_>) {
             demo.slug
         );
     }
+    if let Some(token) = banner.demo_token {
+        let router = banner.router_url;
+        let _ = writeln!(text, "\nThe demo tenant's app, through the router:");
+        let _ = writeln!(
+            text,
+            "  export TENANT_TOKEN={token}   # a service token with every scope, valid for a day"
+        );
+        let _ = writeln!(
+            text,
+            "  curl -s -X POST {router}/v1/customers -H \"authorization: Bearer $TENANT_TOKEN\" \\\n       \
+             -H 'content-type: application/json' -d '{{\"code\":\"C-001\",\"name\":\"First Customer\"}}'"
+        );
+        let _ = writeln!(
+            text,
+            "  curl -s {router}/v1/customers -H \"authorization: Bearer $TENANT_TOKEN\""
+        );
+    }
     let _ = writeln!(
         text,
-        "Ctrl-C stops everything; the next run reuses the data."
+        "\nCtrl-C stops everything; the next run reuses the data."
     );
     say(&text);
 }

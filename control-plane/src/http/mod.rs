@@ -7,6 +7,7 @@ mod ops;
 mod plans;
 mod servers;
 mod tenants;
+mod tokens;
 
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::router())
         .merge(servers::router())
         .merge(tenants::router())
+        .merge(tokens::router())
         .merge(ops::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

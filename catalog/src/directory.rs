@@ -1,0 +1,43 @@
+//! What a router needs to know about a tenant to serve it, in one read.
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// The channel on which the catalog announces changes (`tenant:<id>`, `plan:<name>`,
+/// `server:<id>`).
+pub const CHANNEL: &str = "tenancy_directory";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Entry {
+    pub id: Uuid,
+    pub slug: String,
+    pub status: String,
+    pub plan: String,
+    pub server_id: Option<Uuid>,
+    pub host: Option<String>,
+    pub port: Option<i32>,
+    pub connection_budget: Option<i32>,
+    pub database_name: Option<String>,
+    pub app_role: Option<String>,
+    /// Sealed; context [`crate::tenants::password_context`].
+    pub app_password: Option<Vec<u8>>,
+    pub max_connections: i32,
+    pub statement_timeout_ms: i32,
+    pub requests_per_minute: i32,
+    pub storage_exceeded: bool,
+}
+
+/// The tenant with this id, whatever its status.
+pub async fn lookup(pool: &PgPool, id: Uuid) -> Result<Option<Entry>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT t.id, t.slug, t.status, t.plan, t.server_id, s.host, s.port, s.connection_budget, \
+           t.database_name, t.app_role, t.app_password, p.max_connections, p.statement_timeout_ms, \
+           p.requests_per_minute, t.storage_exceeded \
+         FROM tenants t JOIN plans p ON p.name = t.plan \
+         LEFT JOIN database_servers s ON s.id = t.server_id \
+         WHERE t.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}

@@ -1,0 +1,129 @@
+//! The router's configuration: every option has a `TENANCY_` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use tenancy_core::sealing::Sealer;
+use tenancy_core::secret::{load_secret, parse_secret};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "TENANCY_ROUTER_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+
+    /// Catalog database URL; the router only reads it (and listens for changes).
+    #[arg(long, env = "TENANCY_DATABASE_URL", value_parser = parse_secret, hide_env_values = true)]
+    pub database_url: SecretString,
+
+    /// The catalog key (base64, 32 bytes) that opens tenant role passwords.
+    #[arg(long, env = "TENANCY_CATALOG_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub catalog_key: Option<SecretString>,
+
+    /// File holding the catalog key.
+    #[arg(long, env = "TENANCY_CATALOG_KEY_FILE")]
+    pub catalog_key_file: Option<PathBuf>,
+
+    /// Public keys (PEM, one or more, concatenated) whose tokens are accepted; two during a
+    /// key rotation.
+    #[arg(long, env = "TENANCY_JWT_PUBLIC_KEYS", value_parser = parse_secret, hide_env_values = true)]
+    pub jwt_public_keys: Option<SecretString>,
+
+    /// File holding the public keys.
+    #[arg(long, env = "TENANCY_JWT_PUBLIC_KEYS_FILE")]
+    pub jwt_public_keys_file: Option<PathBuf>,
+
+    /// The `iss` tenant tokens must carry.
+    #[arg(
+        long,
+        env = "TENANCY_JWT_ISSUER",
+        default_value = "tenancy-control-plane"
+    )]
+    pub jwt_issuer: String,
+
+    /// How long a directory entry is trusted without a change notification.
+    #[arg(long, env = "TENANCY_DIRECTORY_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub directory_ttl: Duration,
+
+    /// How long "no such tenant" is remembered.
+    #[arg(long, env = "TENANCY_DIRECTORY_NEGATIVE_TTL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub directory_negative_ttl: Duration,
+
+    /// How long a request waits for a connection before 503 `pool_timeout`.
+    #[arg(long, env = "TENANCY_POOL_WAIT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub pool_wait: Duration,
+
+    /// A tenant pool unused this long is closed.
+    #[arg(long, env = "TENANCY_POOL_IDLE", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub pool_idle: Duration,
+
+    /// Connections the router may open to one server when the catalog gives no budget.
+    #[arg(long, env = "TENANCY_SERVER_CONNECTIONS", default_value_t = 100)]
+    pub default_server_connections: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Secret(#[from] tenancy_core::secret::SecretError),
+    #[error("no catalog key: set TENANCY_CATALOG_KEY or TENANCY_CATALOG_KEY_FILE")]
+    NoCatalogKey,
+    #[error("the catalog key: {0}")]
+    CatalogKey(#[from] tenancy_core::sealing::SealError),
+    #[error(
+        "no token keys: set TENANCY_JWT_PUBLIC_KEYS or TENANCY_JWT_PUBLIC_KEYS_FILE (the control plane's public key, PEM)"
+    )]
+    NoPublicKeys,
+    #[error("TENANCY_JWT_PUBLIC_KEYS: {0}")]
+    PublicKeys(String),
+    #[error("TENANCY_DATABASE_URL is not a valid PostgreSQL URL")]
+    DatabaseUrl,
+}
+
+impl Config {
+    pub fn sealer(&self) -> Result<Sealer, ConfigError> {
+        let key = load_secret(
+            "the catalog key",
+            self.catalog_key.clone(),
+            self.catalog_key_file.as_deref(),
+        )?
+        .ok_or(ConfigError::NoCatalogKey)?;
+        Ok(Sealer::from_base64(&key)?)
+    }
+
+    /// The PEM blocks of the accepted public keys.
+    pub fn public_keys(&self) -> Result<Vec<String>, ConfigError> {
+        let bundle = load_secret(
+            "the token public keys",
+            self.jwt_public_keys.clone(),
+            self.jwt_public_keys_file.as_deref(),
+        )?
+        .ok_or(ConfigError::NoPublicKeys)?;
+        let text = bundle.expose_secret();
+        let mut keys = Vec::new();
+        let mut rest: &str = text;
+        while let Some(start) = rest.find("-----BEGIN PUBLIC KEY-----") {
+            let end_marker = "-----END PUBLIC KEY-----";
+            let end = rest[start..]
+                .find(end_marker)
+                .ok_or_else(|| ConfigError::PublicKeys("a PEM block is not closed".to_owned()))?;
+            keys.push(rest[start..start + end + end_marker.len()].to_owned());
+            rest = &rest[start + end + end_marker.len()..];
+        }
+        if keys.is_empty() {
+            return Err(ConfigError::PublicKeys(
+                "no `BEGIN PUBLIC KEY` block".to_owned(),
+            ));
+        }
+        Ok(keys)
+    }
+
+    pub fn database_options(&self) -> Result<sqlx::postgres::PgConnectOptions, ConfigError> {
+        self.database_url
+            .expose_secret()
+            .parse()
+            .map_err(|_| ConfigError::DatabaseUrl)
+    }
+}

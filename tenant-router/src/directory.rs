@@ -1,0 +1,238 @@
+//! The tenant directory: what the router knows about each tenant (status, server,
+//! database, role and its password, plan limits), read from the catalog and cached.
+//!
+//! An entry is dropped as soon as the catalog announces a change (`LISTEN`, see
+//! [`spawn_listener`]); a TTL is the safety net, and "no such tenant" is remembered briefly
+//! so that a stream of bad tokens does not become a stream of catalog reads.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use catalog::tenants::Status;
+use secrecy::SecretString;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tenancy_core::TenantId;
+use tenancy_core::sealing::Sealer;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::error::{RouterError, RouterResult};
+use crate::metrics::Metrics;
+use crate::pools::Pools;
+
+/// Where a tenant's database lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerRef {
+    pub id: Uuid,
+    pub host: String,
+    pub port: u16,
+    pub connection_budget: u32,
+}
+
+/// One tenant, as the router needs it.
+#[derive(Debug)]
+pub struct TenantEntry {
+    pub id: TenantId,
+    pub slug: String,
+    pub status: Status,
+    pub plan: String,
+    pub server: Option<ServerRef>,
+    pub database: Option<String>,
+    pub role: Option<String>,
+    pub password: Option<SecretString>,
+    pub max_connections: u32,
+    pub statement_timeout_ms: u32,
+    pub requests_per_minute: u32,
+    pub storage_exceeded: bool,
+}
+
+enum Cached {
+    Found(Arc<TenantEntry>, Instant),
+    Missing(Instant),
+}
+
+pub struct Directory {
+    catalog: PgPool,
+    sealer: Sealer,
+    entries: RwLock<HashMap<Uuid, Cached>>,
+    ttl: Duration,
+    negative_ttl: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl Directory {
+    pub fn new(
+        catalog: PgPool,
+        sealer: Sealer,
+        ttl: Duration,
+        negative_ttl: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            catalog,
+            sealer,
+            entries: RwLock::new(HashMap::new()),
+            ttl,
+            negative_ttl,
+            metrics,
+        }
+    }
+
+    /// The tenant with this id, from the cache or the catalog. `None`: no such tenant.
+    pub async fn get(&self, id: TenantId) -> RouterResult<Option<Arc<TenantEntry>>> {
+        if let Some(cached) = self.cached(id.0) {
+            self.metrics.directory_lookup(if cached.is_some() {
+                "hit"
+            } else {
+                "negative_hit"
+            });
+            return Ok(cached);
+        }
+        self.metrics.directory_lookup("miss");
+        let entry = match catalog::directory::lookup(&self.catalog, id.0).await? {
+            Some(row) => Some(Arc::new(self.entry_from(row)?)),
+            None => None,
+        };
+        let cached = match &entry {
+            Some(entry) => Cached::Found(entry.clone(), Instant::now()),
+            None => Cached::Missing(Instant::now()),
+        };
+        if let Ok(mut entries) = self.entries.write() {
+            entries.insert(id.0, cached);
+        }
+        Ok(entry)
+    }
+
+    fn cached(&self, id: Uuid) -> Option<Option<Arc<TenantEntry>>> {
+        let entries = self.entries.read().ok()?;
+        match entries.get(&id)? {
+            Cached::Found(entry, at) if at.elapsed() < self.ttl => Some(Some(entry.clone())),
+            Cached::Missing(at) if at.elapsed() < self.negative_ttl => Some(None),
+            _ => None,
+        }
+    }
+
+    fn entry_from(&self, row: catalog::directory::Entry) -> RouterResult<TenantEntry> {
+        let status = Status::parse(&row.status).ok_or_else(|| {
+            RouterError::Internal(anyhow::anyhow!("unknown tenant status `{}`", row.status))
+        })?;
+        let password = match &row.app_password {
+            Some(sealed) => Some(
+                self.sealer
+                    .open_secret(&catalog::tenants::password_context(row.id), sealed)
+                    .map_err(|error| {
+                        RouterError::Internal(
+                            anyhow::Error::new(error).context("open a tenant role password"),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let server = match (row.server_id, row.host, row.port) {
+            (Some(id), Some(host), Some(port)) => Some(ServerRef {
+                id,
+                host,
+                port: u16::try_from(port).unwrap_or_default(),
+                connection_budget: u32::try_from(row.connection_budget.unwrap_or(1)).unwrap_or(1),
+            }),
+            _ => None,
+        };
+        Ok(TenantEntry {
+            id: TenantId(row.id),
+            slug: row.slug,
+            status,
+            plan: row.plan,
+            server,
+            database: row.database_name,
+            role: row.app_role,
+            password,
+            max_connections: u32::try_from(row.max_connections).unwrap_or(1),
+            statement_timeout_ms: u32::try_from(row.statement_timeout_ms).unwrap_or(0),
+            requests_per_minute: u32::try_from(row.requests_per_minute).unwrap_or(1),
+            storage_exceeded: row.storage_exceeded,
+        })
+    }
+
+    pub fn invalidate(&self, id: Uuid) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.remove(&id);
+        }
+    }
+
+    /// Drops the entries of every tenant on a plan; returns their ids.
+    pub fn invalidate_plan(&self, plan: &str) -> Vec<Uuid> {
+        let Ok(mut entries) = self.entries.write() else {
+            return Vec::new();
+        };
+        let ids: Vec<Uuid> = entries
+            .iter()
+            .filter_map(|(id, cached)| match cached {
+                Cached::Found(entry, _) if entry.plan == plan => Some(*id),
+                _ => None,
+            })
+            .collect();
+        for id in &ids {
+            entries.remove(id);
+        }
+        ids
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.clear();
+        }
+    }
+}
+
+/// Listens for catalog changes and drops the affected entries and pools within
+/// milliseconds. While the listener is down (catalog restart), the cache is cleared when it
+/// comes back, since notifications may have been missed.
+pub fn spawn_listener(
+    catalog: PgPool,
+    directory: Arc<Directory>,
+    pools: Arc<Pools>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match listen(&catalog, &directory, &pools).await {
+                Ok(()) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "directory listener lost the catalog; reconnecting")
+                }
+            }
+            directory.clear();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
+async fn listen(catalog: &PgPool, directory: &Directory, pools: &Pools) -> Result<(), sqlx::Error> {
+    let mut listener = PgListener::connect_with(catalog).await?;
+    listener.listen(catalog::directory::CHANNEL).await?;
+    // Anything cached before the listener was up may be stale.
+    directory.clear();
+    loop {
+        let Some(notification) = listener.try_recv().await? else {
+            // The connection dropped (and is re-established on the next call): whatever
+            // was announced meanwhile is lost, so forget everything.
+            directory.clear();
+            continue;
+        };
+        let payload = notification.payload();
+        if let Some(id) = payload
+            .strip_prefix("tenant:")
+            .and_then(|id| Uuid::parse_str(id).ok())
+        {
+            directory.invalidate(id);
+            pools.remove(id);
+        } else if let Some(plan) = payload.strip_prefix("plan:") {
+            for id in directory.invalidate_plan(plan) {
+                pools.remove(id);
+            }
+        } else if payload.starts_with("server:") {
+            directory.clear();
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The router's one error type; every variant is an RFC 9457 problem document with a
+//! stable `code`. Database and unexpected errors are an opaque 500, logged once here.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+pub type RouterResult<T> = Result<T, RouterError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// 401: no bearer token.
+    #[error("an Authorization: Bearer token is required")]
+    MissingToken,
+    /// 401: the token is not accepted (bad signature, expired, wrong audience, ...), or its
+    /// tenant is unknown or deleted.
+    #[error("{0}")]
+    InvalidToken(String),
+    /// 403: the tenant is suspended.
+    #[error("the tenant is suspended")]
+    TenantSuspended,
+    /// 403: the token lacks the permission the route needs.
+    #[error("the token does not grant `{0}`")]
+    Forbidden(&'static str),
+    /// 403: the tenant is over its storage limit; reads still work.
+    #[error("the tenant is over its storage limit; writes are refused until it is under again")]
+    StorageLimitExceeded,
+    /// 429: over the plan's request rate.
+    #[error("too many requests for this tenant's plan")]
+    RateLimited { retry_after: Duration },
+    /// 503: no connection could be had in time.
+    #[error("no database connection was free in time; retry shortly")]
+    PoolTimeout,
+    /// 503: the tenant's database server is unavailable.
+    #[error("the tenant's database is unavailable; retry shortly")]
+    ServerUnavailable,
+    /// 503: the tenant is being provisioned or migrated.
+    #[error("the tenant is not ready yet")]
+    TenantNotReady,
+    /// 503: the catalog is unavailable.
+    #[error("the service is unavailable")]
+    CatalogUnavailable,
+    /// 400: bad query or path.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 400: the body is not JSON.
+    #[error("{0}")]
+    MalformedJson(String),
+    /// 415
+    #[error("the body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    /// 413
+    #[error("the body is too large")]
+    PayloadTooLarge,
+    /// 422: wrong shape or invalid values.
+    #[error("{detail}")]
+    Invalid { code: &'static str, detail: String },
+    /// 404
+    #[error("{detail}")]
+    NotFound { code: &'static str, detail: String },
+    /// 409
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    /// 500: logged, never described to the client.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl RouterError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
+            Self::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            Self::TenantSuspended => (StatusCode::FORBIDDEN, "tenant_suspended"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::StorageLimitExceeded => (StatusCode::FORBIDDEN, "storage_limit_exceeded"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::PoolTimeout => (StatusCode::SERVICE_UNAVAILABLE, "pool_timeout"),
+            Self::ServerUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "server_unavailable"),
+            Self::TenantNotReady => (StatusCode::SERVICE_UNAVAILABLE, "tenant_not_ready"),
+            Self::CatalogUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::Invalid { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
+            Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after } => Some(retry_after.as_secs().max(1)),
+            Self::PoolTimeout
+            | Self::ServerUnavailable
+            | Self::TenantNotReady
+            | Self::CatalogUnavailable => Some(1),
+            _ => None,
+        }
+    }
+}
+
+impl From<sqlx::Error> for RouterError {
+    fn from(error: sqlx::Error) -> Self {
+        tracing::warn!(%error, "catalog read failed");
+        Self::CatalogUnavailable
+    }
+}
+
+/// Errors from a tenant database: connection trouble is 503, constraint violations are the
+/// caller's to map first, anything else is a 500.
+impl From<tokio_postgres::Error> for RouterError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        if error.is_closed() || error.as_db_error().is_none() {
+            tracing::warn!(%error, "tenant database connection failed");
+            return Self::ServerUnavailable;
+        }
+        let code = error
+            .code()
+            .map(|code| code.code().to_owned())
+            .unwrap_or_default();
+        if code.starts_with("08") || code.starts_with("57P") || code == "53300" {
+            tracing::warn!(error = %provisioner::describe(&error), "tenant database unavailable");
+            return Self::ServerUnavailable;
+        }
+        Self::Internal(anyhow::anyhow!(
+            "tenant database: {}",
+            provisioner::describe(&error)
+        ))
+    }
+}
+
+#[derive(Serialize)]
+struct Problem {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'static str,
+    status: u16,
+    code: &'static str,
+    detail: String,
+}
+
+/// A problem document for the fallbacks (404, 405).
+pub fn problem(status: StatusCode, code: &'static str, detail: &str) -> Response {
+    let body = Problem {
+        kind: format!("urn:tenancy:problem:{code}"),
+        title: status.canonical_reason().unwrap_or("Error"),
+        status: status.as_u16(),
+        code,
+        detail: detail.to_owned(),
+    };
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        )],
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+impl IntoResponse for RouterError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let detail = match &self {
+            Self::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "request failed");
+                "an internal error occurred".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut response = problem(status, code, &detail);
+        if let Some(seconds) = self.retry_after()
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tenancy\""),
+            );
+        }
+        response
+    }
+}

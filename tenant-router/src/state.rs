@@ -1,0 +1,20 @@
+//! The state every handler receives explicitly.
+
+use std::sync::Arc;
+
+use tenancy_core::token::TokenVerifier;
+
+use crate::directory::Directory;
+use crate::limits::RateLimiter;
+use crate::metrics::Metrics;
+use crate::pools::Pools;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub directory: Arc<Directory>,
+    pub pools: Arc<Pools>,
+    pub verifier: Arc<TokenVerifier>,
+    pub limiter: Arc<RateLimiter>,
+    pub metrics: Arc<Metrics>,
+    pub catalog: sqlx::PgPool,
+}

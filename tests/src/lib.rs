@@ -314,6 +314,49 @@ impl ControlPlane {
         .await
     }
 
+    /// Starts a `tenant-router` binary on this catalog, trusting this control plane's key.
+    pub async fn start_router(&self, env: &[(&str, &str)]) -> TenantRouter {
+        let port = free_port();
+        let mut command = Command::new(binary("tenant-router"));
+        command
+            .env("TENANCY_DATABASE_URL", &self.database_url)
+            .env("TENANCY_CATALOG_KEY", &self.catalog_key)
+            .env("TENANCY_JWT_PUBLIC_KEYS", self.signing_key.public_pem())
+            .env("TENANCY_ROUTER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let process = Process {
+            child: command.spawn().expect("start the tenant router"),
+        };
+        let base_url = format!("http://127.0.0.1:{port}");
+        wait_until_healthy(&format!("{base_url}/healthz"), Duration::from_secs(30)).await;
+        TenantRouter {
+            base_url,
+            client: reqwest::Client::new(),
+            process,
+        }
+    }
+
+    /// A service token for a tenant, minted through the API.
+    pub async fn tenant_token(&self, admin_token: &str, slug: &str, scopes: &[&str]) -> String {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/tenants/{slug}/tokens"),
+                Some(admin_token),
+                Some(json!({ "scopes": scopes, "ttl": 3600 })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+
     /// Runs `tenantctl` against this control plane's catalog, with `stdin` piped in.
     pub fn tenantctl(&self, args: &[&str], stdin: &str) -> std::process::Output {
         let mut child = Command::new(binary("tenantctl"))
@@ -376,6 +419,41 @@ impl ControlPlane {
         let text = response.text().await.expect("read the body");
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         (status, body)
+    }
+}
+
+/// A `tenant-router` binary under test.
+pub struct TenantRouter {
+    pub base_url: String,
+    pub client: reqwest::Client,
+    pub process: Process,
+}
+
+impl TenantRouter {
+    /// Sends a request with a bearer token; returns status, Retry-After and JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base_url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("send the request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("read the body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 }
 

@@ -7,6 +7,7 @@ pub mod directory;
 pub mod plans;
 pub mod servers;
 pub mod tenants;
+pub mod usage;
 pub mod warm;
 
 use std::time::Duration;

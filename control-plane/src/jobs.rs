@@ -42,9 +42,37 @@ pub async fn run_once(platform: &Platform) {
     if let Err(error) = sweep_orphans(platform).await {
         tracing::warn!(error = %error, "job: sweep orphans");
     }
+    if let Err(error) = sample_storage(platform).await {
+        tracing::warn!(error = %error, "job: sample storage");
+    }
     if let Err(error) = refill_warm_pools(platform).await {
         tracing::warn!(error = %error, "job: refill warm pools");
     }
+}
+
+/// Samples every tenant database's size; a tenant over its plan's storage limit is flagged
+/// (the routers then refuse its writes) until it is under again.
+async fn sample_storage(platform: &Platform) -> Result<(), crate::error::ApiError> {
+    for secret in catalog::servers::all_secrets(&platform.db).await? {
+        let server_id = secret.id;
+        let address = crate::servers::to_address(platform, secret)?;
+        let Ok(admin) = address.connect("postgres").await else {
+            continue;
+        };
+        let rows = admin
+            .query(
+                "SELECT datname, pg_database_size(oid) FROM pg_database WHERE datname ~ '^t_[0-9a-f]{32}$'",
+                &[],
+            )
+            .await
+            .map_err(|source| crate::tenants::unavailable_server(provisioner::ProvisionError::Database {
+                action: "measure tenant databases",
+                source,
+            }))?;
+        let sizes: Vec<(String, i64)> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        catalog::usage::record_storage(&platform.db, server_id, &sizes).await?;
+    }
+    Ok(())
 }
 
 /// Keeps `warm_pool_size` databases cloned ahead on every server whose template is ready.

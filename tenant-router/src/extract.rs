@@ -102,6 +102,7 @@ impl FromRequestParts<AppState> for Tenant {
             .limiter
             .take(entry.id.0, entry.requests_per_minute)
             .map_err(|retry_after| RouterError::RateLimited { retry_after })?;
+        state.usage.record(entry.id.0);
         let pool = state.pools.pool_for(&entry)?;
         Ok(Self {
             claims,

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod metrics;
 pub mod pools;
 pub mod state;
+pub mod usage;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -64,9 +65,11 @@ pub async fn build(config: &Config) -> anyhow::Result<Router> {
         metrics.clone(),
     ));
     let pools = Arc::new(pools::Pools::new(config.pool_wait));
+    let usage = Arc::new(usage::UsageCounter::default());
     let tasks = vec![
         directory::spawn_listener(catalog.clone(), directory.clone(), pools.clone()),
         pools::spawn_maintenance(pools.clone(), config.pool_idle),
+        usage::spawn_flusher(usage.clone(), catalog.clone(), config.usage_flush),
     ];
     Ok(Router {
         state: AppState {
@@ -74,6 +77,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Router> {
             pools,
             verifier: Arc::new(verifier),
             limiter: Arc::new(limits::RateLimiter::default()),
+            usage,
             metrics,
             catalog,
         },

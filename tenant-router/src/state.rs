@@ -8,6 +8,7 @@ use crate::directory::Directory;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::pools::Pools;
+use crate::usage::UsageCounter;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,6 +16,7 @@ pub struct AppState {
     pub pools: Arc<Pools>,
     pub verifier: Arc<TokenVerifier>,
     pub limiter: Arc<RateLimiter>,
+    pub usage: Arc<UsageCounter>,
     pub metrics: Arc<Metrics>,
     pub catalog: sqlx::PgPool,
 }

@@ -567,3 +567,103 @@ async fn a_stopped_server_gives_fast_503s_and_traffic_resumes_when_it_returns() 
         returned.elapsed()
     );
 }
+
+#[tokio::test]
+async fn over_its_storage_limit_a_tenant_can_read_but_not_write_and_usage_is_counted() {
+    let (app, admin) = platform_with_tenants(&["acme", "globex"]).await;
+    let router = app.start_router(&[("TENANCY_USAGE_FLUSH", "200ms")]).await;
+    let token = app.tenant_token(&admin, "acme", ALL).await;
+    let mut requests = 0;
+    create_customer(&router, &token, "A-1").await;
+    requests += 1;
+
+    // A fresh tenant database is several MB: a 1 MB plan is exceeded at the next sample.
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            "/v1/plans/standard",
+            Some(&admin),
+            Some(json!({ "limits": { "max_storage_mb": 1 } })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = router
+            .call(
+                Method::POST,
+                "/v1/customers",
+                Some(&token),
+                Some(json!({ "code": format!("B-{requests}"), "name": "B" })),
+            )
+            .await;
+        requests += 1;
+        if status == 403 {
+            assert_eq!(body["code"], "storage_limit_exceeded");
+            break;
+        }
+        assert_eq!(status, 201, "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "the storage limit was never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = router
+        .call(Method::GET, "/v1/customers", Some(&token), None)
+        .await;
+    requests += 1;
+    assert_eq!(status, 200, "reads still work");
+
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            "/v1/plans/standard",
+            Some(&admin),
+            Some(json!({ "limits": { "max_storage_mb": 10240 } })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = router
+            .call(
+                Method::POST,
+                "/v1/customers",
+                Some(&token),
+                Some(json!({ "code": format!("C-{requests}"), "name": "C" })),
+            )
+            .await;
+        requests += 1;
+        if status == 201 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "writes did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The requests reach the usage figures; another tenant's stay at zero.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, usage) = app
+            .call(Method::GET, "/v1/tenants/acme/usage", Some(&admin), None)
+            .await;
+        assert_eq!(status, 200, "{usage}");
+        if usage["requests_last_24h"].as_i64() == Some(requests) {
+            assert!(usage["storage"]["bytes"].as_i64().expect("sampled") > 1_000_000);
+            assert_eq!(usage["storage"]["limit_bytes"], 10240_i64 * 1_048_576);
+            assert_eq!(usage["storage"]["exceeded"], false);
+            assert_eq!(usage["hourly_requests"].as_array().expect("hours").len(), 1);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "usage shows {usage}, expected {requests} requests"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, other) = app
+        .call(Method::GET, "/v1/tenants/globex/usage", Some(&admin), None)
+        .await;
+    assert_eq!(other["requests_last_24h"], 0);
+}

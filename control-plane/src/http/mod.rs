@@ -8,6 +8,7 @@ mod plans;
 mod servers;
 mod tenants;
 mod tokens;
+mod usage;
 
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .merge(servers::router())
         .merge(tenants::router())
         .merge(tokens::router())
+        .merge(usage::router())
         .merge(ops::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

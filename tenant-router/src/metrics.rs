@@ -53,6 +53,7 @@ pub struct Metrics {
     lookups: Family<LookupLabels, Counter>,
     server_connections: Family<ServerLabels, Gauge>,
     breaker_open: Family<ServerLabels, Gauge>,
+    waiting: Family<ServerLabels, Gauge>,
     open_pools: Gauge,
 }
 
@@ -85,6 +86,12 @@ impl Default for Metrics {
             "1 while a server's circuit breaker is open",
             breaker_open.clone(),
         );
+        let waiting = Family::<ServerLabels, Gauge>::default();
+        registry.register(
+            "server_waiting_requests",
+            "Requests waiting for a connection per server",
+            waiting.clone(),
+        );
         let open_pools = Gauge::default();
         registry.register("tenant_pools", "Tenant pools open", open_pools.clone());
         Self {
@@ -94,6 +101,7 @@ impl Default for Metrics {
             lookups,
             server_connections,
             breaker_open,
+            waiting,
             open_pools,
         }
     }
@@ -120,6 +128,14 @@ impl Metrics {
             self.breaker_open
                 .get_or_create(&labels)
                 .set(i64::from(gate.breaker.is_open()));
+        }
+        for (server, waiting) in pools.waiting_by_server() {
+            let labels = ServerLabels {
+                server: server.to_string(),
+            };
+            self.waiting
+                .get_or_create(&labels)
+                .set(i64::try_from(waiting).unwrap_or(i64::MAX));
         }
         self.open_pools
             .set(i64::try_from(pools.open_pools()).unwrap_or(i64::MAX));

@@ -345,6 +345,17 @@ impl Pools {
             .unwrap_or_default()
     }
 
+    /// Requests waiting for a connection, per server.
+    pub fn waiting_by_server(&self) -> HashMap<Uuid, usize> {
+        let mut waiting = HashMap::new();
+        if let Ok(pools) = self.pools.lock() {
+            for pool in pools.values() {
+                *waiting.entry(pool.gate.server.id).or_insert(0) += pool.pool.status().waiting;
+            }
+        }
+        waiting
+    }
+
     pub fn open_pools(&self) -> usize {
         self.pools.lock().map(|pools| pools.len()).unwrap_or(0)
     }

@@ -667,3 +667,39 @@ async fn over_its_storage_limit_a_tenant_can_read_but_not_write_and_usage_is_cou
         .await;
     assert_eq!(other["requests_last_24h"], 0);
 }
+
+#[tokio::test]
+async fn two_signing_keys_are_valid_during_a_rotation() {
+    let (app, admin) = platform_with_tenants(&["acme"]).await;
+    let (next_key, _) = TokenKey::generate().expect("the next key");
+    let both = format!("{}{}", app.signing_key.public_pem(), next_key.public_pem());
+    let router = app
+        .start_router(&[("TENANCY_JWT_PUBLIC_KEYS", &both)])
+        .await;
+    let current = app.tenant_token(&admin, "acme", ALL).await;
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(current.split('.').nth(1).expect("payload"))
+            .expect("b64"),
+    )
+    .expect("json");
+    let next = next_key.sign(&claims).expect("sign with the next key");
+    for token in [&current, &next] {
+        let (status, body) = router
+            .call(Method::GET, "/v1/customers", Some(token), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // A router that trusts only the next key refuses the current one.
+    let rotated = app
+        .start_router(&[("TENANCY_JWT_PUBLIC_KEYS", next_key.public_pem())])
+        .await;
+    let (status, body) = rotated
+        .call(Method::GET, "/v1/customers", Some(&current), None)
+        .await;
+    assert_problem(status, &body, 401, "invalid_token");
+    let (status, _) = rotated
+        .call(Method::GET, "/v1/customers", Some(&next), None)
+        .await;
+    assert_eq!(status, 200);
+}

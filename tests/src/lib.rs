@@ -24,19 +24,25 @@ pub use serde_json::json;
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let directory = BUILT.get_or_init(|| {
+        // target/<profile>/deps/<test binary> -> target/<profile>
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let directory = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the target directory")
+            .to_path_buf();
+        let mut args = vec!["build", "--workspace", "--bins", "--locked", "--quiet"];
+        if directory.ends_with("release") {
+            args.push("--release"); // a benchmark
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let status = Command::new(cargo)
-            .args(["build", "--workspace", "--bins", "--locked", "--quiet"])
+            .args(args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("run cargo build for the binaries under test");
         assert!(status.success(), "cargo build --bins failed");
-        // target/debug/deps/<test binary> -> target/debug
-        let exe = std::env::current_exe().expect("the test binary's path");
-        exe.parent()
-            .and_then(Path::parent)
-            .expect("the target directory")
-            .to_path_buf()
+        directory
     });
     let path = directory.join(name);
     assert!(path.is_file(), "{} was not built", path.display());

@@ -116,11 +116,22 @@ async fn main() -> Result<(), Error> {
         "\ncustomer point read, {CONNECTIONS} concurrent clients, {seconds} s each, 2 cores shared by client, router and PostgreSQL"
     );
     println!(
-        "{:<36} {:>11} {:>8} {:>8} {:>16}",
-        "path", "req/s", "p50 ms", "p99 ms", "vs in-process"
+        "{:<36} {:>11} {:>8} {:>8} {:>8} {:>15}",
+        "path", "req/s", "mean ms", "p50 ms", "p99 ms", "vs in-process"
     );
+    let cell = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |value| format!("{value:.2}"));
     for figures in &results {
         println!(
+            "{:<36} {:>11.0} {:>8.2} {:>8} {:>8} {:>14.2}x",
+            figures.name,
+            figures.per_second,
+            figures.mean_ms,
+            cell(figures.p50_ms),
+            cell(figures.p99_ms),
+            figures.per_second / baseline
+        );
+    }
+    println!(
             "{:<36} {:>11.0} {:>8.2} {:>8} {:>15.2}x",
             figures.name,
             figures.per_second,

@@ -119,7 +119,8 @@ async fn main() -> Result<(), Error> {
         "{:<36} {:>11} {:>8} {:>8} {:>8} {:>15}",
         "path", "req/s", "mean ms", "p50 ms", "p99 ms", "vs in-process"
     );
-    let cell = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |value| format!("{value:.2}"));
+    let cell =
+        |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |value| format!("{value:.2}"));
     for figures in &results {
         println!(
             "{:<36} {:>11.0} {:>8.2} {:>8} {:>8} {:>14.2}x",
@@ -128,17 +129,6 @@ async fn main() -> Result<(), Error> {
             figures.mean_ms,
             cell(figures.p50_ms),
             cell(figures.p99_ms),
-            figures.per_second / baseline
-        );
-    }
-    println!(
-            "{:<36} {:>11.0} {:>8.2} {:>8} {:>15.2}x",
-            figures.name,
-            figures.per_second,
-            figures.p50_ms,
-            figures
-                .p99_ms
-                .map_or_else(|| "-".to_owned(), |p99| format!("{p99:.2}")),
             figures.per_second / baseline
         );
     }

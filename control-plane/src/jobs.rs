@@ -171,12 +171,21 @@ async fn sweep_orphans(platform: &Platform) -> Result<(), crate::error::ApiError
             .await?
             .into_iter()
             .collect();
-        for warm in objects
+        let unknown_warm: Vec<&provisioner::DatabaseName> = objects
             .databases
             .iter()
-            .filter(|database| database.is_warm())
-        {
-            if !known_warm.contains(warm.as_str()) {
+            .filter(|database| database.is_warm() && !known_warm.contains(database.as_str()))
+            .collect();
+        if !unknown_warm.is_empty() {
+            // A warm database taken by a tenant meanwhile was renamed before its row went:
+            // only what is still there under its warm name is an orphan.
+            let still_there = provisioner::tenant::list_objects(&admin)
+                .await
+                .map_err(crate::tenants::unavailable_server)?;
+            for warm in unknown_warm
+                .into_iter()
+                .filter(|warm| still_there.databases.contains(warm))
+            {
                 tracing::warn!(%server_id, database = %warm, "job: dropping a warm database the catalog does not know");
                 provisioner::tenant::drop_database(&admin, warm)
                     .await

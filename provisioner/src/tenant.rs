@@ -68,25 +68,31 @@ pub async fn ensure_database(admin: &Client, tenant: TenantId) -> Result<bool, P
     let created = if database_exists(admin, &database).await? {
         false
     } else {
-        admin
-            .execute("SELECT pg_advisory_lock_shared($1)", &[&TEMPLATE_LOCK])
-            .await
-            .context("take the template lock (shared)")?;
-        let cloned = admin
-            .batch_execute(&format!(
-                "CREATE DATABASE {} TEMPLATE {TEMPLATE_DATABASE} STRATEGY WAL_LOG",
-                database.ident()
-            ))
-            .await
-            .context("clone the template database");
-        let _ = admin
-            .execute("SELECT pg_advisory_unlock_shared($1)", &[&TEMPLATE_LOCK])
-            .await;
-        cloned?;
+        clone_template(admin, &database).await?;
         true
     };
     close_database(admin, tenant).await?;
     Ok(created)
+}
+
+/// `CREATE DATABASE … TEMPLATE`, under the shared template lock: the template cannot be
+/// cloned while it is being migrated (anyone connected to it makes the clone fail).
+async fn clone_template(admin: &Client, database: &DatabaseName) -> Result<(), ProvisionError> {
+    admin
+        .execute("SELECT pg_advisory_lock_shared($1)", &[&TEMPLATE_LOCK])
+        .await
+        .context("take the template lock (shared)")?;
+    let cloned = admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {} TEMPLATE {TEMPLATE_DATABASE} STRATEGY WAL_LOG",
+            database.ident()
+        ))
+        .await
+        .context("clone the template database");
+    let _ = admin
+        .execute("SELECT pg_advisory_unlock_shared($1)", &[&TEMPLATE_LOCK])
+        .await;
+    cloned
 }
 
 /// Moves a warm (pre-cloned) database to a tenant by renaming it. Returns false when the
@@ -117,21 +123,7 @@ pub async fn create_warm_database(
     admin: &Client,
     warm: &DatabaseName,
 ) -> Result<(), ProvisionError> {
-    admin
-        .execute("SELECT pg_advisory_lock_shared($1)", &[&TEMPLATE_LOCK])
-        .await
-        .context("take the template lock (shared)")?;
-    let cloned = admin
-        .batch_execute(&format!(
-            "CREATE DATABASE {} TEMPLATE {TEMPLATE_DATABASE} STRATEGY WAL_LOG",
-            warm.ident()
-        ))
-        .await
-        .context("clone the template into a warm database");
-    let _ = admin
-        .execute("SELECT pg_advisory_unlock_shared($1)", &[&TEMPLATE_LOCK])
-        .await;
-    cloned?;
+    clone_template(admin, warm).await?;
     admin
         .batch_execute(&format!(
             "REVOKE ALL ON DATABASE {} FROM PUBLIC",

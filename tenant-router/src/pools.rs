@@ -21,6 +21,9 @@ use uuid::Uuid;
 use crate::directory::{ServerRef, TenantEntry};
 use crate::error::{RouterError, RouterResult};
 
+/// Idle connections of other tenants closed when a request finds its server's budget spent.
+const EVICT_AT_ONCE: usize = 2;
+
 /// Consecutive connection failures that open a server's breaker.
 const BREAKER_THRESHOLD: u32 = 3;
 
@@ -304,9 +307,10 @@ impl Pools {
         }
     }
 
-    /// Closes idle connections of the other tenants on a server, to free budget.
+    /// Closes a few idle connections of other tenants on a server, least recently used
+    /// pools first, to free budget without emptying everyone's pool.
     fn evict_idle(&self, server: Uuid, except: Uuid) {
-        let victims: Vec<Arc<TenantPool>> = self
+        let mut victims: Vec<Arc<TenantPool>> = self
             .pools
             .lock()
             .map(|pools| {
@@ -317,8 +321,20 @@ impl Pools {
                     .collect()
             })
             .unwrap_or_default();
+        victims.sort_by_key(|pool| std::cmp::Reverse(pool.idle_for()));
+        let mut to_free = EVICT_AT_ONCE;
         for pool in victims {
-            pool.pool.retain(|_, _| false);
+            if to_free == 0 {
+                break;
+            }
+            let _closed = pool.pool.retain(|_, _| {
+                if to_free > 0 {
+                    to_free -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
         }
     }
 

@@ -106,15 +106,20 @@ async fn list(tenant: Tenant, Query(params): Query<ListParams>) -> RouterResult<
         )
     });
     let connection = tenant.connection().await?;
+    // Statements are prepared once per connection (deadpool-postgres' statement cache).
+    let statement = connection
+        .client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM customers \
+             WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2)) \
+               AND ($3::text IS NULL OR lower(code) = $3 OR lower(name) LIKE $4) \
+             ORDER BY created_at, id LIMIT $5"
+        ))
+        .await?;
     let rows = connection
         .client
         .query(
-            &format!(
-                "SELECT {COLUMNS} FROM customers \
-                 WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2)) \
-                   AND ($3::text IS NULL OR lower(code) = $3 OR lower(name) LIKE $4) \
-                 ORDER BY created_at, id LIMIT $5"
-            ),
+            &statement,
             &[&after_time, &after_id, &search, &pattern, &limit],
         )
         .await?;
@@ -139,12 +144,13 @@ async fn show(tenant: Tenant, Path(id): Path<String>) -> RouterResult<Json<Custo
     tenant.require("customers.read")?;
     let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
     let connection = tenant.connection().await?;
+    let statement = connection
+        .client
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM customers WHERE id = $1"))
+        .await?;
     let row = connection
         .client
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM customers WHERE id = $1"),
-            &[&id],
-        )
+        .query_opt(&statement, &[&id])
         .await?
         .ok_or_else(not_found)?;
     Ok(Json(Customer::from(&row)))

@@ -154,6 +154,39 @@ async fn dev_comes_up_stops_cleanly_and_reuses_its_data() {
         .expect("create a plan");
     assert_eq!(response.status(), 201);
 
+    // The demo tenant is served by the router with the printed service token.
+    let tenant_token = first
+        .banner
+        .iter()
+        .find_map(|line| line.trim().strip_prefix("export TENANT_TOKEN="))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a tenant token line")
+        .to_owned();
+    assert!(
+        first
+            .banner
+            .iter()
+            .any(|line| line.starts_with("demo tenant:"))
+    );
+    let response = client
+        .post(format!("{router}/v1/customers"))
+        .bearer_auth(&tenant_token)
+        .json(&json!({ "code": "C-001", "name": "First Customer" }))
+        .send()
+        .await
+        .expect("create a customer");
+    assert_eq!(response.status(), 201);
+    let page: serde_json::Value = client
+        .get(format!("{router}/v1/customers"))
+        .bearer_auth(&tenant_token)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page["items"][0]["code"], "C-001");
+
     // Ctrl-C: everything stops, including the PostgreSQL server.
     let postmaster_pid = data_dir.join("postgres").join("postmaster.pid");
     assert!(postmaster_pid.exists());

@@ -20,6 +20,10 @@ use tenancy_infra::{EmbeddedPostgres, EmbeddedS3, PostgresOptions, S3Credentials
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+mod banner;
+
+use banner::{Banner, print_banner, say};
+
 /// The catalog database's name on the embedded server.
 const CATALOG_DATABASE: &str = "tenancy_catalog";
 /// The bucket backups go to.
@@ -341,21 +345,6 @@ async fn bind_preferred(port: u16) -> anyhow::Result<TcpListener> {
     }
 }
 
-struct Banner<'a> {
-    data_dir: &'a Path,
-    reused: bool,
-    control_url: &'a str,
-    router_url: &'a str,
-    catalog_url: Option<&'a str>,
-    s3_endpoint: &'a str,
-    s3_credentials: Option<&'a S3Credentials>,
-    admin_email: &'a str,
-    admin_password: Option<&'a str>,
-    token: &'a str,
-    demo: Option<&'a DemoTenant>,
-    demo_token: Option<&'a str>,
-}
-
 /// A service token for the demo tenant with every scope, valid for a day.
 fn mint_demo_token(app: &control_plane::AppState, tenant: uuid::Uuid) -> anyhow::Result<String> {
     let now = chrono::Utc::now().timestamp();
@@ -376,7 +365,7 @@ fn mint_demo_token(app: &control_plane::AppState, tenant: uuid::Uuid) -> anyhow:
 }
 
 /// The demo tenant and its first admin's credentials.
-struct DemoTenant {
+pub(super) struct DemoTenant {
     id: uuid::Uuid,
     slug: String,
     database: String,
@@ -466,114 +455,4 @@ async fn ensure_demo_tenant(
         admin_email: EMAIL.to_owned(),
         admin_password: Some(password),
     }))
-}
-
-fn print_banner(banner: &Banner<'_>) {
-    use std::fmt::Write;
-    let state = if banner.reused {
-        "reused from an earlier run"
-    } else {
-        "created"
-    };
-    let password = banner
-        .admin_password
-        .unwrap_or("(set before; not known to dev)");
-    let cp = banner.control_url;
-    let mut text = String::new();
-    let _ = writeln!(
-        text,
-        "\ntenancy dev platform is up. Data: {} ({state})\n",
-        banner.data_dir.display()
-    );
-    let _ = writeln!(text, "control plane:  {cp}");
-    let _ = writeln!(text, "tenant router:  {}", banner.router_url);
-    if let Some(url) = banner.catalog_url {
-        let _ = writeln!(text, "catalog:        {url}");
-    }
-    let _ = writeln!(
-        text,
-        "s3 endpoint:    {}   bucket {BACKUP_BUCKET}",
-        banner.s3_endpoint
-    );
-    if let Some(credentials) = banner.s3_credentials {
-        let _ = writeln!(
-            text,
-            "s3 keys:        {} / {}",
-            credentials.access_key, credentials.secret_key
-        );
-    }
-    let _ = writeln!(text, "super-admin:    {} / {password}", banner.admin_email);
-    let _ = writeln!(text, "\nTry:");
-    let _ = writeln!(text, "  curl -s {cp}/healthz");
-    let _ = writeln!(
-        text,
-        "  curl -s -X POST {cp}/v1/auth/login -H 'content-type: application/json' \\\n       \
-         -d '{{\"email\":\"{}\",\"password\":\"{password}\"}}'",
-        banner.admin_email
-    );
-    let _ = writeln!(
-        text,
-        "  export TOKEN={}   # an admin token, valid for an hour",
-        banner.token
-    );
-    let _ = writeln!(
-        text,
-        "  curl -s {cp}/v1/plans -H \"authorization: Bearer $TOKEN\""
-    );
-    let _ = writeln!(
-        text,
-        "  curl -s -X PATCH {cp}/v1/plans/trial -H \"authorization: Bearer $TOKEN\" \\\n       \
-         -H 'content-type: application/json' -d '{{\"limits\":{{\"max_users\":10}}}}'"
-    );
-    let _ = writeln!(
-        text,
-        "  curl -s {cp}/v1/audit-log -H \"authorization: Bearer $TOKEN\""
-    );
-    if let Some(demo) = banner.demo {
-        let _ = writeln!(
-            text,
-            "\ndemo tenant:    {} (database {}), first admin {} / {}",
-            demo.slug,
-            demo.database,
-            demo.admin_email,
-            demo.admin_password
-                .as_deref()
-                .unwrap_or("(set before; not known to dev)")
-        );
-        let _ = writeln!(
-            text,
-            "  curl -s {cp}/v1/tenants/{} -H \"authorization: Bearer $TOKEN\"",
-            demo.slug
-        );
-    }
-    if let Some(token) = banner.demo_token {
-        let router = banner.router_url;
-        let _ = writeln!(text, "\nThe demo tenant's app, through the router:");
-        let _ = writeln!(
-            text,
-            "  export TENANT_TOKEN={token}   # a service token with every scope, valid for a day"
-        );
-        let _ = writeln!(
-            text,
-            "  curl -s -X POST {router}/v1/customers -H \"authorization: Bearer $TENANT_TOKEN\" \\\n       \
-             -H 'content-type: application/json' -d '{{\"code\":\"C-001\",\"name\":\"First Customer\"}}'"
-        );
-        let _ = writeln!(
-            text,
-            "  curl -s {router}/v1/customers -H \"authorization: Bearer $TENANT_TOKEN\""
-        );
-    }
-    let _ = writeln!(
-        text,
-        "\nCtrl-C stops everything; the next run reuses the data."
-    );
-    say(&text);
-}
-
-/// Prints to stdout; a closed stdout (the reader went away) is not a reason to fail.
-fn say(text: &str) {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{text}");
-    let _ = stdout.flush();
 }

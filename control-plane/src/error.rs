@@ -1,27 +1,16 @@
 //! The control plane's one error type. Every variant becomes an RFC 9457 problem document
 //! with a stable `code`; internal errors become an opaque 500 and are logged once, here.
+//! (Rejected bodies and query strings are answered by `tenancy_http`'s extractors.)
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use catalog::plans::FieldError;
-use serde::Serialize;
+use tenancy_http::Problem;
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 400: the body is not JSON.
-    #[error("{0}")]
-    MalformedJson(String),
-    /// 415: the body is not declared as JSON.
-    #[error("the body must be JSON (Content-Type: application/json)")]
-    UnsupportedMediaType,
-    /// 413: the body is over the size limit.
-    #[error("the body is too large")]
-    PayloadTooLarge,
-    /// 422: the JSON is well-formed but does not fit the request's schema.
-    #[error("{0}")]
-    InvalidBody(String),
     /// 422: values out of range or of the wrong form, per field.
     #[error("{detail}")]
     Validation {
@@ -108,12 +97,6 @@ impl ApiError {
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
-            Self::UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
-            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
             Self::Validation { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
@@ -124,48 +107,6 @@ impl ApiError {
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
-    }
-}
-
-/// An RFC 9457 problem document.
-#[derive(Debug, Serialize)]
-pub struct Problem {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: &'static str,
-    pub status: u16,
-    pub code: &'static str,
-    pub detail: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldError>,
-}
-
-impl Problem {
-    pub fn new(status: StatusCode, code: &'static str, detail: String) -> Self {
-        Self {
-            kind: format!("urn:tenancy:problem:{code}"),
-            title: status.canonical_reason().unwrap_or("Error"),
-            status: status.as_u16(),
-            code,
-            detail,
-            errors: Vec::new(),
-        }
-    }
-}
-
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self).unwrap_or_default();
-        (
-            status,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/problem+json"),
-            )],
-            body,
-        )
-            .into_response()
     }
 }
 
@@ -193,7 +134,7 @@ impl IntoResponse for ApiError {
         };
         let mut problem = Problem::new(status, code, detail);
         if let Self::Validation { errors, .. } = self {
-            problem.errors = errors;
+            problem.errors = serde_json::to_value(errors).ok();
         }
         let mut response = problem.into_response();
         if let Some((name, value)) = extra_header {

@@ -1,73 +1,15 @@
-//! Extractors whose rejections are problem documents: JSON bodies, query strings, and the
-//! authenticated super-admin.
+//! Extractors: the authenticated super-admin, and (from `tenancy-http`) JSON bodies and
+//! query strings whose rejections are problem documents.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{StatusCode, header, request::Parts};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use axum::extract::FromRequestParts;
+use axum::http::{header, request::Parts};
 use tenancy_core::AdminId;
 
 use crate::auth::AdminClaims;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// `axum::Json`, but a rejected body is a problem document: 400 for broken JSON, 415 for a
-/// missing content type, 413 for an oversized body, 422 for a wrong shape.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Json<T>(pub T);
-
-impl<T, S> FromRequest<S> for Json<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
-        }
-    }
-}
-
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
-        StatusCode::UNPROCESSABLE_ENTITY => ApiError::InvalidBody(rejection.body_text()),
-        _ => match rejection {
-            JsonRejection::JsonSyntaxError(_) => ApiError::MalformedJson(rejection.body_text()),
-            other => ApiError::BadRequest(other.body_text()),
-        },
-    }
-}
-
-impl<T: Serialize> axum::response::IntoResponse for Json<T> {
-    fn into_response(self) -> axum::response::Response {
-        axum::Json(self.0).into_response()
-    }
-}
-
-/// `axum::extract::Query` with a problem-document rejection.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Query<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for Query<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Query(value)| Self(value))
-            .map_err(|rejection: QueryRejection| ApiError::BadRequest(rejection.body_text()))
-    }
-}
+pub use tenancy_http::{Json, Query};
 
 /// The super-admin making the request, from a verified bearer token of an admin who still
 /// exists and is not disabled.

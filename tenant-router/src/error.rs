@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use tenancy_http::Problem;
 
 pub type RouterResult<T> = Result<T, RouterError>;
 
@@ -45,15 +45,6 @@ pub enum RouterError {
     /// 400: bad query or path.
     #[error("{0}")]
     BadRequest(String),
-    /// 400: the body is not JSON.
-    #[error("{0}")]
-    MalformedJson(String),
-    /// 415
-    #[error("the body must be JSON (Content-Type: application/json)")]
-    UnsupportedMediaType,
-    /// 413
-    #[error("the body is too large")]
-    PayloadTooLarge,
     /// 422: wrong shape or invalid values.
     #[error("{detail}")]
     Invalid { code: &'static str, detail: String },
@@ -82,11 +73,6 @@ impl RouterError {
             Self::TenantNotReady => (StatusCode::SERVICE_UNAVAILABLE, "tenant_not_ready"),
             Self::CatalogUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
-            Self::UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
-            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Invalid { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
@@ -136,36 +122,6 @@ impl From<tokio_postgres::Error> for RouterError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'static str,
-    status: u16,
-    code: &'static str,
-    detail: String,
-}
-
-/// A problem document for the fallbacks (404, 405).
-pub fn problem(status: StatusCode, code: &'static str, detail: &str) -> Response {
-    let body = Problem {
-        kind: format!("urn:tenancy:problem:{code}"),
-        title: status.canonical_reason().unwrap_or("Error"),
-        status: status.as_u16(),
-        code,
-        detail: detail.to_owned(),
-    };
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        )],
-        serde_json::to_vec(&body).unwrap_or_default(),
-    )
-        .into_response()
-}
-
 impl IntoResponse for RouterError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
@@ -176,7 +132,7 @@ impl IntoResponse for RouterError {
             }
             other => other.to_string(),
         };
-        let mut response = problem(status, code, &detail);
+        let mut response = Problem::new(status, code, detail).into_response();
         if let Some(seconds) = self.retry_after()
             && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
         {

@@ -3,12 +3,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{StatusCode, header, request::Parts};
+use axum::extract::FromRequestParts;
+use axum::http::{header, request::Parts};
 use catalog::tenants::Status;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tenancy_core::claims::TenantClaims;
 
 use crate::directory::TenantEntry;
@@ -113,58 +110,4 @@ impl FromRequestParts<AppState> for Tenant {
     }
 }
 
-/// `axum::Json` with problem-document rejections.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Json<T>(pub T);
-
-impl<T, S> FromRequest<S> for Json<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = RouterError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Json::<T>::from_request(request, state)
-            .await
-            .map(|axum::Json(value)| Self(value))
-            .map_err(|rejection| match rejection.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => RouterError::PayloadTooLarge,
-                StatusCode::UNSUPPORTED_MEDIA_TYPE => RouterError::UnsupportedMediaType,
-                StatusCode::UNPROCESSABLE_ENTITY => RouterError::Invalid {
-                    code: "invalid_body",
-                    detail: rejection.body_text(),
-                },
-                _ => match rejection {
-                    JsonRejection::JsonSyntaxError(_) => {
-                        RouterError::MalformedJson(rejection.body_text())
-                    }
-                    other => RouterError::BadRequest(other.body_text()),
-                },
-            })
-    }
-}
-
-impl<T: Serialize> axum::response::IntoResponse for Json<T> {
-    fn into_response(self) -> axum::response::Response {
-        axum::Json(self.0).into_response()
-    }
-}
-
-/// `axum::extract::Query` with a problem-document rejection.
-pub struct Query<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for Query<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = RouterError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Query(value)| Self(value))
-            .map_err(|rejection| RouterError::BadRequest(rejection.body_text()))
-    }
-}
+pub use tenancy_http::{Json, Query};

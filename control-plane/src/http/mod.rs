@@ -14,14 +14,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Largest request body accepted.
@@ -38,28 +38,15 @@ pub fn router(state: AppState) -> Router {
         .merge(usage::router())
         .merge(ops::router())
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::metrics::track,
+            state.metrics.http.clone(),
+            tenancy_http::metrics::track,
         ));
-    api.fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+    api.fallback(tenancy_http::problem::not_found)
+        .method_not_allowed_fallback(tenancy_http::problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(|request: &Request<_>| {
-                    let request_id = request
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|value| value.to_str().ok())
-                        .unwrap_or("");
-                    tracing::info_span!(
-                        "request",
-                        method = %request.method(),
-                        path = %request.uri().path(),
-                        request_id,
-                        admin_id = tracing::field::Empty,
-                    )
-                })
+                .make_span_with(tenancy_http::request_span)
                 // A 5xx is the client's problem to retry, not an incident: errors that are
                 // incidents are logged where they happen.
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
@@ -75,20 +62,4 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
-}
-
-async fn not_found() -> Problem {
-    Problem::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no such route".to_owned(),
-    )
-}
-
-async fn method_not_allowed() -> Problem {
-    Problem::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this route does not accept that method".to_owned(),
-    )
 }

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
-use crate::error::problem;
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -20,34 +19,15 @@ pub fn router(state: AppState) -> Router {
         .merge(customers::router())
         .merge(ops::router())
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::metrics::track,
+            state.metrics.http.clone(),
+            tenancy_http::metrics::track,
         ))
-        .fallback(|| async { problem(StatusCode::NOT_FOUND, "not_found", "no such route") })
-        .method_not_allowed_fallback(|| async {
-            problem(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this route does not accept that method",
-            )
-        })
+        .fallback(tenancy_http::problem::not_found)
+        .method_not_allowed_fallback(tenancy_http::problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(256 * 1024))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(|request: &Request<_>| {
-                    let request_id = request
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|value| value.to_str().ok())
-                        .unwrap_or("");
-                    tracing::info_span!(
-                        "request",
-                        method = %request.method(),
-                        path = %request.uri().path(),
-                        request_id,
-                        tenant_id = tracing::field::Empty,
-                    )
-                })
+                .make_span_with(tenancy_http::request_span)
                 // A 5xx is the client's problem to retry, not an incident: errors that are
                 // incidents are logged where they happen.
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),

@@ -28,3 +28,29 @@ pub fn request_span<B>(request: &Request<B>) -> tracing::Span {
         admin_id = tracing::field::Empty,
     )
 }
+
+/// Middleware: a request whose handler takes longer than the limit (the state) is answered
+/// `503 timeout` as a problem document, with `Retry-After`.
+pub async fn timeout(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response = Problem::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the request took too long and was abandoned; retry",
+            )
+            .into_response();
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            response
+        }
+    }
+}

@@ -55,6 +55,10 @@ pub struct Config {
     #[arg(long, env = "TENANCY_POOL_WAIT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub pool_wait: Duration,
 
+    /// Longest a request may take; then `503 timeout`.
+    #[arg(long, env = "TENANCY_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
     /// A tenant pool unused this long is closed.
     #[arg(long, env = "TENANCY_POOL_IDLE", default_value = "5m", value_parser = humantime::parse_duration)]
     pub pool_idle: Duration,

@@ -80,6 +80,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Router> {
             usage,
             metrics,
             catalog,
+            request_timeout: config.request_timeout,
         },
         tasks,
     })

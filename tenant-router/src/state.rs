@@ -19,4 +19,6 @@ pub struct AppState {
     pub usage: Arc<UsageCounter>,
     pub metrics: Arc<Metrics>,
     pub catalog: sqlx::PgPool,
+    /// Longest a request may take before it is answered `503 timeout`.
+    pub request_timeout: std::time::Duration,
 }

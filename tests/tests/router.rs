@@ -703,3 +703,70 @@ async fn two_signing_keys_are_valid_during_a_rotation() {
         .await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn a_request_over_the_time_limit_gets_a_503_problem_document() {
+    let (app, admin) = platform_with_tenants(&["acme"]).await;
+    let (_, tenant) = app
+        .call(Method::GET, "/v1/tenants/acme", Some(&admin), None)
+        .await;
+    let database = tenant["database_name"]
+        .as_str()
+        .expect("database")
+        .to_owned();
+    let token = app.tenant_token(&admin, "acme", ALL).await;
+    let router = app
+        .start_router(&[("TENANCY_REQUEST_TIMEOUT", "300ms")])
+        .await;
+    create_customer(&router, &token, "A-1").await;
+
+    // A lock makes the next read wait longer than the limit.
+    use sqlx::Connection;
+    let mut locker = sqlx::PgConnection::connect(&app.postgres.server.superuser_url(&database))
+        .await
+        .expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut locker)
+        .await
+        .expect("begin");
+    sqlx::query("LOCK TABLE app.customers IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .expect("lock");
+    let started = Instant::now();
+    let response = router
+        .client
+        .get(format!("{}/v1/customers", router.base_url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("send");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered at the limit: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(response.headers()["retry-after"], "1");
+    let status = response.status().as_u16();
+    assert_problem(
+        status,
+        &response.json().await.expect("json"),
+        503,
+        "timeout",
+    );
+    sqlx::query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .expect("unlock");
+
+    // The abandoned request left its connection usable.
+    let (status, page) = router
+        .call(Method::GET, "/v1/customers", Some(&token), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(codes(&page), ["A-1"]);
+}

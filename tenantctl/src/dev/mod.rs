@@ -239,6 +239,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         directory_negative_ttl: Duration::from_secs(2),
         pool_wait: Duration::from_secs(2),
         pool_idle: Duration::from_secs(300),
+        request_timeout: Duration::from_secs(30),
         usage_flush: Duration::from_secs(10),
         default_server_connections: 100,
     };

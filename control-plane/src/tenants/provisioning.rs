@@ -229,14 +229,35 @@ async fn drop_objects(platform: &Platform, id: Uuid) -> ApiResult<()> {
         .map_err(super::unavailable_server)
 }
 
-/// Drops a deleted tenant's database and role, then marks it `deleted`.
+/// Drops a deleted tenant's database and role, then marks it `deleted`. One worker at a
+/// time per tenant (the request that deleted it and the background job may both try): the
+/// tenant's advisory lock, then a fresh look at its status.
 pub async fn drop_tenant(platform: &Platform, id: Uuid) -> ApiResult<()> {
+    let mut lock = platform.db.acquire().await?.detach();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(lock_key(id))
+        .execute(&mut lock)
+        .await?;
+    let result = drop_locked(platform, id).await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(lock_key(id))
+        .execute(&mut lock)
+        .await;
+    let _ = lock.close().await;
+    result
+}
+
+async fn drop_locked(platform: &Platform, id: Uuid) -> ApiResult<()> {
+    let Some(before) = catalog::tenants::get(&platform.db, id).await? else {
+        return Ok(());
+    };
+    if before.status() != Some(Status::Deleting) {
+        return Ok(()); // Dropped by another worker meanwhile.
+    }
     drop_objects(platform, id).await?;
     let mut transaction = platform.db.begin().await?;
-    let before = catalog::tenants::get(&mut *transaction, id).await?;
     catalog::tenants::set_status(&mut *transaction, id, Status::Deleted, None).await?;
-    let after = catalog::tenants::get(&mut *transaction, id).await?;
-    if let (Some(before), Some(after)) = (before, after) {
+    if let Some(after) = catalog::tenants::get(&mut *transaction, id).await? {
         super::audit(
             &mut transaction,
             &system_actor(),

@@ -55,15 +55,6 @@ impl ProvisionError {
             Self::Migrate(_) => None,
         }
     }
-
-    /// Whether the server could not be reached (as opposed to refusing what we asked).
-    pub fn is_unreachable(&self) -> bool {
-        match self {
-            Self::Connect { .. } => true,
-            Self::Database { source, .. } => source.is_closed() || source.code().is_none(),
-            Self::Migrate(_) => false,
-        }
-    }
 }
 
 /// Attaches an action (a verb phrase) to a database error.

@@ -66,10 +66,6 @@ pub struct Config {
     /// How often request counts are added to the catalog's usage figures.
     #[arg(long, env = "TENANCY_USAGE_FLUSH", default_value = "10s", value_parser = humantime::parse_duration)]
     pub usage_flush: Duration,
-
-    /// Connections the router may open to one server when the catalog gives no budget.
-    #[arg(long, env = "TENANCY_SERVER_CONNECTIONS", default_value_t = 100)]
-    pub default_server_connections: u32,
 }
 
 #[derive(Debug, thiserror::Error)]

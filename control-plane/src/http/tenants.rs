@@ -189,37 +189,31 @@ async fn update(
 }
 
 async fn suspend(
-    State(state): State<AppState>,
+    state: State<AppState>,
     admin: CurrentAdmin,
-    Path(slug): Path<String>,
+    slug: Path<String>,
 ) -> ApiResult<Json<Tenant>> {
-    let slug = path_slug(&slug)?;
-    Ok(Json(
-        crate::tenants::transition(
-            &state.platform,
-            &admin.actor(),
-            slug.as_str(),
-            Status::Suspended,
-        )
-        .await?,
-    ))
+    move_to(state, admin, slug, Status::Suspended).await
 }
 
 async fn resume(
+    state: State<AppState>,
+    admin: CurrentAdmin,
+    slug: Path<String>,
+) -> ApiResult<Json<Tenant>> {
+    move_to(state, admin, slug, Status::Active).await
+}
+
+async fn move_to(
     State(state): State<AppState>,
     admin: CurrentAdmin,
     Path(slug): Path<String>,
+    next: Status,
 ) -> ApiResult<Json<Tenant>> {
     let slug = path_slug(&slug)?;
-    Ok(Json(
-        crate::tenants::transition(
-            &state.platform,
-            &admin.actor(),
-            slug.as_str(),
-            Status::Active,
-        )
-        .await?,
-    ))
+    let tenant =
+        crate::tenants::transition(&state.platform, &admin.actor(), slug.as_str(), next).await?;
+    Ok(Json(tenant))
 }
 
 /// 200 when dropped at once (no grace period), 202 while the grace period runs.

@@ -241,7 +241,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         pool_idle: Duration::from_secs(300),
         request_timeout: Duration::from_secs(30),
         usage_flush: Duration::from_secs(10),
-        default_server_connections: 100,
     };
     let tenant_router = tenant_router::build(&router_config).await?;
     let demo_token = match &demo {

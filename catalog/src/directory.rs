@@ -25,6 +25,8 @@ pub struct Entry {
     pub statement_timeout_ms: i32,
     pub requests_per_minute: i32,
     pub storage_exceeded: bool,
+    /// A fleet migration run is migrating the tenant's database.
+    pub migrating: bool,
 }
 
 /// The tenant with this id, whatever its status.
@@ -32,7 +34,7 @@ pub async fn lookup(pool: &PgPool, id: Uuid) -> Result<Option<Entry>, sqlx::Erro
     sqlx::query_as(
         "SELECT t.id, t.slug, t.status, t.plan, t.server_id, s.host, s.port, s.connection_budget, \
            t.database_name, t.app_role, t.app_password, p.max_connections, p.statement_timeout_ms, \
-           p.requests_per_minute, t.storage_exceeded \
+           p.requests_per_minute, t.storage_exceeded, t.migrating_run IS NOT NULL AS migrating \
          FROM tenants t JOIN plans p ON p.name = t.plan \
          LEFT JOIN database_servers s ON s.id = t.server_id \
          WHERE t.id = $1",

@@ -4,6 +4,7 @@
 pub mod admins;
 pub mod audit;
 pub mod directory;
+pub mod fleet;
 pub mod plans;
 pub mod servers;
 pub mod tenants;

@@ -83,3 +83,30 @@ pub async fn stale(pool: &PgPool, server_id: Uuid) -> Result<Vec<String>, sqlx::
     .fetch_all(pool)
     .await
 }
+
+/// Locks a ready warm database for a migration, unless a provisioning holds it. Keep the
+/// transaction open until the migration is done: nobody adopts it meanwhile.
+pub async fn lock_for_migration(
+    executor: impl PgExecutor<'_>,
+    name: &str,
+) -> Result<Option<Option<i64>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT schema_version FROM warm_databases WHERE name = $1 AND ready FOR UPDATE SKIP LOCKED",
+    )
+    .bind(name)
+    .fetch_optional(executor)
+    .await
+}
+
+pub async fn set_schema_version(
+    executor: impl PgExecutor<'_>,
+    name: &str,
+    schema_version: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE warm_databases SET schema_version = $2 WHERE name = $1")
+        .bind(name)
+        .bind(schema_version)
+        .execute(executor)
+        .await?;
+    Ok(())
+}

@@ -76,6 +76,12 @@ pub struct Config {
     /// Lifetime of a super-admin access token (e.g. `15m`, `1h`).
     #[arg(long, env = "TENANCY_ADMIN_TOKEN_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub admin_token_ttl: Duration,
+
+    /// A directory of tenant schema migrations (`V<n>__<name>.sql`) to use instead of the
+    /// ones built into this binary; it must start with the built-in steps, unchanged.
+    /// `tenantctl migrate` must be given the same.
+    #[arg(long, env = "TENANCY_TENANT_MIGRATIONS")]
+    pub tenant_migrations: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +110,8 @@ pub enum ConfigError {
     TokenTtl,
     #[error("TENANCY_JWT_ISSUER must not be empty")]
     Issuer,
+    #[error("TENANCY_TENANT_MIGRATIONS: {0}")]
+    Migrations(#[from] tenant_schema::SetError),
 }
 
 impl Config {
@@ -132,6 +140,14 @@ impl Config {
         )?
         .ok_or(ConfigError::NoCatalogKey)?;
         Ok(Sealer::from_base64(&key)?)
+    }
+
+    /// The tenant migrations: the configured directory, or the built-in ones.
+    pub fn tenant_migrations(&self) -> Result<tenant_schema::MigrationSet, ConfigError> {
+        Ok(match &self.tenant_migrations {
+            Some(path) => tenant_schema::MigrationSet::from_dir(path)?,
+            None => tenant_schema::MigrationSet::embedded(),
+        })
     }
 
     /// Checks that need several fields or more than a parse.

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
+pub mod migrations;
 pub mod servers;
 pub mod state;
 pub mod tenants;
@@ -42,6 +43,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
                 delete_grace: config.delete_grace,
                 warm_pool_size: config.warm_pool_size,
                 fault_after_step: config.fault_after_step.clone(),
+                migrations: config.tenant_migrations()?,
             }),
         },
         auth: Arc::new(auth::AdminAuth::new(

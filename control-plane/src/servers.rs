@@ -84,7 +84,7 @@ pub async fn register(
         admin_user: request.admin_user.clone(),
         admin_password: request.admin_password.clone(),
     };
-    let prepared = provisioner::template::prepare_server(&address)
+    let prepared = provisioner::template::prepare_server(&address, &platform.settings.migrations)
         .await
         .map_err(|error| {
             tracing::warn!(server = %address.endpoint(), %error, "prepare a database server");

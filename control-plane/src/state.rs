@@ -27,6 +27,8 @@ pub struct Settings {
     pub warm_pool_size: u32,
     /// Test-only: abort the process right after this provisioning step.
     pub fault_after_step: Option<String>,
+    /// The tenant schema migrations templates are prepared with and fleet runs apply.
+    pub migrations: tenant_schema::MigrationSet,
 }
 
 #[derive(Clone)]

@@ -49,7 +49,8 @@ async fn main() -> Result<(), Error> {
         admin_user: "postgres".to_owned(),
         admin_password: SecretString::from(postgres.superuser_password().to_owned()),
     };
-    provisioner::template::prepare_server(&server).await?;
+    provisioner::template::prepare_server(&server, &tenant_schema::MigrationSet::embedded())
+        .await?;
     let admin = server.connect("postgres").await?;
 
     let mut plain = Vec::new();
@@ -70,7 +71,12 @@ async fn main() -> Result<(), Error> {
         admin
             .batch_execute(&format!("CREATE DATABASE {}", database.ident()))
             .await?;
-        provisioner::template::migrate_database(&server, database.as_str()).await?;
+        provisioner::template::migrate_database(
+            &server,
+            database.as_str(),
+            &tenant_schema::MigrationSet::embedded(),
+        )
+        .await?;
         provisioner::tenant::ensure_database(&admin, tenant).await?;
         provisioner::tenant::configure_database(&server, tenant, FIRST_ADMIN).await?;
         scratch.push(started.elapsed());

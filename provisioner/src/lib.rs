@@ -32,7 +32,7 @@ pub enum ProvisionError {
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("migrate the tenant schema: {0}")]
+    #[error("migrate the tenant schema: {}", describe_migration(.0))]
     Migrate(#[from] refinery::Error),
 }
 
@@ -40,8 +40,24 @@ pub enum ProvisionError {
 /// "db error" in its `Display`).
 pub fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
-        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{}: {detail} (SQLSTATE {})", db.message(), db.code().code()),
+            None => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        },
         None => error.to_string(),
+    }
+}
+
+/// A refinery error with the server's own message when a step failed on the server.
+pub fn describe_migration(error: &refinery::Error) -> String {
+    match error.kind() {
+        refinery::error::Kind::Connection(action, source) => {
+            match source.downcast_ref::<tokio_postgres::Error>() {
+                Some(database) => format!("{action}: {}", describe(database)),
+                None => format!("{action}: {source}"),
+            }
+        }
+        other => other.to_string(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Preparing a server for tenants: the schema owner role, closed maintenance databases, and
 //! the template database at the newest tenant schema version.
 
+use tenant_schema::MigrationSet;
 use tokio_postgres::Client;
 
 use crate::names::{SCHEMA_OWNER_ROLE, TEMPLATE_DATABASE};
@@ -23,13 +24,16 @@ pub struct Prepared {
 
 /// Makes a server ready for tenants. Idempotent; safe to run concurrently (it serialises on
 /// an advisory lock).
-pub async fn prepare_server(server: &ServerAddress) -> Result<Prepared, ProvisionError> {
+pub async fn prepare_server(
+    server: &ServerAddress,
+    migrations: &MigrationSet,
+) -> Result<Prepared, ProvisionError> {
     let admin = server.connect("postgres").await?;
     admin
         .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK])
         .await
         .context("take the template lock")?;
-    let result = prepare_locked(server, &admin).await;
+    let result = prepare_locked(server, &admin, migrations).await;
     let _ = admin
         .execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK])
         .await;
@@ -39,6 +43,7 @@ pub async fn prepare_server(server: &ServerAddress) -> Result<Prepared, Provisio
 async fn prepare_locked(
     server: &ServerAddress,
     admin: &Client,
+    migrations: &MigrationSet,
 ) -> Result<Prepared, ProvisionError> {
     admin
         .batch_execute(&format!(
@@ -93,7 +98,7 @@ async fn prepare_locked(
             .await
             .context("close the template database")?;
     }
-    let applied_steps = migrate_database(server, TEMPLATE_DATABASE).await?;
+    let applied_steps = migrate_database(server, TEMPLATE_DATABASE, migrations).await?;
     let template = server.connect(TEMPLATE_DATABASE).await?;
     let schema_version = tenant_schema::applied_version(&template)
         .await
@@ -111,6 +116,7 @@ async fn prepare_locked(
 pub async fn migrate_database(
     server: &ServerAddress,
     database: &str,
+    migrations: &MigrationSet,
 ) -> Result<usize, ProvisionError> {
     let mut client = server.connect(database).await?;
     client
@@ -123,8 +129,55 @@ pub async fn migrate_database(
         ))
         .await
         .context("enter the tenant schema as its owner")?;
-    let report = tenant_schema::migrate(&mut client).await?;
+    let report = migrations.migrate(&mut client).await?;
     Ok(report.applied_migrations().len())
+}
+
+/// What a live database's migration did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    pub applied_steps: usize,
+    /// The newest version in the database's own history afterwards.
+    pub version: Option<i64>,
+}
+
+/// Migrates a database that is in use (a tenant's or a warm one): waits at most
+/// `lock_timeout` for each lock rather than queueing everyone behind a long transaction,
+/// has the server notice a vanished client within a second (so a killed run's transaction
+/// rolls back instead of holding its locks), and applies every pending step in one
+/// transaction.
+pub async fn migrate_live_database(
+    server: &ServerAddress,
+    database: &str,
+    migrations: &MigrationSet,
+    lock_timeout: std::time::Duration,
+) -> Result<Migrated, ProvisionError> {
+    let mut client = server.connect(database).await?;
+    let lock_timeout_ms = i64::try_from(lock_timeout.as_millis()).unwrap_or(i64::MAX);
+    client
+        .execute(
+            "SELECT set_config('lock_timeout', $1, false), \
+               CASE WHEN current_setting('server_version_num')::int >= 140000 \
+                 THEN set_config('client_connection_check_interval', '1000', false) END",
+            &[&lock_timeout_ms.to_string()],
+        )
+        .await
+        .context("set the migration's lock timeout")?;
+    client
+        .batch_execute(&format!(
+            "SET ROLE {SCHEMA_OWNER_ROLE}; SET search_path = {schema}",
+            schema = tenant_schema::SCHEMA
+        ))
+        .await
+        .context("enter the tenant schema as its owner")?;
+    let report = migrations.migrate(&mut client).await?;
+    let version = tenant_schema::applied_version(&client)
+        .await
+        .context("read the schema version")?;
+    Ok(Migrated {
+        applied_steps: report.applied_migrations().len(),
+        version,
+    })
 }
 
 /// Quotes an identifier read from the server's own catalog.

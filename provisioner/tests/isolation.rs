@@ -93,9 +93,10 @@ fn sql_state(error: &tokio_postgres::Error) -> String {
 async fn a_tenant_role_reaches_only_its_own_database_and_cannot_do_ddl() {
     let server = Server::start();
     let address = server.address();
-    let prepared = provisioner::template::prepare_server(&address)
-        .await
-        .expect("prepare");
+    let prepared =
+        provisioner::template::prepare_server(&address, &tenant_schema::MigrationSet::embedded())
+            .await
+            .expect("prepare");
     assert_eq!(prepared.schema_version, tenant_schema::latest_version());
     let (acme, globex) = (TenantId::new(), TenantId::new());
     provision(&address, acme, "acme-password-1").await;
@@ -195,10 +196,10 @@ async fn a_tenant_role_reaches_only_its_own_database_and_cannot_do_ddl() {
 async fn provisioning_steps_can_be_rerun_and_drop_leaves_nothing() {
     let server = Server::start();
     let address = server.address();
-    provisioner::template::prepare_server(&address)
+    provisioner::template::prepare_server(&address, &tenant_schema::MigrationSet::embedded())
         .await
         .expect("prepare");
-    provisioner::template::prepare_server(&address)
+    provisioner::template::prepare_server(&address, &tenant_schema::MigrationSet::embedded())
         .await
         .expect("prepare again is a no-op");
     let tenant = TenantId::new();

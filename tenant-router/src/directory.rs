@@ -46,6 +46,7 @@ pub struct TenantEntry {
     pub statement_timeout_ms: u32,
     pub requests_per_minute: u32,
     pub storage_exceeded: bool,
+    pub migrating: bool,
 }
 
 enum Cached {
@@ -152,6 +153,7 @@ impl Directory {
             statement_timeout_ms: u32::try_from(row.statement_timeout_ms).unwrap_or(0),
             requests_per_minute: u32::try_from(row.requests_per_minute).unwrap_or(1),
             storage_exceeded: row.storage_exceeded,
+            migrating: row.migrating,
         })
     }
 

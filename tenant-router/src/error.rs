@@ -36,9 +36,12 @@ pub enum RouterError {
     /// 503: the tenant's database server is unavailable.
     #[error("the tenant's database is unavailable; retry shortly")]
     ServerUnavailable,
-    /// 503: the tenant is being provisioned or migrated.
+    /// 503: the tenant is being provisioned.
     #[error("the tenant is not ready yet")]
     TenantNotReady,
+    /// 503: a fleet migration is changing the tenant's schema.
+    #[error("the tenant's database is being migrated to a new schema version; retry shortly")]
+    TenantMigrating,
     /// 503: the catalog is unavailable.
     #[error("the service is unavailable")]
     CatalogUnavailable,
@@ -71,6 +74,7 @@ impl RouterError {
             Self::PoolTimeout => (StatusCode::SERVICE_UNAVAILABLE, "pool_timeout"),
             Self::ServerUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "server_unavailable"),
             Self::TenantNotReady => (StatusCode::SERVICE_UNAVAILABLE, "tenant_not_ready"),
+            Self::TenantMigrating => (StatusCode::SERVICE_UNAVAILABLE, "tenant_migrating"),
             Self::CatalogUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Invalid { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
@@ -86,6 +90,7 @@ impl RouterError {
             Self::PoolTimeout
             | Self::ServerUnavailable
             | Self::TenantNotReady
+            | Self::TenantMigrating
             | Self::CatalogUnavailable => Some(1),
             _ => None,
         }

@@ -94,6 +94,9 @@ impl FromRequestParts<AppState> for Tenant {
             }
             Status::Provisioning | Status::Failed => return Err(RouterError::TenantNotReady),
         }
+        if entry.migrating {
+            return Err(RouterError::TenantMigrating);
+        }
         tracing::Span::current().record("tenant_id", tracing::field::display(entry.id));
         state
             .limiter

@@ -2,6 +2,7 @@
 
 mod admin;
 mod dev;
+mod migrate;
 mod output;
 mod platform;
 mod server;
@@ -35,6 +36,9 @@ pub enum Command {
     /// Tenants: create, list, show, suspend, resume, delete.
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
+    /// Tenant schema migrations across the fleet: status, plan, run.
+    #[command(subcommand)]
+    Migrate(migrate::MigrateCommand),
     /// Run the whole platform locally on an embedded PostgreSQL and S3 endpoint.
     Dev(dev::DevArgs),
 }
@@ -52,6 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin(command) => admin::run(command, cli.json).await,
         Command::Server(command) => server::run(command, cli.json).await,
         Command::Tenant(command) => tenant::run(command, cli.json).await,
+        Command::Migrate(command) => migrate::run(command, cli.json).await,
         Command::Dev(args) => dev::run(args).await,
     }
 }

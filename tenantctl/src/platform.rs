@@ -26,9 +26,22 @@ pub struct PlatformArgs {
     /// How long a deleted tenant's database is kept before it is dropped.
     #[arg(long, env = "TENANCY_DELETE_GRACE", default_value = "7d", value_parser = humantime::parse_duration)]
     pub delete_grace: Duration,
+
+    /// A directory of tenant schema migrations (`V<n>__<name>.sql`) to use instead of the
+    /// ones built into this binary. It must start with the built-in steps, unchanged.
+    #[arg(long, env = "TENANCY_TENANT_MIGRATIONS")]
+    pub tenant_migrations: Option<PathBuf>,
 }
 
 impl PlatformArgs {
+    /// The tenant migrations this command works with.
+    pub fn migrations(&self) -> anyhow::Result<tenant_schema::MigrationSet> {
+        Ok(match &self.tenant_migrations {
+            Some(path) => tenant_schema::MigrationSet::from_dir(path)?,
+            None => tenant_schema::MigrationSet::embedded(),
+        })
+    }
+
     pub async fn connect(&self) -> anyhow::Result<control_plane::Platform> {
         let key = load_secret(
             "the catalog key",
@@ -56,6 +69,7 @@ impl PlatformArgs {
                 delete_grace: self.delete_grace,
                 warm_pool_size: 0,
                 fault_after_step: None,
+                migrations: self.migrations()?,
             }),
         })
     }

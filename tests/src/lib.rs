@@ -384,6 +384,22 @@ impl ControlPlane {
         child.wait_with_output().expect("wait for tenantctl")
     }
 
+    /// Starts `tenantctl` in the background against this catalog (stdin closed, stdout
+    /// and stderr piped), for tests that signal it mid-way.
+    pub fn tenantctl_spawn(&self, args: &[&str]) -> Process {
+        let child = Command::new(binary("tenantctl"))
+            .args(args)
+            .env("TENANCY_DATABASE_URL", &self.database_url)
+            .env("TENANCY_CATALOG_KEY", &self.catalog_key)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tenantctl");
+        Process { child }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }

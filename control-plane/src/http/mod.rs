@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod migrations;
 mod ops;
 mod plans;
 mod servers;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(servers::router())
         .merge(tenants::router())
         .merge(tokens::router())
+        .merge(migrations::router())
         .merge(usage::router())
         .merge(ops::router())
         .route_layer(axum::middleware::from_fn_with_state(

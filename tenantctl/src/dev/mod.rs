@@ -191,6 +191,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         jobs_interval: Duration::from_secs(10),
         fault_after_step: None,
         admin_token_ttl: Duration::from_secs(3600),
+        tenant_migrations: None,
     };
     let app = control_plane::build_state(&config).await?;
 

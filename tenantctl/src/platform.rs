@@ -56,7 +56,7 @@ impl PlatformArgs {
             .expose_secret()
             .parse()
             .context("TENANCY_DATABASE_URL is not a valid PostgreSQL URL")?;
-        let db = catalog::connect(options, 4)
+        let db = catalog::connect(options, 10)
             .await
             .context("connect to the catalog database")?;
         catalog::migrate(&db)

@@ -611,6 +611,13 @@ async fn the_router_answers_tenant_migrating_while_a_tenant_is_migrated() {
         .await;
     assert_eq!(code, 200, "{body}");
     fleet.add_step("V2__customer_segments.sql", V2_ADDITIVE);
+    let output = fleet.migrate(&["run", "--tenant", "no-such-tenant"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("no migratable tenant with slug no-such-tenant"),
+        "{}",
+        stderr(&output)
+    );
 
     // The tenant's own long transaction holds a lock the step needs.
     let mut blocker = fleet.tenant_database("tenant-01").await;

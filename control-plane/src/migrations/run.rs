@@ -363,11 +363,12 @@ async fn run_batch(
         let progress = progress.clone();
         tasks.spawn(async move {
             let result = migrate_tenant(&context, &addresses[&item.server_id], &item).await;
-            drop((permit, server_permit));
-            let result = result?;
-            if !result.succeeded {
+            // Before the permits go: the launcher, woken by them, must see the failure.
+            if !result.as_ref().is_ok_and(|result| result.succeeded) {
                 failed.store(true, Ordering::SeqCst);
             }
+            drop((permit, server_permit));
+            let result = result?;
             progress(Event::Done(result.clone()));
             Ok(result)
         });

@@ -188,17 +188,28 @@ async fn a_new_step_reaches_every_tenant_and_new_tenants_are_born_current() {
     assert_eq!(status["target_version"], 1);
     assert_eq!(status["summary"]["current"], 30, "{status}");
 
+    // Warm-pool databases (2 per server), cloned at version 1.
+    let dir = fleet.dir().to_owned();
+    let env = [
+        ("TENANCY_TENANT_MIGRATIONS", dir.as_str()),
+        ("TENANCY_WARM_POOL_SIZE", "2"),
+    ];
+    fleet.app.restart(&env).await;
+    let mut catalog = fleet.catalog().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while warm_versions(&mut catalog).await != vec![1; 4] {
+        assert!(Instant::now() < deadline, "the warm pools were not filled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     fleet.add_step("V2__customer_segments.sql", V2_ADDITIVE);
     // A deploy ships the new step to the control plane too.
-    let dir = fleet.dir().to_owned();
-    fleet
-        .app
-        .restart(&[("TENANCY_TENANT_MIGRATIONS", &dir)])
-        .await;
+    fleet.app.restart(&env).await;
 
     let plan = json_of(&fleet.migrate(&["plan"]));
     assert_eq!(plan["target_version"], 2);
     assert_eq!(plan["templates"].as_array().expect("templates").len(), 2);
+    assert_eq!(plan["warm"].as_array().expect("warm").len(), 4);
     let planned = plan["tenants"].as_array().expect("tenants");
     assert_eq!(planned.len(), 30, "{plan}");
     assert!(
@@ -214,8 +225,8 @@ async fn a_new_step_reaches_every_tenant_and_new_tenants_are_born_current() {
     let report = json_of(&fleet.migrate(&["run", "--concurrency", "4"]));
     assert_eq!(report["outcome"], "succeeded", "{report}");
     assert_eq!(
-        report["succeeded"], 32,
-        "2 templates and 30 tenants: {report}"
+        report["succeeded"], 36,
+        "2 templates, 4 warm databases and 30 tenants: {report}"
     );
     assert_eq!(report["failed"], 0);
     let kinds: Vec<&str> = report["items"]
@@ -225,6 +236,8 @@ async fn a_new_step_reaches_every_tenant_and_new_tenants_are_born_current() {
         .map(|item| item["kind"].as_str().expect("kind"))
         .collect();
     assert_eq!(&kinds[..2], ["template", "template"], "templates go first");
+    assert_eq!(&kinds[2..6], ["warm"; 4], "then warm databases");
+    assert_eq!(warm_versions(&mut catalog).await, vec![2; 4]);
 
     let status = fleet.status().await;
     assert_eq!(status["target_version"], 2);
@@ -253,7 +266,8 @@ async fn a_new_step_reaches_every_tenant_and_new_tenants_are_born_current() {
         .await;
     assert_problem(code, &body, 401, "missing_token");
 
-    // A tenant created now is cloned from a migrated template: current from birth.
+    // A tenant created now gets a migrated warm database (or a clone of the migrated
+    // template): current from birth.
     let (code, body) = fleet.app.create_tenant(&fleet.admin, "newcomer").await;
     assert_eq!(code, 201, "{body}");
     assert_eq!(body["schema_version"], 2);
@@ -271,7 +285,6 @@ async fn a_new_step_reaches_every_tenant_and_new_tenants_are_born_current() {
     let verified = json_of(&fleet.migrate(&["status", "--verify"]));
     assert_eq!(verified["verify"]["checked"], 31);
     assert_eq!(verified["verify"]["drift"], Value::Array(vec![]));
-    let mut catalog = fleet.catalog().await;
     sqlx::query("UPDATE tenants SET schema_version = 1 WHERE slug = 'tenant-07'")
         .execute(&mut catalog)
         .await
@@ -445,6 +458,16 @@ async fn failing_tenants_stop_the_run_or_are_reported_and_a_failing_canary_touch
         let mut database = fleet.tenant_database(slug).await;
         assert_eq!(history_version(&mut database).await, 2, "{slug} untouched");
     }
+}
+
+/// The versions of the ready warm databases.
+async fn warm_versions(catalog: &mut sqlx::PgConnection) -> Vec<i64> {
+    sqlx::query_scalar(
+        "SELECT coalesce(schema_version, 0) FROM warm_databases WHERE ready ORDER BY name",
+    )
+    .fetch_all(catalog)
+    .await
+    .expect("read the warm pool")
 }
 
 async fn ledger_count(catalog: &mut sqlx::PgConnection, run: Option<i64>, outcome: &str) -> i64 {

@@ -100,6 +100,17 @@ impl Fleet {
         connect(&self.app.database_url).await
     }
 
+    /// The tenants a run would take, in its order.
+    fn planned_order(&self) -> Vec<String> {
+        let plan = json_of(&self.migrate(&["plan"]));
+        plan["tenants"]
+            .as_array()
+            .expect("tenants")
+            .iter()
+            .map(|item| item["slug"].as_str().expect("slug").to_owned())
+            .collect()
+    }
+
     async fn status(&self) -> Value {
         json_of(&self.migrate(&["status"]))
     }
@@ -312,13 +323,7 @@ async fn failing_tenants_stop_the_run_or_are_reported_and_a_failing_canary_touch
         "V2__unique_customer_emails.sql",
         "CREATE UNIQUE INDEX customers_email_key ON customers (lower(email));\n",
     );
-    let plan = json_of(&fleet.migrate(&["plan"]));
-    let order: Vec<String> = plan["tenants"]
-        .as_array()
-        .expect("tenants")
-        .iter()
-        .map(|item| item["slug"].as_str().expect("slug").to_owned())
-        .collect();
+    let order = fleet.planned_order();
     assert_eq!(order.len(), 30);
     // Three tenants whose data violates the new unique index, the first at position 4.
     let mut bad = vec![order[3].clone(), order[14].clone(), order[24].clone()];
@@ -417,13 +422,7 @@ async fn failing_tenants_stop_the_run_or_are_reported_and_a_failing_canary_touch
         "V3__unique_supplier_names.sql",
         "CREATE UNIQUE INDEX suppliers_name_key ON suppliers (name);\n",
     );
-    let plan = json_of(&fleet.migrate(&["plan"]));
-    let order: Vec<String> = plan["tenants"]
-        .as_array()
-        .expect("tenants")
-        .iter()
-        .map(|item| item["slug"].as_str().expect("slug").to_owned())
-        .collect();
+    let order = fleet.planned_order();
     let mut database = fleet.tenant_database(&order[2]).await;
     sqlx::query("INSERT INTO app.suppliers (code, name) VALUES ('S-1', 'Acme'), ('S-2', 'Acme')")
         .execute(&mut database)

@@ -3,6 +3,7 @@
 
 pub mod admins;
 pub mod audit;
+pub mod backups;
 pub mod directory;
 pub mod fleet;
 pub mod plans;

@@ -82,6 +82,9 @@ pub struct Config {
     /// `tenantctl migrate` must be given the same.
     #[arg(long, env = "TENANCY_TENANT_MIGRATIONS")]
     pub tenant_migrations: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub s3: crate::backups::S3Args,
 }
 
 #[derive(Debug, thiserror::Error)]

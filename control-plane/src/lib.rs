@@ -4,6 +4,7 @@
 //! state with [`build_state`] and serve it with [`serve`] on a listener of their own.
 
 pub mod auth;
+pub mod backups;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -44,6 +45,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
                 warm_pool_size: config.warm_pool_size,
                 fault_after_step: config.fault_after_step.clone(),
                 migrations: config.tenant_migrations()?,
+                backup_store: crate::backups::Store::from_args(&config.s3)?,
             }),
         },
         auth: Arc::new(auth::AdminAuth::new(

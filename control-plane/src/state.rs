@@ -29,6 +29,8 @@ pub struct Settings {
     pub fault_after_step: Option<String>,
     /// The tenant schema migrations templates are prepared with and fleet runs apply.
     pub migrations: tenant_schema::MigrationSet,
+    /// Where backups go; None when no bucket is configured.
+    pub backup_store: Option<crate::backups::Store>,
 }
 
 #[derive(Clone)]

@@ -6,6 +6,7 @@
 //! comes from [`names`], which derives names from a [`tenancy_core::TenantId`] only.
 //! Every operation is idempotent, so a provisioning interrupted at any point can be re-run.
 
+pub mod backup;
 pub mod names;
 pub mod server;
 pub mod template;

@@ -1,6 +1,7 @@
 //! `tenantctl`, the operators' CLI: one subcommand module per noun.
 
 mod admin;
+mod backup;
 mod dev;
 mod migrate;
 mod output;
@@ -36,6 +37,9 @@ pub enum Command {
     /// Tenants: create, list, show, suspend, resume, delete.
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
+    /// Tenant backups in S3: create, list, verify.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
     /// Tenant schema migrations across the fleet: status, plan, run.
     #[command(subcommand)]
     Migrate(migrate::MigrateCommand),
@@ -57,6 +61,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(command) => server::run(command, cli.json).await,
         Command::Tenant(command) => tenant::run(command, cli.json).await,
         Command::Migrate(command) => migrate::run(command, cli.json).await,
+        Command::Backup(command) => backup::run(command, cli.json).await,
         Command::Dev(args) => dev::run(args).await,
     }
 }

@@ -31,6 +31,9 @@ pub struct PlatformArgs {
     /// ones built into this binary. It must start with the built-in steps, unchanged.
     #[arg(long, env = "TENANCY_TENANT_MIGRATIONS")]
     pub tenant_migrations: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub s3: control_plane::backups::S3Args,
 }
 
 impl PlatformArgs {
@@ -70,6 +73,7 @@ impl PlatformArgs {
                 warm_pool_size: 0,
                 fault_after_step: None,
                 migrations: self.migrations()?,
+                backup_store: control_plane::backups::Store::from_args(&self.s3)?,
             }),
         })
     }

@@ -192,6 +192,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         fault_after_step: None,
         admin_token_ttl: Duration::from_secs(3600),
         tenant_migrations: None,
+        s3: control_plane::backups::S3Args {
+            s3_bucket: Some(BACKUP_BUCKET.to_owned()),
+            s3_endpoint: Some(s3_endpoint.clone()),
+            s3_region: "us-east-1".to_owned(),
+            s3_path_style: true,
+            s3_access_key_id: s3.as_ref().map(|s3| s3.credentials().access_key.clone()),
+            s3_secret_access_key: s3
+                .as_ref()
+                .map(|s3| SecretString::from(s3.credentials().secret_key.clone())),
+        },
     };
     let app = control_plane::build_state(&config).await?;
 

@@ -1,0 +1,83 @@
+//! Tenant backups (SPEC §8): `pg_dump` custom-format archives streamed into S3 multipart
+//! uploads, hashed on the way, recorded `complete` in the catalog only once the object is
+//! there and its size checked; verification; listing.
+
+mod create;
+mod store;
+mod tools;
+mod verify;
+
+use catalog::backups::Backup;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::state::Platform;
+
+pub use create::{Trigger, create};
+pub use store::{S3Args, Store, StoreError};
+pub use verify::{Verified, verify};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("backups are not configured: set TENANCY_S3_BUCKET (and the S3 credentials)")]
+    NotConfigured,
+    #[error("no tenant {0}")]
+    UnknownTenant(String),
+    #[error("no backup {0}")]
+    UnknownBackup(Uuid),
+    #[error("tenant {slug} is {status}: only an active or suspended tenant is backed up")]
+    NotBackedUp { slug: String, status: String },
+    #[error("pg_dump failed ({status}): {stderr}")]
+    Dump { status: String, stderr: String },
+    #[error("pg_restore --list failed ({status}): {stderr}")]
+    List { status: String, stderr: String },
+    #[error(
+        "the stored object does not match the backup: expected {expected_bytes} bytes with SHA-256 {expected_sha256}, read {bytes} bytes with SHA-256 {sha256}"
+    )]
+    Corrupt {
+        expected_bytes: i64,
+        expected_sha256: String,
+        bytes: i64,
+        sha256: String,
+    },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Server(#[from] provisioner::ProvisionError),
+    #[error("{action}: {source}")]
+    Io {
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Api(#[from] ApiError),
+    #[error("the catalog: {0}")]
+    Catalog(#[from] sqlx::Error),
+}
+
+pub(crate) fn store(platform: &Platform) -> Result<&Store, BackupError> {
+    platform
+        .settings
+        .backup_store
+        .as_ref()
+        .ok_or(BackupError::NotConfigured)
+}
+
+/// Complete backups, newest first: of one tenant (by slug) or of all.
+pub async fn list(platform: &Platform, slug: Option<&str>) -> Result<Vec<Backup>, BackupError> {
+    let tenant = match slug {
+        Some(slug) => Some(
+            catalog::tenants::find_by_slug(&platform.db, slug)
+                .await?
+                .ok_or_else(|| BackupError::UnknownTenant(slug.to_owned()))?
+                .id,
+        ),
+        None => None,
+    };
+    Ok(catalog::backups::list_complete(&platform.db, tenant).await?)
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}

@@ -161,3 +161,140 @@ pub fn lock_key(id: Uuid) -> i64 {
         bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
     ]) ^ 0x6261_636b_7570_0000
 }
+
+/// Records a restore before its database exists.
+pub async fn start_restore(
+    pool: &PgPool,
+    id: Uuid,
+    backup: &Backup,
+    database_name: &str,
+    requested_by: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO restores (id, backup_id, tenant_id, server_id, database_name, requested_by) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(backup.id)
+    .bind(backup.tenant_id)
+    .bind(backup.server_id)
+    .bind(database_name)
+    .bind(requested_by)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn fail_restore(pool: &PgPool, id: Uuid, error: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE restores SET status = 'failed', error = $2, finished_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Switches the tenant to the restored database, if it still uses `previous` (else
+/// false: something else changed it meanwhile). The routers hear of it at commit.
+pub async fn switch_to_restored(
+    transaction: &mut sqlx::PgConnection,
+    restore: Uuid,
+    tenant: Uuid,
+    previous: &str,
+    restored: &str,
+    schema_version: Option<i64>,
+) -> Result<bool, sqlx::Error> {
+    let switched = sqlx::query(
+        "UPDATE tenants SET database_name = $3, schema_version = $4, updated_at = now() \
+         WHERE id = $1 AND database_name = $2 AND status IN ('active', 'suspended')",
+    )
+    .bind(tenant)
+    .bind(previous)
+    .bind(restored)
+    .bind(schema_version)
+    .execute(&mut *transaction)
+    .await?
+    .rows_affected()
+        == 1;
+    if switched {
+        sqlx::query(
+            "UPDATE restores SET status = 'complete', previous_database = $2, finished_at = now() \
+             WHERE id = $1",
+        )
+        .bind(restore)
+        .bind(previous)
+        .execute(&mut *transaction)
+        .await?;
+    }
+    Ok(switched)
+}
+
+/// Databases of restores still running on a server (the sweep leaves them alone).
+pub async fn restoring_on_server(
+    pool: &PgPool,
+    server_id: Uuid,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT database_name FROM restores WHERE server_id = $1 AND status = 'running'",
+    )
+    .bind(server_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Complete backups older than their tenant's plan's retention, except each tenant's
+/// newest complete backup, oldest first.
+pub async fn past_retention(pool: &PgPool) -> Result<Vec<Backup>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{SELECT} JOIN plans p ON p.name = t.plan \
+         WHERE b.status = 'complete' \
+           AND b.completed_at < now() - make_interval(days => p.backup_retention_days) \
+           AND b.id <> (SELECT n.id FROM backups n WHERE n.tenant_id = b.tenant_id \
+                        AND n.status = 'complete' ORDER BY n.completed_at DESC, n.id DESC LIMIT 1) \
+         ORDER BY b.completed_at"
+    ))
+    .fetch_all(pool)
+    .await
+}
+
+/// The backup's object is deleted: it is no backup any more.
+pub async fn mark_pruned(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE backups SET status = 'pruned', pruned_at = now() WHERE id = $1 AND status = 'complete'",
+    )
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Whether the tenant has a complete final backup (taken when it was deleted).
+pub async fn has_final(pool: &PgPool, tenant: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM backups WHERE tenant_id = $1 AND trigger = 'final' AND status = 'complete')",
+    )
+    .bind(tenant)
+    .fetch_one(pool)
+    .await
+}
+
+/// Active and suspended tenants whose newest backup (complete or running) is older than
+/// `interval`, or who have none: due for a scheduled backup.
+pub async fn due_for_schedule(
+    pool: &PgPool,
+    interval: std::time::Duration,
+) -> Result<Vec<String>, sqlx::Error> {
+    let seconds = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX);
+    sqlx::query_scalar(
+        "SELECT t.slug FROM tenants t WHERE t.status IN ('active', 'suspended') \
+         AND NOT EXISTS (SELECT 1 FROM backups b WHERE b.tenant_id = t.id \
+           AND b.status IN ('complete', 'running') \
+           AND b.started_at > now() - make_interval(secs => $1::double precision)) \
+         ORDER BY t.slug",
+    )
+    .bind(seconds)
+    .fetch_all(pool)
+    .await
+}

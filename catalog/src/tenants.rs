@@ -341,6 +341,20 @@ pub async fn known_on_server(pool: &PgPool, server_id: Uuid) -> Result<Vec<Uuid>
         .await
 }
 
+/// The databases the live tenants of a server use.
+pub async fn databases_on_server(
+    pool: &PgPool,
+    server_id: Uuid,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT database_name FROM tenants WHERE server_id = $1 AND status <> 'deleted' \
+         AND database_name IS NOT NULL",
+    )
+    .bind(server_id)
+    .fetch_all(pool)
+    .await
+}
+
 /// Live tenants on a plan, with their server (to re-apply the plan's limits).
 pub async fn on_plan(
     executor: impl PgExecutor<'_>,

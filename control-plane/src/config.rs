@@ -85,6 +85,11 @@ pub struct Config {
 
     #[command(flatten)]
     pub s3: crate::backups::S3Args,
+
+    /// How often the background jobs back up every active and suspended tenant, and apply
+    /// the plans' retention (`0s`: no scheduled backups). Needs TENANCY_S3_BUCKET.
+    #[arg(long, env = "TENANCY_BACKUP_INTERVAL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub backup_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -48,6 +48,34 @@ pub async fn run_once(platform: &Platform) {
     if let Err(error) = refill_warm_pools(platform).await {
         tracing::warn!(error = %error, "job: refill warm pools");
     }
+    if let Err(error) = scheduled_backups(platform).await {
+        tracing::warn!(error = %error, "job: scheduled backups");
+    }
+}
+
+/// Backs up the tenants whose last backup is older than the interval (one after the other:
+/// a round never floods the servers), then applies the plans' retention.
+async fn scheduled_backups(platform: &Platform) -> Result<(), crate::backups::BackupError> {
+    let (Some(interval), Some(_)) = (
+        platform.settings.backup_interval,
+        platform.settings.backup_store.as_ref(),
+    ) else {
+        return Ok(());
+    };
+    for slug in catalog::backups::due_for_schedule(&platform.db, interval).await? {
+        if let Err(error) = crate::backups::create(
+            platform,
+            &slug,
+            crate::backups::Trigger::Scheduled,
+            &system_actor().name,
+        )
+        .await
+        {
+            tracing::warn!(tenant = %slug, %error, "job: scheduled backup failed");
+        }
+    }
+    crate::backups::prune(platform, false).await?;
+    Ok(())
 }
 
 /// Samples every tenant database's size; a tenant over its plan's storage limit is flagged
@@ -61,7 +89,7 @@ async fn sample_storage(platform: &Platform) -> Result<(), crate::error::ApiErro
         };
         let rows = admin
             .query(
-                "SELECT datname, pg_database_size(oid) FROM pg_database WHERE datname ~ '^t_[0-9a-f]{32}$'",
+                "SELECT datname, pg_database_size(oid) FROM pg_database WHERE datname ~ '^t_[0-9a-f]{32}(_[0-9a-f]{8})?$'",
                 &[],
             )
             .await
@@ -207,6 +235,30 @@ async fn sweep_orphans(platform: &Platform) -> Result<(), crate::error::ApiError
         for tenant in orphans {
             tracing::warn!(%server_id, tenant_id = %tenant, "job: dropping objects the catalog does not know");
             provisioner::tenant::drop_tenant(&admin, tenant)
+                .await
+                .map_err(crate::tenants::unavailable_server)?;
+        }
+        // A known tenant's database that is not the one it uses: left by a restore that
+        // failed or whose old database could not be dropped (restores in progress aside).
+        let in_use: HashSet<String> =
+            catalog::tenants::databases_on_server(&platform.db, server_id)
+                .await?
+                .into_iter()
+                .collect();
+        let restoring: HashSet<String> =
+            catalog::backups::restoring_on_server(&platform.db, server_id)
+                .await?
+                .into_iter()
+                .collect();
+        for database in objects.databases.iter().filter(|database| {
+            database
+                .tenant()
+                .is_some_and(|tenant| known.contains(&tenant.0))
+                && !in_use.contains(database.as_str())
+                && !restoring.contains(database.as_str())
+        }) {
+            tracing::warn!(%server_id, %database, "job: dropping a tenant database no longer in use");
+            provisioner::tenant::drop_database(&admin, database)
                 .await
                 .map_err(crate::tenants::unavailable_server)?;
         }

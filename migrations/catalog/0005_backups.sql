@@ -13,7 +13,8 @@ CREATE TABLE backups (
     -- tenants/<tenant id>/<UTC timestamp>-<backup id>.dump: no customer name.
     object_key     text NOT NULL UNIQUE CHECK (object_key ~ '^tenants/[0-9a-f-]{36}/[0-9TZ]{16}-[0-9a-f-]{36}\.dump$'),
     upload_id      text,
-    status         text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'complete', 'failed')),
+    -- pruned: was complete; its object was deleted by retention.
+    status         text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'complete', 'failed', 'pruned')),
     trigger        text NOT NULL CHECK (trigger IN ('manual', 'scheduled', 'final')),
     requested_by   text NOT NULL,
     bytes          bigint CHECK (bytes >= 0),
@@ -21,7 +22,26 @@ CREATE TABLE backups (
     error          text,
     started_at     timestamptz NOT NULL DEFAULT now(),
     completed_at   timestamptz,
-    CHECK ((status = 'complete') = (completed_at IS NOT NULL AND bytes IS NOT NULL AND sha256 IS NOT NULL))
+    pruned_at      timestamptz,
+    CHECK (status NOT IN ('complete', 'pruned') OR (completed_at IS NOT NULL AND bytes IS NOT NULL AND sha256 IS NOT NULL)),
+    CHECK ((status = 'pruned') = (pruned_at IS NOT NULL))
 );
 CREATE INDEX backups_tenant_idx ON backups (tenant_id, completed_at DESC) WHERE status = 'complete';
 CREATE INDEX backups_running_idx ON backups (started_at) WHERE status = 'running';
+
+-- Restores of a backup into a new database of the tenant. A row is written before the
+-- database is created, so the orphan sweep can tell a restore in progress from leftovers.
+CREATE TABLE restores (
+    id            uuid PRIMARY KEY,
+    backup_id     uuid NOT NULL REFERENCES backups (id),
+    tenant_id     uuid NOT NULL REFERENCES tenants (id),
+    server_id     uuid NOT NULL REFERENCES database_servers (id),
+    database_name text NOT NULL,
+    previous_database text,
+    status        text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'complete', 'failed')),
+    requested_by  text NOT NULL,
+    error         text,
+    started_at    timestamptz NOT NULL DEFAULT now(),
+    finished_at   timestamptz
+);
+CREATE INDEX restores_running_idx ON restores (server_id) WHERE status = 'running';

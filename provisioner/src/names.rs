@@ -25,6 +25,17 @@ impl DatabaseName {
         Self(format!("{TENANT_PREFIX}{}", tenant.0.simple()))
     }
 
+    /// A fresh name for a tenant's database restored from a backup: `t_<id>_<8 hex>`. The
+    /// tenant is switched to it in the catalog once it is ready.
+    pub fn restored(tenant: TenantId) -> Self {
+        let suffix = Uuid::new_v4().simple().to_string();
+        Self(format!(
+            "{TENANT_PREFIX}{}_{}",
+            tenant.0.simple(),
+            &suffix[..8]
+        ))
+    }
+
     /// A fresh name for a warm (pre-cloned, unassigned) database.
     pub fn warm() -> Self {
         Self(format!("{WARM_PREFIX}{}", Uuid::new_v4().simple()))
@@ -32,9 +43,19 @@ impl DatabaseName {
 
     /// Recognises a name this module made (say, while listing a server).
     pub fn parse(name: &str) -> Option<Self> {
-        let tenant = name
-            .strip_prefix(TENANT_PREFIX)
-            .is_some_and(|rest| rest.len() == 32 && Uuid::try_parse(rest).is_ok());
+        let tenant = name.strip_prefix(TENANT_PREFIX).is_some_and(|rest| {
+            let (id, suffix) = rest.split_at_checked(32).unwrap_or((rest, ""));
+            let suffix_ok = suffix.is_empty()
+                || (suffix.len() == 9
+                    && suffix.starts_with('_')
+                    && suffix[1..]
+                        .bytes()
+                        .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)));
+            id.len() == 32
+                && id.bytes().all(|byte| byte.is_ascii_hexdigit())
+                && Uuid::try_parse(id).is_ok()
+                && suffix_ok
+        });
         let warm = name
             .strip_prefix(WARM_PREFIX)
             .is_some_and(|rest| rest.len() == 32 && Uuid::try_parse(rest).is_ok());
@@ -45,7 +66,8 @@ impl DatabaseName {
     pub fn tenant(&self) -> Option<TenantId> {
         self.0
             .strip_prefix(TENANT_PREFIX)
-            .and_then(|rest| Uuid::try_parse(rest).ok())
+            .and_then(|rest| rest.get(..32))
+            .and_then(|id| Uuid::try_parse(id).ok())
             .map(TenantId)
     }
 
@@ -135,6 +157,17 @@ mod tests {
         );
         assert!(DatabaseName::parse("postgres").is_none());
         assert!(DatabaseName::parse("t_acme").is_none());
+        let restored = DatabaseName::restored(tenant);
+        assert_eq!(
+            DatabaseName::parse(restored.as_str()),
+            Some(restored.clone())
+        );
+        assert_eq!(restored.tenant(), Some(tenant));
+        assert_ne!(restored, DatabaseName::for_tenant(tenant));
+        assert!(
+            DatabaseName::parse(&format!("{}_zzzzzzzz", DatabaseName::for_tenant(tenant)))
+                .is_none()
+        );
         assert!(RoleName::parse("t_acme_app").is_none());
         let warm = DatabaseName::warm();
         assert!(warm.is_warm() && warm.tenant().is_none());

@@ -71,7 +71,7 @@ pub async fn ensure_database(admin: &Client, tenant: TenantId) -> Result<bool, P
         clone_template(admin, &database).await?;
         true
     };
-    close_database(admin, tenant).await?;
+    close_database(admin, &database, tenant).await?;
     Ok(created)
 }
 
@@ -113,7 +113,7 @@ pub async fn adopt_warm_database(
         ))
         .await
         .context("rename a warm database for a tenant")?;
-    close_database(admin, tenant).await?;
+    close_database(admin, &DatabaseName::for_tenant(tenant), tenant).await?;
     Ok(true)
 }
 
@@ -134,8 +134,12 @@ pub async fn create_warm_database(
     Ok(())
 }
 
-async fn close_database(admin: &Client, tenant: TenantId) -> Result<(), ProvisionError> {
-    let database = DatabaseName::for_tenant(tenant).ident();
+async fn close_database(
+    admin: &Client,
+    database: &DatabaseName,
+    tenant: TenantId,
+) -> Result<(), ProvisionError> {
+    let database = database.ident();
     let role = RoleName::for_tenant(tenant).ident();
     admin
         .batch_execute(&format!(
@@ -155,28 +159,12 @@ pub async fn configure_database(
     first_admin: Option<(&str, &str)>,
 ) -> Result<Option<i64>, ProvisionError> {
     let database = DatabaseName::for_tenant(tenant);
-    let role = RoleName::for_tenant(tenant).ident();
     let mut client = server.connect(database.as_str()).await?;
     let transaction = client
         .transaction()
         .await
         .context("begin configuring the tenant database")?;
-    transaction
-        .batch_execute(&format!(
-            "GRANT USAGE ON SCHEMA {schema} TO {role}; \
-             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}; \
-             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}; \
-             REVOKE INSERT, UPDATE, DELETE ON {schema}.{history}, {schema}.permissions FROM {role}; \
-             REVOKE UPDATE, DELETE ON {schema}.audit_log FROM {role}; \
-             ALTER DEFAULT PRIVILEGES FOR ROLE {SCHEMA_OWNER_ROLE} IN SCHEMA {schema} \
-               GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}; \
-             ALTER DEFAULT PRIVILEGES FOR ROLE {SCHEMA_OWNER_ROLE} IN SCHEMA {schema} \
-               GRANT USAGE, SELECT ON SEQUENCES TO {role}",
-            schema = tenant_schema::SCHEMA,
-            history = tenant_schema::HISTORY_TABLE,
-        ))
-        .await
-        .context("grant the tenant role its privileges")?;
+    grant_privileges(&transaction, tenant).await?;
     if let Some((email, password_hash)) = first_admin {
         tenant_schema::create_first_admin(&transaction, email, password_hash)
             .await
@@ -192,6 +180,31 @@ pub async fn configure_database(
     Ok(version)
 }
 
+/// The tenant role's privileges on the application's tables, in the database `client` is
+/// connected to (as the server admin).
+async fn grant_privileges(
+    client: &impl tokio_postgres::GenericClient,
+    tenant: TenantId,
+) -> Result<(), ProvisionError> {
+    let role = RoleName::for_tenant(tenant).ident();
+    client
+        .batch_execute(&format!(
+            "GRANT USAGE ON SCHEMA {schema} TO {role}; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}; \
+             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}; \
+             REVOKE INSERT, UPDATE, DELETE ON {schema}.{history}, {schema}.permissions FROM {role}; \
+             REVOKE UPDATE, DELETE ON {schema}.audit_log FROM {role}; \
+             ALTER DEFAULT PRIVILEGES FOR ROLE {SCHEMA_OWNER_ROLE} IN SCHEMA {schema} \
+               GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}; \
+             ALTER DEFAULT PRIVILEGES FOR ROLE {SCHEMA_OWNER_ROLE} IN SCHEMA {schema} \
+               GRANT USAGE, SELECT ON SEQUENCES TO {role}",
+            schema = tenant_schema::SCHEMA,
+            history = tenant_schema::HISTORY_TABLE,
+        ))
+        .await
+        .context("grant the tenant role its privileges")
+}
+
 /// Drops the tenant's database (ending its sessions) and role. Idempotent.
 pub async fn drop_tenant(admin: &Client, tenant: TenantId) -> Result<(), ProvisionError> {
     let database = DatabaseName::for_tenant(tenant);
@@ -202,13 +215,27 @@ pub async fn drop_tenant(admin: &Client, tenant: TenantId) -> Result<(), Provisi
             .await
             .context("stop new logins of the tenant role")?;
     }
-    admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            database.ident()
-        ))
+    // Its database, and any restored copy of it.
+    let names = admin
+        .query(
+            "SELECT datname FROM pg_database WHERE datname = $1 OR datname LIKE $1 || '\\_%'",
+            &[&database.as_str()],
+        )
         .await
-        .context("drop the tenant database")?;
+        .context("list the tenant's databases")?;
+    for name in names
+        .iter()
+        .filter_map(|row| DatabaseName::parse(row.get(0)))
+        .filter(|name| name.tenant() == Some(tenant))
+    {
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                name.ident()
+            ))
+            .await
+            .context("drop the tenant database")?;
+    }
     admin
         .batch_execute(&format!("DROP ROLE IF EXISTS {}", role.ident()))
         .await
@@ -279,4 +306,65 @@ async fn database_exists(admin: &Client, database: &DatabaseName) -> Result<bool
         .await
         .map(|row| row.get(0))
         .context("look for the tenant database")
+}
+
+/// An empty database for a restore of the tenant's backup: only the admin may connect
+/// until [`finish_restored_database`]; the schema owner may create the schema in it.
+pub async fn create_restore_target(
+    admin: &Client,
+    database: &DatabaseName,
+) -> Result<(), ProvisionError> {
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {database} TEMPLATE template0",
+            database = database.ident()
+        ))
+        .await
+        .context("create the database to restore into")?;
+    admin
+        .batch_execute(&format!(
+            "REVOKE ALL ON DATABASE {database} FROM PUBLIC; \
+             GRANT CREATE ON DATABASE {database} TO {SCHEMA_OWNER_ROLE}",
+            database = database.ident()
+        ))
+        .await
+        .context("prepare the database to restore into")
+}
+
+/// After `pg_restore`: the tenant role's privileges (as at provisioning), the schema
+/// owner's CREATE on the database taken back, PUBLIC shut out of `public`, and the tenant
+/// role allowed to connect. Returns the restored schema version.
+pub async fn finish_restored_database(
+    server: &ServerAddress,
+    admin: &Client,
+    database: &DatabaseName,
+    tenant: TenantId,
+) -> Result<Option<i64>, ProvisionError> {
+    let mut client = server.connect(database.as_str()).await?;
+    let transaction = client
+        .transaction()
+        .await
+        .context("begin configuring the restored database")?;
+    transaction
+        .batch_execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+        .await
+        .context("close the public schema")?;
+    grant_privileges(&transaction, tenant).await?;
+    let version = tenant_schema::applied_version(&transaction)
+        .await
+        .context("read the restored schema version")?;
+    transaction
+        .commit()
+        .await
+        .context("commit the restored database's configuration")?;
+    drop(client);
+    admin
+        .batch_execute(&format!(
+            "REVOKE CREATE ON DATABASE {} FROM {SCHEMA_OWNER_ROLE}",
+            database.ident()
+        ))
+        .await
+        .context("take back CREATE on the restored database")?;
+    close_database(admin, database, tenant).await?;
+    Ok(version)
 }

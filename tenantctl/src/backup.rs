@@ -1,4 +1,4 @@
-//! `tenantctl backup create|list|verify`, over the control plane's `backups` module.
+//! `tenantctl backup create|list|verify|restore|prune`, over the control plane's `backups` module.
 
 use anyhow::anyhow;
 use catalog::backups::Backup;
@@ -41,6 +41,24 @@ pub enum BackupCommand {
         #[command(flatten)]
         platform: PlatformArgs,
         id: Uuid,
+    },
+    /// Restore a backup over its tenant: into a new database, then switch the tenant to it
+    /// and drop the old one. The object is checked whole before anything is created.
+    Restore {
+        #[command(flatten)]
+        platform: PlatformArgs,
+        id: Uuid,
+        /// The tenant you mean to restore (refused unless the backup is this tenant's).
+        #[arg(long, value_name = "SLUG")]
+        tenant: Option<String>,
+    },
+    /// Delete backups older than their plan's retention (never a tenant's newest).
+    Prune {
+        #[command(flatten)]
+        platform: PlatformArgs,
+        /// Only show what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -124,6 +142,45 @@ pub async fn run(command: BackupCommand, json: bool) -> anyhow::Result<()> {
             let items = backups::list(&platform, tenant.as_deref()).await?;
             let rows = items.iter().map(row).collect();
             print(json, &items, &HEADERS, rows)
+        }
+        BackupCommand::Restore {
+            platform,
+            id,
+            tenant,
+        } => {
+            let platform = platform.connect().await?;
+            let actor = crate::admin::operator();
+            let restored = backups::restore(&platform, &actor, id, tenant.as_deref()).await?;
+            print(
+                json,
+                &restored,
+                &["TENANT", "BACKUP", "DATABASE", "REPLACED", "SCHEMA"],
+                vec![vec![
+                    restored.tenant.clone(),
+                    restored.backup_id.to_string(),
+                    restored.database.clone(),
+                    restored.previous_database.clone(),
+                    cell(restored.schema_version),
+                ]],
+            )
+        }
+        BackupCommand::Prune { platform, dry_run } => {
+            let platform = platform.connect().await?;
+            let pruned = backups::prune(&platform, dry_run).await?;
+            let rows = pruned.iter().map(row).collect();
+            print(json, &pruned, &HEADERS, rows)?;
+            if !json {
+                println!(
+                    "{} backup(s) {}",
+                    pruned.len(),
+                    if dry_run {
+                        "would be deleted"
+                    } else {
+                        "deleted"
+                    }
+                );
+            }
+            Ok(())
         }
         BackupCommand::Verify { platform, id } => {
             let platform = platform.connect().await?;

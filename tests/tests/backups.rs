@@ -29,7 +29,17 @@ struct Fixture {
 
 impl Fixture {
     async fn start(slugs: &[&str]) -> Self {
-        let app = ControlPlane::start().await;
+        let s3_dir = tempfile::tempdir().expect("a temporary directory");
+        let s3 = EmbeddedS3::start(s3_dir.path().join("store"), 0, credentials())
+            .await
+            .expect("start the S3 endpoint");
+        s3.ensure_bucket(BUCKET).await.expect("create the bucket");
+        let s3_port = s3.address().port();
+        // The control plane backs up too (on request, before a drop; on schedule when a
+        // test restarts it with an interval).
+        let env = Self::control_plane_env(s3_port, "0s");
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let app = ControlPlane::start_with(&env).await;
         let admin = app.admin_token().await;
         app.add_server(&admin, "main", &app.postgres.server, 50)
             .await;
@@ -37,18 +47,24 @@ impl Fixture {
             let (status, body) = app.create_tenant(&admin, slug).await;
             assert_eq!(status, 201, "{body}");
         }
-        let s3_dir = tempfile::tempdir().expect("a temporary directory");
-        let s3 = EmbeddedS3::start(s3_dir.path().join("store"), 0, credentials())
-            .await
-            .expect("start the S3 endpoint");
-        s3.ensure_bucket(BUCKET).await.expect("create the bucket");
-        let s3_port = s3.address().port();
         Self {
             app,
             s3: Some(s3),
             s3_dir,
             s3_port,
         }
+    }
+
+    fn control_plane_env(s3_port: u16, interval: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("TENANCY_S3_BUCKET", BUCKET.to_owned()),
+            ("TENANCY_S3_ENDPOINT", format!("http://127.0.0.1:{s3_port}")),
+            ("TENANCY_S3_PATH_STYLE", "true".to_owned()),
+            ("TENANCY_S3_ACCESS_KEY_ID", credentials().access_key),
+            ("TENANCY_S3_SECRET_ACCESS_KEY", credentials().secret_key),
+            ("TENANCY_BACKUP_INTERVAL", interval.to_owned()),
+            ("TENANCY_DELETE_GRACE", "0s".to_owned()),
+        ]
     }
 
     fn store_root(&self) -> PathBuf {
@@ -361,4 +377,405 @@ async fn a_backup_cut_short_leaves_nothing_behind() {
     assert!(bytes > 16 << 20, "several parts: {bytes} bytes");
     let id = created[0]["id"].as_str().expect("id");
     json_of(&fixture.backup(&["verify", id]));
+}
+
+/// Rows in every table of the tenant's schema, including odd text, big numerics, JSON.
+const SEED: &str = "
+SET search_path = app;
+INSERT INTO app.users (email, display_name, password_hash)
+  SELECT 'user' || g || '@example.com', 'Ünïcødé ''quoted'' \\ ' || g, 'hash-' || g FROM generate_series(1, 50) g;
+INSERT INTO app.roles (name, description) VALUES ('clerk', E'quotes '' and \\\\ backslash, tab\\there');
+INSERT INTO app.role_permissions SELECT id, 'customers.read' FROM app.roles WHERE name = 'clerk';
+INSERT INTO app.user_roles SELECT u.id, r.id FROM app.users u, app.roles r WHERE r.name = 'clerk';
+INSERT INTO app.refresh_tokens (user_id, token_hash, expires_at)
+  SELECT id, sha256(convert_to(email, 'UTF8')), now() + interval '1 day' FROM app.users;
+INSERT INTO app.audit_log (actor, action, entity_type, entity_id, after)
+  SELECT 'seed', 'create', 'customer', g::text, jsonb_build_object('n', g, 'emoji', '😀', 'nul', 'a\\u0000b'::text)
+  FROM generate_series(1, 100) g;
+INSERT INTO app.customers (code, name, email, address)
+  SELECT 'C-' || g, 'Customer ' || g || ' 中文 ' || repeat('x', g % 50), 'c' || g || '@example.com',
+         E'line one\\nline two\\ttab' FROM generate_series(1, 5000) g;
+INSERT INTO app.suppliers (code, name) SELECT 'S-' || g, 'Supplier ' || g FROM generate_series(1, 20) g;
+INSERT INTO app.products (sku, name, unit_price)
+  SELECT 'P-' || g, 'Product ' || g, 99999999999999.9999 - g / 7.0 FROM generate_series(1, 100) g;
+INSERT INTO app.purchase_orders (supplier_id, notes) SELECT id, 'order for ' || code FROM app.suppliers;
+INSERT INTO app.purchase_order_lines (order_id, line_no, product_id, quantity, unit_price)
+  SELECT o.id, 1, p.id, 3.3333, 12345.6789 FROM app.purchase_orders o,
+         (SELECT id FROM app.products ORDER BY sku LIMIT 1) p;
+";
+
+/// A checksum of every table of the tenant's schema.
+async fn checksums(database: &mut sqlx::PgConnection) -> Vec<(String, String)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'app' ORDER BY tablename",
+    )
+    .fetch_all(&mut *database)
+    .await
+    .expect("list the tables");
+    let mut sums = Vec::new();
+    for table in tables {
+        let sum: String = sqlx::query_scalar(&format!(
+            "SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM app.{table} t"
+        ))
+        .fetch_one(&mut *database)
+        .await
+        .expect("checksum a table");
+        sums.push((table, sum));
+    }
+    sums
+}
+
+async fn database_names(app: &ControlPlane, tenant_id: &str) -> Vec<String> {
+    let mut admin = connect(&app.postgres.url("postgres")).await;
+    sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE $1 ORDER BY 1")
+        .bind(format!("t_{}%", tenant_id.replace('-', "")))
+        .fetch_all(&mut admin)
+        .await
+        .expect("list the tenant's databases")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_brings_back_exactly_the_backed_up_data_and_the_router_follows() {
+    let fixture = Fixture::start(&["acme", "globex"]).await;
+    let (_, mut database) = fixture.tenant_database("acme").await;
+    sqlx::raw_sql(SEED)
+        .execute(&mut database)
+        .await
+        .expect("seed every table");
+    let before = checksums(&mut database).await;
+    assert!(before.len() >= 12, "{before:?}");
+
+    let created = json_of(&fixture.backup(&["create", "--tenant", "acme"]));
+    let id = created[0]["id"].as_str().expect("id").to_owned();
+    let tenant_id = created[0]["tenant_id"]
+        .as_str()
+        .expect("tenant_id")
+        .to_owned();
+
+    // The tenant goes on working after the backup.
+    let admin = fixture.app.admin_token().await;
+    let router = fixture.app.start_router(&[]).await;
+    let token = fixture
+        .app
+        .tenant_token(&admin, "acme", &["customers.read", "customers.write"])
+        .await;
+    let (status, kept) = router
+        .call(
+            reqwest::Method::GET,
+            "/v1/customers?limit=1",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{kept}");
+    let kept_id = kept["items"][0]["id"]
+        .as_str()
+        .expect("a customer")
+        .to_owned();
+    let (status, added) = router
+        .call(
+            reqwest::Method::POST,
+            "/v1/customers",
+            Some(&token),
+            Some(serde_json::json!({ "code": "AFTER-1", "name": "Added after the backup" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{added}");
+    let added_id = added["id"].as_str().expect("id").to_owned();
+    sqlx::raw_sql(
+        "SET search_path = app; DELETE FROM app.customers WHERE code LIKE 'C-1%'; \
+         UPDATE app.products SET unit_price = 1; \
+         INSERT INTO app.purchase_orders (supplier_id) SELECT id FROM app.suppliers LIMIT 3;",
+    )
+    .execute(&mut database)
+    .await
+    .expect("change the data");
+    assert_ne!(checksums(&mut database).await, before);
+    drop(database);
+
+    // Another tenant's backup is refused for this tenant.
+    let output = fixture.backup(&["restore", &id, "--tenant", "globex"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("belongs to tenant acme, not globex"),
+        "{}",
+        stderr(&output)
+    );
+
+    let restored = json_of(&fixture.backup(&["restore", &id, "--tenant", "acme"]));
+    let new_database = restored["database"].as_str().expect("database").to_owned();
+    assert_ne!(restored["previous_database"], restored["database"]);
+    // Only the restored database is left, and the catalog points at it.
+    assert_eq!(
+        database_names(&fixture.app, &tenant_id).await,
+        vec![new_database.clone()]
+    );
+    let (_, mut database) = fixture.tenant_database("acme").await;
+    assert_eq!(
+        checksums(&mut database).await,
+        before,
+        "exactly the backed-up data"
+    );
+    // Sequences continue after the backed-up values.
+    let number: String = sqlx::query_scalar(
+        "INSERT INTO app.purchase_orders (supplier_id) SELECT id FROM app.suppliers LIMIT 1 RETURNING number",
+    )
+    .fetch_one(&mut database)
+    .await
+    .expect("a new order");
+    assert_eq!(number, "PO-000021");
+
+    // The router serves the restored database: the customer added after the backup is
+    // gone, the others are there, writes work (the tenant role's grants are back).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = router
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/customers/{added_id}"),
+                Some(&token),
+                None,
+            )
+            .await;
+        if status == 404 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the router still serves the old database: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = router
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/customers/{kept_id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = router
+        .call(
+            reqwest::Method::POST,
+            "/v1/customers",
+            Some(&token),
+            Some(serde_json::json!({ "code": "AFTER-2", "name": "Written after the restore" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // The tenant role still reaches only its own database.
+    let mut catalog = connect(&fixture.app.database_url).await;
+    let role_ok: bool =
+        sqlx::query_scalar("SELECT NOT has_database_privilege('public', $1, 'CONNECT')")
+            .bind(&new_database)
+            .fetch_one(&mut database)
+            .await
+            .expect("check PUBLIC");
+    assert!(role_ok, "PUBLIC may not connect to the restored database");
+    let audit: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'tenant.restore'")
+            .fetch_one(&mut catalog)
+            .await
+            .expect("read the audit log");
+    assert_eq!(audit, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupt_backup_is_refused_before_any_database_is_created() {
+    let fixture = Fixture::start(&["acme"]).await;
+    let created = json_of(&fixture.backup(&["create", "--tenant", "acme"]));
+    let id = created[0]["id"].as_str().expect("id").to_owned();
+    let tenant_id = created[0]["tenant_id"]
+        .as_str()
+        .expect("tenant_id")
+        .to_owned();
+    let databases = database_names(&fixture.app, &tenant_id).await;
+    let objects = fixture.objects();
+    let mut stored = std::fs::read(&objects[0]).expect("read the object");
+    let last = stored.len() - 1;
+    stored[last] ^= 0x80;
+    std::fs::write(&objects[0], &stored).expect("flip a byte");
+
+    let output = fixture.backup(&["restore", &id]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("does not match the backup"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(database_names(&fixture.app, &tenant_id).await, databases);
+    let mut catalog = connect(&fixture.app.database_url).await;
+    let restores: i64 = sqlx::query_scalar("SELECT count(*) FROM restores")
+        .fetch_one(&mut catalog)
+        .await
+        .expect("count restores");
+    assert_eq!(restores, 0, "nothing was started");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prune_keeps_what_the_plan_says_and_always_the_newest() {
+    // Both tenants are on the standard plan: 30 days.
+    let fixture = Fixture::start(&["acme", "globex"]).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let created = json_of(&fixture.backup(&["create", "--tenant", "acme"]));
+        ids.push(created[0]["id"].as_str().expect("id").to_owned());
+    }
+    let mut old = Vec::new();
+    for _ in 0..2 {
+        let created = json_of(&fixture.backup(&["create", "--tenant", "globex"]));
+        old.push(created[0]["id"].as_str().expect("id").to_owned());
+    }
+    let mut catalog = connect(&fixture.app.database_url).await;
+    for (id, days) in ids
+        .iter()
+        .zip([45, 31, 10, 1])
+        .chain(old.iter().zip([60, 40]))
+    {
+        sqlx::query(
+            "UPDATE backups SET started_at = now() - make_interval(days => $2), \
+             completed_at = now() - make_interval(days => $2) WHERE id = $1::uuid",
+        )
+        .bind(id)
+        .bind(days)
+        .execute(&mut catalog)
+        .await
+        .expect("age a backup");
+    }
+    assert_eq!(fixture.objects().len(), 6);
+
+    let planned = json_of(&fixture.backup(&["prune", "--dry-run"]));
+    let mut planned: Vec<&str> = planned
+        .as_array()
+        .expect("backups")
+        .iter()
+        .map(|backup| backup["id"].as_str().expect("id"))
+        .collect();
+    planned.sort_unstable();
+    let mut expected = vec![ids[0].as_str(), ids[1].as_str(), old[0].as_str()];
+    expected.sort_unstable();
+    assert_eq!(planned, expected, "past 30 days, but globex's newest stays");
+    assert_eq!(fixture.objects().len(), 6, "a dry run deletes nothing");
+
+    let pruned = json_of(&fixture.backup(&["prune"]));
+    assert_eq!(pruned.as_array().expect("backups").len(), 3);
+    assert_eq!(fixture.objects().len(), 3);
+    let listed = json_of(&fixture.backup(&["list"]));
+    let mut left: Vec<&str> = listed
+        .as_array()
+        .expect("backups")
+        .iter()
+        .map(|backup| backup["id"].as_str().expect("id"))
+        .collect();
+    left.sort_unstable();
+    let mut kept = vec![ids[2].as_str(), ids[3].as_str(), old[1].as_str()];
+    kept.sort_unstable();
+    assert_eq!(left, kept);
+    // Nothing more to do.
+    assert_eq!(json_of(&fixture.backup(&["prune"])), Value::Array(vec![]));
+}
+
+async fn backups_of(fixture: &Fixture, token: &str, slug: &str) -> Vec<Value> {
+    let (status, body) = fixture
+        .app
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/tenants/{slug}/backups"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["items"].as_array().expect("items").clone()
+}
+
+async fn wait_for_backups(fixture: &Fixture, token: &str, slug: &str, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let items = backups_of(fixture, token, slug).await;
+        if items.len() >= count {
+            return items;
+        }
+        assert!(Instant::now() < deadline, "no backup of {slug} appeared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_control_plane_backs_up_on_request_on_schedule_and_before_a_drop() {
+    let mut fixture = Fixture::start(&["acme", "globex"]).await;
+    let token = fixture.app.admin_token().await;
+
+    let (status, body) = fixture
+        .app
+        .call(
+            reqwest::Method::POST,
+            "/v1/tenants/acme/backups",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "running");
+    assert_eq!(body["trigger"], "manual");
+    let items = wait_for_backups(&fixture, &token, "acme", 1).await;
+    assert_eq!(items[0]["id"], body["id"]);
+    assert_eq!(items[0]["status"], "complete");
+    assert!(items[0].get("upload_id").is_none());
+
+    let (status, body) = fixture
+        .app
+        .call(
+            reqwest::Method::POST,
+            "/v1/tenants/nobody/backups",
+            Some(&token),
+            None,
+        )
+        .await;
+    tenancy_tests::assert_problem(status, &body, 404, "tenant_not_found");
+    let (status, body) = fixture
+        .app
+        .call(reqwest::Method::GET, "/v1/tenants/acme/backups", None, None)
+        .await;
+    tenancy_tests::assert_problem(status, &body, 401, "missing_token");
+
+    // On schedule: globex has no backup yet, acme has a fresh one.
+    let env = Fixture::control_plane_env(fixture.s3_port, "1h");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    fixture.app.restart(&env).await;
+    let token = fixture.app.admin_token().await;
+    let items = wait_for_backups(&fixture, &token, "globex", 1).await;
+    assert_eq!(items[0]["trigger"], "scheduled");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        backups_of(&fixture, &token, "globex").await.len(),
+        1,
+        "once per interval"
+    );
+    assert_eq!(backups_of(&fixture, &token, "acme").await.len(), 1);
+
+    // Deleting a tenant takes a final backup before its database is dropped.
+    let (status, body) = fixture
+        .app
+        .call(
+            reqwest::Method::DELETE,
+            "/v1/tenants/globex",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "deleted");
+    let listed = json_of(&fixture.backup(&["list", "--tenant", "globex"]));
+    let triggers: Vec<&str> = listed
+        .as_array()
+        .expect("backups")
+        .iter()
+        .map(|backup| backup["trigger"].as_str().expect("trigger"))
+        .collect();
+    assert_eq!(triggers, ["final", "scheduled"], "newest first");
+    let final_id = listed[0]["id"].as_str().expect("id");
+    json_of(&fixture.backup(&["verify", final_id]));
 }

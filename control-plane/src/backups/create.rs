@@ -55,6 +55,70 @@ pub async fn create(
     trigger: Trigger,
     requested_by: &str,
 ) -> Result<Backup, BackupError> {
+    begin(platform, slug, trigger, requested_by)
+        .await?
+        .run()
+        .await
+}
+
+/// A backup recorded (`running`) and ready to run: the control plane answers with it and
+/// runs it in the background.
+pub struct Pending {
+    platform: Platform,
+    row: Backup,
+    lock: sqlx::PgConnection,
+}
+
+impl Pending {
+    pub fn row(&self) -> &Backup {
+        &self.row
+    }
+
+    pub async fn run(self) -> Result<Backup, BackupError> {
+        let Pending {
+            platform,
+            row,
+            lock,
+        } = self;
+        let store = store(&platform)?;
+        let id = row.id;
+        let result = match dump_and_upload(
+            &platform,
+            store,
+            row.server_id,
+            &row.database_name,
+            &row.object_key,
+            id,
+        )
+        .await
+        {
+            Ok((bytes, sha256)) => {
+                tracing::info!(backup = %id, tenant_id = %row.tenant_id, bytes, "backup complete");
+                catalog::backups::complete(&platform.db, id, bytes, &sha256)
+                    .await
+                    .map_err(BackupError::from)
+            }
+            Err(error) => {
+                tracing::warn!(backup = %id, tenant_id = %row.tenant_id, %error, "backup failed");
+                catalog::backups::fail(&platform.db, id, &error.to_string()).await?;
+                Err(error)
+            }
+        };
+        let _ = sqlx::Connection::close(lock).await;
+        result?;
+        catalog::backups::get(&platform.db, id)
+            .await?
+            .ok_or(BackupError::UnknownBackup(id))
+    }
+}
+
+/// Checks the tenant and records the attempt.
+pub async fn begin(
+    platform: &Platform,
+    slug: &str,
+    trigger: Trigger,
+    requested_by: &str,
+) -> Result<Pending, BackupError> {
     let store = store(platform)?;
     let tenant = catalog::tenants::find_by_slug(&platform.db, slug)
         .await?
@@ -103,24 +167,14 @@ pub async fn create(
     )
     .await?;
     tracing::info!(backup = %id, tenant_id = %tenant.id, "backup started");
-    let result = match dump_and_upload(platform, store, server_id, &database, &key, id).await {
-        Ok((bytes, sha256)) => {
-            tracing::info!(backup = %id, tenant_id = %tenant.id, bytes, "backup complete");
-            catalog::backups::complete(&platform.db, id, bytes, &sha256)
-                .await
-                .map_err(BackupError::from)
-        }
-        Err(error) => {
-            tracing::warn!(backup = %id, tenant_id = %tenant.id, %error, "backup failed");
-            catalog::backups::fail(&platform.db, id, &error.to_string()).await?;
-            Err(error)
-        }
-    };
-    let _ = sqlx::Connection::close(lock).await;
-    result?;
-    catalog::backups::get(&platform.db, id)
+    let row = catalog::backups::get(&platform.db, id)
         .await?
-        .ok_or(BackupError::UnknownBackup(id))
+        .ok_or(BackupError::UnknownBackup(id))?;
+    Ok(Pending {
+        platform: platform.clone(),
+        row,
+        lock,
+    })
 }
 
 async fn dump_and_upload(

@@ -3,6 +3,7 @@
 //! there and its size checked; verification; listing.
 
 mod create;
+mod restore;
 mod store;
 mod tools;
 mod verify;
@@ -13,7 +14,8 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::state::Platform;
 
-pub use create::{Trigger, create};
+pub use create::{Pending, Trigger, begin, create};
+pub use restore::{Restored, restore};
 pub use store::{S3Args, Store, StoreError};
 pub use verify::{Verified, verify};
 
@@ -29,6 +31,16 @@ pub enum BackupError {
     NotBackedUp { slug: String, status: String },
     #[error("pg_dump failed ({status}): {stderr}")]
     Dump { status: String, stderr: String },
+    #[error("backup {backup} belongs to tenant {owner}, not {given}: refused")]
+    WrongTenant {
+        backup: Uuid,
+        owner: String,
+        given: String,
+    },
+    #[error("tenant {0} is busy (being provisioned, dropped or restored); try again")]
+    Busy(String),
+    #[error("pg_restore failed ({status}): {stderr}")]
+    Restore { status: String, stderr: String },
     #[error("pg_restore --list failed ({status}): {stderr}")]
     List { status: String, stderr: String },
     #[error(
@@ -56,6 +68,39 @@ pub enum BackupError {
     Catalog(#[from] sqlx::Error),
 }
 
+impl From<BackupError> for ApiError {
+    fn from(error: BackupError) -> Self {
+        match error {
+            BackupError::NotConfigured => ApiError::ServiceUnavailable {
+                code: "backups_not_configured",
+                detail: error.to_string(),
+            },
+            BackupError::UnknownTenant(slug) => {
+                ApiError::not_found("tenant_not_found", format!("no tenant `{slug}`"))
+            }
+            BackupError::UnknownBackup(id) => {
+                ApiError::not_found("backup_not_found", format!("no backup {id}"))
+            }
+            BackupError::NotBackedUp { .. } => {
+                ApiError::conflict("invalid_state", error.to_string())
+            }
+            BackupError::WrongTenant { .. } => {
+                ApiError::conflict("wrong_tenant", error.to_string())
+            }
+            BackupError::Busy(_) => ApiError::conflict("tenant_busy", error.to_string()),
+            BackupError::Api(error) => error,
+            BackupError::Catalog(error) => error.into(),
+            other => {
+                tracing::warn!(error = %other, "backup operation failed");
+                ApiError::ServiceUnavailable {
+                    code: "backup_failed",
+                    detail: "the backup could not be completed; nothing was kept".to_owned(),
+                }
+            }
+        }
+    }
+}
+
 pub(crate) fn store(platform: &Platform) -> Result<&Store, BackupError> {
     platform
         .settings
@@ -76,6 +121,25 @@ pub async fn list(platform: &Platform, slug: Option<&str>) -> Result<Vec<Backup>
         None => None,
     };
     Ok(catalog::backups::list_complete(&platform.db, tenant).await?)
+}
+
+/// Applies each plan's `backup_retention_days`: deletes older complete backups' objects and
+/// marks them pruned, never a tenant's newest complete backup. With `dry_run`, only says
+/// which would go.
+pub async fn prune(platform: &Platform, dry_run: bool) -> Result<Vec<Backup>, BackupError> {
+    let store = store(platform)?;
+    let due = catalog::backups::past_retention(&platform.db).await?;
+    if dry_run {
+        return Ok(due);
+    }
+    let mut pruned = Vec::with_capacity(due.len());
+    for backup in due {
+        store.delete(&backup.object_key).await?;
+        catalog::backups::mark_pruned(&platform.db, backup.id).await?;
+        tracing::info!(backup = %backup.id, tenant_id = %backup.tenant_id, "backup pruned");
+        pruned.push(backup);
+    }
+    Ok(pruned)
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -1,14 +1,16 @@
 //! `backup verify`: re-read the stored object, check its size and SHA-256 against the
-//! catalog, and have `pg_restore --list` read its table of contents.
+//! catalog, and have `pg_restore --list` read its table of contents. The same streaming
+//! check guards a restore.
 
 use std::process::Stdio;
 
+use catalog::backups::Backup;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use uuid::Uuid;
 
-use super::{BackupError, hex, store, tools};
+use super::{BackupError, Store, hex, store, tools};
 use crate::state::Platform;
 
 #[derive(Debug, Clone, Serialize)]
@@ -20,15 +22,57 @@ pub struct Verified {
     pub entries: usize,
 }
 
-/// Streams the object once: every byte is hashed and counted, and fed to
-/// `pg_restore --list` (which stops reading after the table of contents).
-pub async fn verify(platform: &Platform, id: Uuid) -> Result<Verified, BackupError> {
-    let store = store(platform)?;
-    let backup = catalog::backups::get(&platform.db, id)
+/// A complete backup by id.
+pub(super) async fn complete_backup(platform: &Platform, id: Uuid) -> Result<Backup, BackupError> {
+    catalog::backups::get(&platform.db, id)
         .await?
         .filter(|backup| backup.status == "complete")
-        .ok_or(BackupError::UnknownBackup(id))?;
+        .ok_or(BackupError::UnknownBackup(id))
+}
+
+/// Streams the stored object once, hashing and counting every byte and writing it to
+/// `sink` while the sink takes it (`pg_restore --list` stops reading after the table of
+/// contents; a sink that fails is let go, its own exit status tells why). Fails when the
+/// object differs from what the catalog recorded.
+pub(super) async fn stream_checked(
+    store: &Store,
+    backup: &Backup,
+    mut sink: Option<impl AsyncWrite + Unpin>,
+) -> Result<(), BackupError> {
     let mut body = store.get(&backup.object_key).await?;
+    let mut hasher = Sha256::new();
+    let mut bytes: i64 = 0;
+    while let Some(chunk) = body.try_next().await.map_err(|error| BackupError::Io {
+        action: "read the stored object",
+        source: std::io::Error::other(error),
+    })? {
+        hasher.update(&chunk);
+        bytes += i64::try_from(chunk.len()).unwrap_or(i64::MAX);
+        if let Some(pipe) = sink.as_mut()
+            && pipe.write_all(&chunk).await.is_err()
+        {
+            sink = None;
+        }
+    }
+    if let Some(mut pipe) = sink {
+        let _ = pipe.shutdown().await;
+    }
+    let sha256 = hasher.finalize().to_vec();
+    let expected = backup.sha256.clone().unwrap_or_default();
+    if sha256 != expected || Some(bytes) != backup.bytes {
+        return Err(BackupError::Corrupt {
+            expected_bytes: backup.bytes.unwrap_or_default(),
+            expected_sha256: hex(&expected),
+            bytes,
+            sha256: hex(&sha256),
+        });
+    }
+    Ok(())
+}
+
+pub async fn verify(platform: &Platform, id: Uuid) -> Result<Verified, BackupError> {
+    let store = store(platform)?;
+    let backup = complete_backup(platform, id).await?;
     let mut child = tokio::process::Command::new(tools::program("pg_restore"))
         .arg("--list")
         .stdin(Stdio::piped())
@@ -40,23 +84,7 @@ pub async fn verify(platform: &Platform, id: Uuid) -> Result<Verified, BackupErr
             action: "start pg_restore",
             source,
         })?;
-    let mut stdin = child.stdin.take();
-    let mut hasher = Sha256::new();
-    let mut bytes: i64 = 0;
-    while let Some(chunk) = body.try_next().await.map_err(|error| BackupError::Io {
-        action: "read the stored object",
-        source: std::io::Error::other(error),
-    })? {
-        hasher.update(&chunk);
-        bytes += i64::try_from(chunk.len()).unwrap_or(i64::MAX);
-        if let Some(pipe) = stdin.as_mut()
-            && pipe.write_all(&chunk).await.is_err()
-        {
-            // pg_restore has read what it needs (or failed; its status says which).
-            stdin = None;
-        }
-    }
-    drop(stdin);
+    let checked = stream_checked(store, &backup, child.stdin.take()).await;
     let output = child
         .wait_with_output()
         .await
@@ -64,16 +92,7 @@ pub async fn verify(platform: &Platform, id: Uuid) -> Result<Verified, BackupErr
             action: "wait for pg_restore",
             source,
         })?;
-    let sha256 = hasher.finalize().to_vec();
-    let expected = backup.sha256.clone().unwrap_or_default();
-    if sha256 != expected || Some(bytes) != backup.bytes {
-        return Err(BackupError::Corrupt {
-            expected_bytes: backup.bytes.unwrap_or_default(),
-            expected_sha256: hex(&expected),
-            bytes,
-            sha256: hex(&sha256),
-        });
-    }
+    checked?;
     if !output.status.success() {
         return Err(BackupError::List {
             status: output.status.to_string(),
@@ -86,8 +105,8 @@ pub async fn verify(platform: &Platform, id: Uuid) -> Result<Verified, BackupErr
         .count();
     Ok(Verified {
         id,
-        bytes,
-        sha256: hex(&sha256),
+        bytes: backup.bytes.unwrap_or_default(),
+        sha256: hex(&backup.sha256.unwrap_or_default()),
         entries,
     })
 }

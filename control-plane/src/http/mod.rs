@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod backups;
 mod migrations;
 mod ops;
 mod plans;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tenants::router())
         .merge(tokens::router())
         .merge(migrations::router())
+        .merge(backups::router())
         .merge(usage::router())
         .merge(ops::router())
         .route_layer(axum::middleware::from_fn_with_state(

@@ -31,7 +31,7 @@ pub enum Outcome {
 }
 
 /// The advisory lock key of a tenant (the first 8 bytes of its id, in a namespace of ours).
-fn lock_key(id: Uuid) -> i64 {
+pub(crate) fn lock_key(id: Uuid) -> i64 {
     let bytes: [u8; 8] = id.as_bytes()[..8].try_into().unwrap_or_default();
     i64::from_be_bytes(bytes) ^ 0x7465_6e61_6e74_0000
 }
@@ -254,6 +254,7 @@ async fn drop_locked(platform: &Platform, id: Uuid) -> ApiResult<()> {
     if before.status() != Some(Status::Deleting) {
         return Ok(()); // Dropped by another worker meanwhile.
     }
+    final_backup(platform, &before).await?;
     drop_objects(platform, id).await?;
     let mut transaction = platform.db.begin().await?;
     catalog::tenants::set_status(&mut *transaction, id, Status::Deleted, None).await?;
@@ -269,6 +270,31 @@ async fn drop_locked(platform: &Platform, id: Uuid) -> ApiResult<()> {
     }
     transaction.commit().await?;
     tracing::info!(tenant_id = %id, "tenant database dropped");
+    Ok(())
+}
+
+/// With backups configured, a deleted tenant's database is dropped only once a final backup
+/// of it is complete (a failed one keeps the database; the drop is retried).
+async fn final_backup(platform: &Platform, tenant: &catalog::tenants::Tenant) -> ApiResult<()> {
+    if platform.settings.backup_store.is_none()
+        || catalog::backups::has_final(&platform.db, tenant.id).await?
+    {
+        return Ok(());
+    }
+    crate::backups::create(
+        platform,
+        &tenant.slug,
+        crate::backups::Trigger::Final,
+        &system_actor().name,
+    )
+    .await
+    .map_err(|error| {
+        tracing::warn!(tenant_id = %tenant.id, %error, "final backup failed; the database is kept");
+        ApiError::ServiceUnavailable {
+            code: "final_backup_failed",
+            detail: "the tenant is deleted, but its final backup failed: its database is kept and the drop is retried".to_owned(),
+        }
+    })?;
     Ok(())
 }
 

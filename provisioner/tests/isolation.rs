@@ -261,3 +261,88 @@ async fn provisioning_steps_can_be_rerun_and_drop_leaves_nothing() {
         Default::default()
     );
 }
+
+#[tokio::test]
+async fn a_backup_reader_reads_one_database_and_writes_nothing() {
+    let server = Server::start();
+    let address = server.address();
+    provisioner::template::prepare_server(&address, &tenant_schema::MigrationSet::embedded())
+        .await
+        .expect("prepare");
+    let (acme, globex) = (TenantId::new(), TenantId::new());
+    provision(&address, acme, "acme-password-0123456789").await;
+    provision(&address, globex, "globex-password-0123456789").await;
+    let admin = address.connect("postgres").await.expect("admin connection");
+    let database = DatabaseName::for_tenant(acme);
+    let reader = provisioner::backup::create_reader(&admin, &database)
+        .await
+        .expect("create a reader");
+    let connect = |name: String| {
+        let (host, port, user, password) = (
+            address.host.clone(),
+            address.port,
+            reader.name.clone(),
+            reader.password.clone(),
+        );
+        async move { provisioner::server::connect(&host, port, &user, &password, &name).await }
+    };
+
+    let client = connect(database.as_str().to_owned())
+        .await
+        .expect("the reader reaches its database");
+    let users: i64 = client
+        .query_one("SELECT count(*) FROM app.users", &[])
+        .await
+        .expect("read")
+        .get(0);
+    assert_eq!(users, 1);
+    client
+        .query_one("SELECT count(*) FROM app.refinery_schema_history", &[])
+        .await
+        .expect("read the history too");
+    for statement in [
+        "INSERT INTO app.customers (code, name) VALUES ('X', 'x')",
+        "DELETE FROM app.users",
+        "CREATE TABLE app.stolen (id int)",
+        "CREATE TABLE public.stolen (id int)",
+    ] {
+        let error = client
+            .batch_execute(statement)
+            .await
+            .expect_err("the reader writes nothing");
+        assert_eq!(sql_state(&error), "42501", "{statement}");
+    }
+    let is_superuser: bool = client
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .expect("read its role")
+        .get(0);
+    assert!(!is_superuser);
+    for other in [
+        DatabaseName::for_tenant(globex).as_str().to_owned(),
+        "postgres".to_owned(),
+        provisioner::names::TEMPLATE_DATABASE.to_owned(),
+    ] {
+        assert!(
+            connect(other.clone()).await.is_err(),
+            "the reader must not reach {other}"
+        );
+    }
+    drop(client);
+    provisioner::backup::drop_reader(&admin, &reader)
+        .await
+        .expect("drop the reader");
+    assert!(connect(database.as_str().to_owned()).await.is_err());
+    let left: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'tenancy_backup_%'",
+            &[],
+        )
+        .await
+        .expect("count readers")
+        .get(0);
+    assert_eq!(left, 0);
+}

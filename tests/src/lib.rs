@@ -400,6 +400,11 @@ impl ControlPlane {
         Process { child }
     }
 
+    /// The catalog key (base64), for benchmarks that run `tenantctl` themselves.
+    pub fn catalog_key(&self) -> &str {
+        &self.catalog_key
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }

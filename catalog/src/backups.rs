@@ -167,6 +167,8 @@ pub async fn start_restore(
     pool: &PgPool,
     id: Uuid,
     backup: &Backup,
+    tenant: Uuid,
+    server_id: Uuid,
     database_name: &str,
     requested_by: &str,
 ) -> Result<(), sqlx::Error> {
@@ -176,8 +178,8 @@ pub async fn start_restore(
     )
     .bind(id)
     .bind(backup.id)
-    .bind(backup.tenant_id)
-    .bind(backup.server_id)
+    .bind(tenant)
+    .bind(server_id)
     .bind(database_name)
     .bind(requested_by)
     .execute(pool)

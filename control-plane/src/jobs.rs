@@ -240,13 +240,15 @@ async fn sweep_orphans(platform: &Platform) -> Result<(), crate::error::ApiError
         }
         // A known tenant's database that is not the one it uses: left by a restore that
         // failed or whose old database could not be dropped (restores in progress aside).
-        let in_use: HashSet<String> =
-            catalog::tenants::databases_on_server(&platform.db, server_id)
+        // Restores first: one that switches its tenant between the two reads is then seen
+        // either still restoring or already in use, never neither.
+        let restoring: HashSet<String> =
+            catalog::backups::restoring_on_server(&platform.db, server_id)
                 .await?
                 .into_iter()
                 .collect();
-        let restoring: HashSet<String> =
-            catalog::backups::restoring_on_server(&platform.db, server_id)
+        let in_use: HashSet<String> =
+            catalog::tenants::databases_on_server(&platform.db, server_id)
                 .await?
                 .into_iter()
                 .collect();

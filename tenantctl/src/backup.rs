@@ -49,8 +49,15 @@ pub enum BackupCommand {
         platform: PlatformArgs,
         id: Uuid,
         /// The tenant you mean to restore (refused unless the backup is this tenant's).
-        #[arg(long, value_name = "SLUG")]
+        #[arg(long, value_name = "SLUG", conflicts_with = "as_slug")]
         tenant: Option<String>,
+        /// Restore into a new tenant with this slug instead (on the same plan); the
+        /// backup's tenant is left as it is.
+        #[arg(long = "as", value_name = "NEW_SLUG")]
+        as_slug: Option<String>,
+        /// The new tenant's name, with --as [default: "<name> (restored)"].
+        #[arg(long, requires = "as_slug")]
+        name: Option<String>,
     },
     /// Delete backups older than their plan's retention (never a tenant's newest).
     Prune {
@@ -147,10 +154,15 @@ pub async fn run(command: BackupCommand, json: bool) -> anyhow::Result<()> {
             platform,
             id,
             tenant,
+            as_slug,
+            name,
         } => {
             let platform = platform.connect().await?;
             let actor = crate::admin::operator();
-            let restored = backups::restore(&platform, &actor, id, tenant.as_deref()).await?;
+            let restored = match as_slug {
+                Some(slug) => backups::restore_as(&platform, &actor, id, &slug, name).await?,
+                None => backups::restore(&platform, &actor, id, tenant.as_deref()).await?,
+            };
             print(
                 json,
                 &restored,

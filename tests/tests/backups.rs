@@ -779,3 +779,71 @@ async fn the_control_plane_backs_up_on_request_on_schedule_and_before_a_drop() {
     let final_id = listed[0]["id"].as_str().expect("id");
     json_of(&fixture.backup(&["verify", final_id]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_restores_into_a_new_tenant_even_after_its_own_is_deleted() {
+    let fixture = Fixture::start(&["acme"]).await;
+    let (_, mut database) = fixture.tenant_database("acme").await;
+    sqlx::raw_sql(SEED)
+        .execute(&mut database)
+        .await
+        .expect("seed every table");
+    let original = checksums(&mut database).await;
+    drop(database);
+    let created = json_of(&fixture.backup(&["create", "--tenant", "acme"]));
+    let id = created[0]["id"].as_str().expect("id").to_owned();
+
+    let copy = json_of(&fixture.backup(&["restore", &id, "--as", "acme-copy"]));
+    assert_eq!(copy["tenant"], "acme-copy");
+    let (_, mut database) = fixture.tenant_database("acme-copy").await;
+    assert_eq!(checksums(&mut database).await, original);
+    drop(database);
+    let (_, mut database) = fixture.tenant_database("acme").await;
+    assert_eq!(
+        checksums(&mut database).await,
+        original,
+        "the source is untouched"
+    );
+    drop(database);
+
+    // The copy is a tenant like any other: its own role serves it through the router.
+    let admin = fixture.app.admin_token().await;
+    let router = fixture.app.start_router(&[]).await;
+    let token = fixture
+        .app
+        .tenant_token(&admin, "acme-copy", &["customers.read"])
+        .await;
+    let (status, body) = router
+        .call(
+            reqwest::Method::GET,
+            "/v1/customers?limit=5",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["items"].as_array().expect("items").len(), 5);
+
+    // A deleted tenant's final backup brings it back under a new slug.
+    let (status, body) = fixture
+        .app
+        .call(
+            reqwest::Method::DELETE,
+            "/v1/tenants/acme",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let listed = json_of(&fixture.backup(&["list", "--tenant", "acme"]));
+    assert_eq!(listed[0]["trigger"], "final");
+    let final_id = listed[0]["id"].as_str().expect("id");
+    json_of(&fixture.backup(&["restore", final_id, "--as", "acme-again"]));
+    let (_, mut database) = fixture.tenant_database("acme-again").await;
+    assert_eq!(checksums(&mut database).await, original);
+
+    // A slug in use is refused, and nothing is created.
+    let output = fixture.backup(&["restore", &id, "--as", "acme-copy"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("acme-copy"), "{}", stderr(&output));
+}

@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::state::Platform;
 
 pub use create::{Pending, Trigger, begin, create};
-pub use restore::{Restored, restore};
+pub use restore::{Restored, restore, restore_as};
 pub use store::{S3Args, Store, StoreError};
 pub use verify::{Verified, verify};
 

@@ -74,21 +74,111 @@ pub async fn restore(
     if !locked {
         return Err(BackupError::Busy(tenant.slug));
     }
-    let result = restore_locked(platform, actor, &backup, &tenant.slug, server_id, &previous).await;
+    let target = Target {
+        tenant: TenantId(tenant.id),
+        slug: &tenant.slug,
+        server_id,
+        previous: &previous,
+    };
+    let result = restore_locked(platform, actor, &backup, &target).await;
     let _ = sqlx::Connection::close(lock).await;
     result
+}
+
+/// Restores backup `id` into a new tenant `new_slug` (on the source tenant's plan, any
+/// status, deleted included): the tenant is created, then its fresh database is replaced by
+/// the backup's. A failed restore removes the new tenant again.
+pub async fn restore_as(
+    platform: &Platform,
+    actor: &Actor,
+    id: Uuid,
+    new_slug: &str,
+    name: Option<String>,
+) -> Result<Restored, BackupError> {
+    let store = store(platform)?;
+    let backup = complete_backup(platform, id).await?;
+    let source = catalog::tenants::get(&platform.db, backup.tenant_id)
+        .await?
+        .ok_or_else(|| BackupError::UnknownTenant(backup.tenant.clone()))?;
+    let invalid = |field: &str, message: String| {
+        BackupError::Api(crate::error::ApiError::validation(vec![
+            catalog::plans::FieldError::new(field, message),
+        ]))
+    };
+    let slug: tenancy_core::Slug = new_slug
+        .parse()
+        .map_err(|error: tenancy_core::IdError| invalid("slug", error.0))?;
+    let plan: tenancy_core::PlanName = source
+        .plan
+        .parse()
+        .map_err(|error: tenancy_core::IdError| invalid("plan", error.0))?;
+    let email: tenancy_core::Email = format!("restore@{new_slug}.invalid")
+        .parse()
+        .map_err(|error: tenancy_core::IdError| invalid("slug", error.0))?;
+    // The object must be whole before anything is created for it.
+    stream_checked(store, &backup, None::<tokio::io::Sink>).await?;
+    let new = crate::tenants::NewTenant {
+        slug,
+        name: name.unwrap_or_else(|| format!("{} (restored)", source.name)),
+        plan,
+        // A placeholder: the restored database brings the source's users.
+        admin_email: email,
+        admin_password: format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
+    };
+    let tenant = match crate::tenants::create(platform, actor, new, None).await? {
+        crate::tenants::Created::New(tenant) => tenant,
+        crate::tenants::Created::Replayed(tenant) | crate::tenants::Created::Pending(tenant) => {
+            return Err(BackupError::Busy(tenant.slug));
+        }
+    };
+    let (Some(server_id), Some(previous)) = (tenant.server_id, tenant.database_name.clone()) else {
+        return Err(BackupError::NotBackedUp {
+            slug: tenant.slug,
+            status: tenant.status,
+        });
+    };
+    let mut lock = platform.db.acquire().await?.detach();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(crate::tenants::provisioning::lock_key(tenant.id))
+        .execute(&mut lock)
+        .await?;
+    let target = Target {
+        tenant: TenantId(tenant.id),
+        slug: &tenant.slug,
+        server_id,
+        previous: &previous,
+    };
+    let result = restore_locked(platform, actor, &backup, &target).await;
+    let _ = sqlx::Connection::close(lock).await;
+    if result.is_err() {
+        // Nothing half-done: the new tenant goes again.
+        let _ = crate::tenants::transition(platform, actor, &tenant.slug, Status::Deleting).await;
+        let _ = crate::tenants::provisioning::drop_tenant(platform, tenant.id).await;
+    }
+    result
+}
+
+/// The tenant a backup is restored into.
+struct Target<'a> {
+    tenant: TenantId,
+    slug: &'a str,
+    server_id: Uuid,
+    previous: &'a str,
 }
 
 async fn restore_locked(
     platform: &Platform,
     actor: &Actor,
     backup: &catalog::backups::Backup,
-    slug: &str,
-    server_id: Uuid,
-    previous: &str,
+    target: &Target<'_>,
 ) -> Result<Restored, BackupError> {
     let store = store(platform)?;
-    let tenant = TenantId(backup.tenant_id);
+    let Target {
+        tenant,
+        slug,
+        server_id,
+        previous,
+    } = *target;
     let address = crate::servers::address(platform, server_id).await?;
     let admin = address.connect("postgres").await?;
     let database = provisioner::DatabaseName::restored(tenant);
@@ -97,6 +187,8 @@ async fn restore_locked(
         &platform.db,
         restore_id,
         backup,
+        tenant.0,
+        server_id,
         database.as_str(),
         &actor.name,
     )
@@ -188,6 +280,7 @@ async fn restore_locked(
             after: Some(serde_json::json!({
                 "database_name": database.as_str(),
                 "backup_id": backup.id,
+                "backup_of": backup.tenant,
                 "schema_version": schema_version,
             })),
         },

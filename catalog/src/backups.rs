@@ -283,20 +283,16 @@ pub async fn has_final(pool: &PgPool, tenant: Uuid) -> Result<bool, sqlx::Error>
 }
 
 /// Active and suspended tenants whose newest backup (complete or running) is older than
-/// `interval`, or who have none: due for a scheduled backup.
-pub async fn due_for_schedule(
-    pool: &PgPool,
-    interval: std::time::Duration,
-) -> Result<Vec<String>, sqlx::Error> {
-    let seconds = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX);
+/// their plan's `backup_interval_hours`, or who have none: due for a scheduled backup.
+pub async fn due_for_schedule(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT t.slug FROM tenants t WHERE t.status IN ('active', 'suspended') \
+        "SELECT t.slug FROM tenants t JOIN plans p ON p.name = t.plan \
+         WHERE t.status IN ('active', 'suspended') \
          AND NOT EXISTS (SELECT 1 FROM backups b WHERE b.tenant_id = t.id \
            AND b.status IN ('complete', 'running') \
-           AND b.started_at > now() - make_interval(secs => $1::double precision)) \
+           AND b.started_at > now() - make_interval(hours => p.backup_interval_hours)) \
          ORDER BY t.slug",
     )
-    .bind(seconds)
     .fetch_all(pool)
     .await
 }

@@ -18,7 +18,14 @@ pub struct PlanLimits {
     pub max_connections: i32,
     pub statement_timeout_ms: i32,
     pub backup_retention_days: i32,
+    /// How often the schedule backs the plan's tenants up (default 24).
+    #[serde(default = "default_backup_interval_hours")]
+    pub backup_interval_hours: i32,
     pub trial_days: Option<i32>,
+}
+
+fn default_backup_interval_hours() -> i32 {
+    24
 }
 
 /// One invalid field and why, for a 422 answer.
@@ -70,6 +77,12 @@ impl PlanLimits {
             1,
             3650,
         );
+        range(
+            "backup_interval_hours",
+            self.backup_interval_hours.into(),
+            1,
+            8760,
+        );
         if let Some(days) = self.trial_days {
             range("trial_days", days.into(), 1, 365);
         }
@@ -88,7 +101,8 @@ pub struct Plan {
 }
 
 const COLUMNS: &str = "name, display_name, max_users, max_storage_mb, requests_per_minute, \
-    max_connections, statement_timeout_ms, backup_retention_days, trial_days, created_at, updated_at";
+    max_connections, statement_timeout_ms, backup_retention_days, backup_interval_hours, trial_days, \
+    created_at, updated_at";
 
 pub async fn list(pool: &PgPool) -> Result<Vec<Plan>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans ORDER BY name"))
@@ -118,8 +132,8 @@ pub async fn create(
 ) -> Result<Plan, sqlx::Error> {
     let sql = format!(
         "INSERT INTO plans (name, display_name, max_users, max_storage_mb, requests_per_minute, \
-         max_connections, statement_timeout_ms, backup_retention_days, trial_days) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+         max_connections, statement_timeout_ms, backup_retention_days, trial_days, \
+         backup_interval_hours) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
     );
     bind_plan(sqlx::query_as(&sql), name, display_name, limits)
         .fetch_one(executor)
@@ -136,7 +150,7 @@ pub async fn update(
     let sql = format!(
         "UPDATE plans SET display_name = $2, max_users = $3, max_storage_mb = $4, \
          requests_per_minute = $5, max_connections = $6, statement_timeout_ms = $7, \
-         backup_retention_days = $8, trial_days = $9, updated_at = now() \
+         backup_retention_days = $8, trial_days = $9, backup_interval_hours = $10, updated_at = now() \
          WHERE name = $1 RETURNING {COLUMNS}"
     );
     bind_plan(sqlx::query_as(&sql), name, display_name, limits)
@@ -144,7 +158,7 @@ pub async fn update(
         .await
 }
 
-/// Binds $1..$9 in the order both statements above use.
+/// Binds $1..$10 in the order both statements above use.
 fn bind_plan<'q>(
     query: QueryAs<'q, Postgres, Plan, PgArguments>,
     name: &'q PlanName,
@@ -161,4 +175,5 @@ fn bind_plan<'q>(
         .bind(limits.statement_timeout_ms)
         .bind(limits.backup_retention_days)
         .bind(limits.trial_days)
+        .bind(limits.backup_interval_hours)
 }

@@ -86,10 +86,11 @@ pub struct Config {
     #[command(flatten)]
     pub s3: crate::backups::S3Args,
 
-    /// How often the background jobs back up every active and suspended tenant, and apply
-    /// the plans' retention (`0s`: no scheduled backups). Needs TENANCY_S3_BUCKET.
-    #[arg(long, env = "TENANCY_BACKUP_INTERVAL", default_value = "24h", value_parser = humantime::parse_duration)]
-    pub backup_interval: Duration,
+    /// Whether the background jobs back up every active and suspended tenant (as often as
+    /// its plan's `backup_interval_hours` says) and apply the plans' retention. Needs
+    /// TENANCY_S3_BUCKET.
+    #[arg(long, env = "TENANCY_SCHEDULED_BACKUPS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub scheduled_backups: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

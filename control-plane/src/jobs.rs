@@ -53,16 +53,13 @@ pub async fn run_once(platform: &Platform) {
     }
 }
 
-/// Backs up the tenants whose last backup is older than the interval (one after the other:
+/// Backs up the tenants whose last backup is older than their plan's interval (one after the other:
 /// a round never floods the servers), then applies the plans' retention.
 async fn scheduled_backups(platform: &Platform) -> Result<(), crate::backups::BackupError> {
-    let (Some(interval), Some(_)) = (
-        platform.settings.backup_interval,
-        platform.settings.backup_store.as_ref(),
-    ) else {
+    if !platform.settings.scheduled_backups || platform.settings.backup_store.is_none() {
         return Ok(());
-    };
-    for slug in catalog::backups::due_for_schedule(&platform.db, interval).await? {
+    }
+    for slug in catalog::backups::due_for_schedule(&platform.db).await? {
         if let Err(error) = crate::backups::create(
             platform,
             &slug,

@@ -46,8 +46,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
                 fault_after_step: config.fault_after_step.clone(),
                 migrations: config.tenant_migrations()?,
                 backup_store: crate::backups::Store::from_args(&config.s3)?,
-                backup_interval: Some(config.backup_interval)
-                    .filter(|interval| !interval.is_zero()),
+                scheduled_backups: config.scheduled_backups,
             }),
         },
         auth: Arc::new(auth::AdminAuth::new(

@@ -31,8 +31,9 @@ pub struct Settings {
     pub migrations: tenant_schema::MigrationSet,
     /// Where backups go; None when no bucket is configured.
     pub backup_store: Option<crate::backups::Store>,
-    /// How often every tenant is backed up by the background jobs (None: never).
-    pub backup_interval: Option<Duration>,
+    /// Whether the background jobs back tenants up (each plan says how often) and apply
+    /// the plans' retention.
+    pub scheduled_backups: bool,
 }
 
 #[derive(Clone)]

@@ -1,3 +1,9 @@
+-- Each plan says how often its tenants are backed up by the control plane's schedule.
+ALTER TABLE plans
+    ADD COLUMN backup_interval_hours integer NOT NULL DEFAULT 24
+        CHECK (backup_interval_hours BETWEEN 1 AND 8760);
+UPDATE plans SET backup_interval_hours = 6 WHERE name = 'enterprise';
+
 -- Tenant backups: `pg_dump` custom-format archives streamed to S3. A row is written before
 -- the upload starts (with the multipart upload id, so an interrupted upload can be
 -- aborted) and says `complete` only once the object is uploaded and checked: a backup

@@ -74,7 +74,7 @@ impl PlatformArgs {
                 fault_after_step: None,
                 migrations: self.migrations()?,
                 backup_store: control_plane::backups::Store::from_args(&self.s3)?,
-                backup_interval: None,
+                scheduled_backups: false,
             }),
         })
     }

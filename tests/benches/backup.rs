@@ -33,7 +33,7 @@ async fn main() -> Result<(), Error> {
     let s3_dir = tenancy_tests::temp_dir();
     let s3 = EmbeddedS3::start(s3_dir.path().join("store"), 0, credentials.clone()).await?;
     s3.ensure_bucket("backups").await?;
-    let app = ControlPlane::start_with(&[("TENANCY_BACKUP_INTERVAL", "0s")]).await;
+    let app = ControlPlane::start_with(&[("TENANCY_SCHEDULED_BACKUPS", "false")]).await;
     let admin = app.admin_token().await;
     app.add_server(&admin, "main", &app.postgres.server, 10)
         .await;

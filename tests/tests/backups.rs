@@ -37,7 +37,7 @@ impl Fixture {
         let s3_port = s3.address().port();
         // The control plane backs up too (on request, before a drop; on schedule when a
         // test restarts it with an interval).
-        let env = Self::control_plane_env(s3_port, "0s");
+        let env = Self::control_plane_env(s3_port, "false");
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let app = ControlPlane::start_with(&env).await;
         let admin = app.admin_token().await;
@@ -55,14 +55,14 @@ impl Fixture {
         }
     }
 
-    fn control_plane_env(s3_port: u16, interval: &str) -> Vec<(&'static str, String)> {
+    fn control_plane_env(s3_port: u16, scheduled: &str) -> Vec<(&'static str, String)> {
         vec![
             ("TENANCY_S3_BUCKET", BUCKET.to_owned()),
             ("TENANCY_S3_ENDPOINT", format!("http://127.0.0.1:{s3_port}")),
             ("TENANCY_S3_PATH_STYLE", "true".to_owned()),
             ("TENANCY_S3_ACCESS_KEY_ID", credentials().access_key),
             ("TENANCY_S3_SECRET_ACCESS_KEY", credentials().secret_key),
-            ("TENANCY_BACKUP_INTERVAL", interval.to_owned()),
+            ("TENANCY_SCHEDULED_BACKUPS", scheduled.to_owned()),
             ("TENANCY_DELETE_GRACE", "0s".to_owned()),
         ]
     }
@@ -741,8 +741,9 @@ async fn the_control_plane_backs_up_on_request_on_schedule_and_before_a_drop() {
         .await;
     tenancy_tests::assert_problem(status, &body, 401, "missing_token");
 
-    // On schedule: globex has no backup yet, acme has a fresh one.
-    let env = Fixture::control_plane_env(fixture.s3_port, "1h");
+    // On schedule (standard plan: every 24 hours): globex has no backup yet, acme has a
+    // fresh one.
+    let env = Fixture::control_plane_env(fixture.s3_port, "true");
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     fixture.app.restart(&env).await;
     let token = fixture.app.admin_token().await;

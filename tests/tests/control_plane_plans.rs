@@ -57,6 +57,9 @@ async fn seeded_plans_carry_the_limits_of_the_spec() {
         "only the trial plan has trial days"
     );
     assert!(body["items"][0]["limits"]["trial_days"].is_null());
+    // Backups: enterprise every 6 hours, the others daily.
+    assert_eq!(body["items"][0]["limits"]["backup_interval_hours"], 6);
+    assert_eq!(body["items"][1]["limits"]["backup_interval_hours"], 24);
 }
 
 #[tokio::test]
@@ -76,6 +79,10 @@ async fn create_list_patch_and_every_write_is_audited() {
     assert_eq!(response.headers()["location"], "/v1/plans/gold");
     let created: Value = response.json().await.expect("json");
     assert_eq!(created["limits"]["max_connections"], 15);
+    assert_eq!(
+        created["limits"]["backup_interval_hours"], 24,
+        "the default"
+    );
     assert!(created["limits"]["trial_days"].is_null());
 
     let (status, body) = app
@@ -98,11 +105,12 @@ async fn create_list_patch_and_every_write_is_audited() {
             Method::PATCH,
             "/v1/plans/gold",
             Some(&token),
-            Some(json!({ "limits": { "max_users": 250, "trial_days": 30 } })),
+            Some(json!({ "limits": { "max_users": 250, "trial_days": 30, "backup_interval_hours": 12 } })),
         )
         .await;
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["limits"]["max_users"], 250);
+    assert_eq!(patched["limits"]["backup_interval_hours"], 12);
     assert_eq!(patched["limits"]["trial_days"], 30);
     assert_eq!(
         patched["limits"]["max_connections"], 15,

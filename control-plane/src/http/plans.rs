@@ -106,6 +106,7 @@ struct UpdateLimits {
     max_connections: Option<i32>,
     statement_timeout_ms: Option<i32>,
     backup_retention_days: Option<i32>,
+    backup_interval_hours: Option<i32>,
     #[serde(default, deserialize_with = "present")]
     trial_days: Option<Option<i32>>,
 }
@@ -128,6 +129,7 @@ impl UpdateLimits {
             max_connections,
             statement_timeout_ms,
             backup_retention_days,
+            backup_interval_hours,
             trial_days,
         } = self;
         limits.max_users = max_users.unwrap_or(limits.max_users);
@@ -137,6 +139,8 @@ impl UpdateLimits {
         limits.statement_timeout_ms = statement_timeout_ms.unwrap_or(limits.statement_timeout_ms);
         limits.backup_retention_days =
             backup_retention_days.unwrap_or(limits.backup_retention_days);
+        limits.backup_interval_hours =
+            backup_interval_hours.unwrap_or(limits.backup_interval_hours);
         if let Some(trial_days) = trial_days {
             limits.trial_days = trial_days;
         }

@@ -192,7 +192,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         fault_after_step: None,
         admin_token_ttl: Duration::from_secs(3600),
         tenant_migrations: None,
-        backup_interval: Duration::from_secs(24 * 3600),
+        scheduled_backups: true,
         s3: control_plane::backups::S3Args {
             s3_bucket: Some(BACKUP_BUCKET.to_owned()),
             s3_endpoint: Some(s3_endpoint.clone()),

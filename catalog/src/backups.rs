@@ -296,3 +296,23 @@ pub async fn due_for_schedule(pool: &PgPool) -> Result<Vec<String>, sqlx::Error>
     .fetch_all(pool)
     .await
 }
+
+/// A restore still marked running.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunningRestore {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub database_name: String,
+}
+
+pub async fn running_restores(
+    pool: &PgPool,
+    server_id: Uuid,
+) -> Result<Vec<RunningRestore>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, tenant_id, database_name FROM restores WHERE server_id = $1 AND status = 'running'",
+    )
+    .bind(server_id)
+    .fetch_all(pool)
+    .await
+}

@@ -100,6 +100,34 @@ async fn sample_storage(platform: &Platform) -> Result<(), crate::error::ApiErro
     Ok(())
 }
 
+/// A restore holds its tenant's advisory lock from its row to its end: a `running` row with
+/// the lock free belongs to a process that died.
+async fn reclaim_dead_restores(
+    platform: &Platform,
+    admin: &provisioner::tokio_postgres::Client,
+    server_id: uuid::Uuid,
+) -> Result<(), crate::error::ApiError> {
+    for restore in catalog::backups::running_restores(&platform.db, server_id).await? {
+        let mut lock = platform.db.acquire().await?.detach();
+        let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(provisioning::lock_key(restore.tenant_id))
+            .fetch_one(&mut lock)
+            .await?;
+        if free {
+            tracing::warn!(%server_id, restore = %restore.id, database = %restore.database_name, "job: dropping the database of a restore whose process died");
+            if let Some(database) = provisioner::DatabaseName::parse(&restore.database_name) {
+                provisioner::tenant::drop_database(admin, &database)
+                    .await
+                    .map_err(crate::tenants::unavailable_server)?;
+            }
+            catalog::backups::fail_restore(&platform.db, restore.id, "abandoned: its process died")
+                .await?;
+        }
+        let _ = sqlx::Connection::close(lock).await;
+    }
+    Ok(())
+}
+
 /// Keeps `warm_pool_size` databases cloned ahead on every server whose template is ready.
 async fn refill_warm_pools(platform: &Platform) -> Result<(), crate::error::ApiError> {
     let target = i64::from(platform.settings.warm_pool_size);
@@ -238,7 +266,9 @@ async fn sweep_orphans(platform: &Platform) -> Result<(), crate::error::ApiError
         // A known tenant's database that is not the one it uses: left by a restore that
         // failed or whose old database could not be dropped (restores in progress aside).
         // Restores first: one that switches its tenant between the two reads is then seen
-        // either still restoring or already in use, never neither.
+        // either still restoring or already in use, never neither. A restore whose
+        // process died (its tenant's lock is free) is closed and its database dropped.
+        reclaim_dead_restores(platform, &admin, server_id).await?;
         let restoring: HashSet<String> =
             catalog::backups::restoring_on_server(&platform.db, server_id)
                 .await?

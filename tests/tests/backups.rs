@@ -848,3 +848,59 @@ async fn a_backup_restores_into_a_new_tenant_even_after_its_own_is_deleted() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("acme-copy"), "{}", stderr(&output));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_database_of_a_restore_whose_process_died_is_reclaimed() {
+    let fixture = Fixture::start(&["acme"]).await;
+    let created = json_of(&fixture.backup(&["create", "--tenant", "acme"]));
+    let backup = &created[0];
+    let tenant_id = backup["tenant_id"].as_str().expect("tenant_id").to_owned();
+    // What a restore killed after creating its database leaves: a running row and the
+    // database, with nobody holding the tenant's lock.
+    let leftover = format!("t_{}_deadbeef", tenant_id.replace('-', ""));
+    let mut admin = connect(&fixture.app.postgres.url("postgres")).await;
+    sqlx::query(&format!("CREATE DATABASE {leftover}"))
+        .execute(&mut admin)
+        .await
+        .expect("create the leftover database");
+    let mut catalog = connect(&fixture.app.database_url).await;
+    sqlx::query(
+        "INSERT INTO restores (id, backup_id, tenant_id, server_id, database_name, requested_by) \
+         VALUES (gen_random_uuid(), $1::uuid, $2::uuid, $3::uuid, $4, 'a killed tenantctl')",
+    )
+    .bind(backup["id"].as_str().expect("id"))
+    .bind(&tenant_id)
+    .bind(backup["server_id"].as_str().expect("server_id"))
+    .bind(&leftover)
+    .execute(&mut catalog)
+    .await
+    .expect("record the dead restore");
+
+    // The control plane's sweep (every 300 ms in tests) drops it and closes the row.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let names = database_names(&fixture.app, &tenant_id).await;
+        if !names.contains(&leftover) {
+            assert_eq!(names.len(), 1, "the tenant's own database stays: {names:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leftover database is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status: String = sqlx::query_scalar("SELECT status FROM restores WHERE database_name = $1")
+        .bind(&leftover)
+        .fetch_one(&mut catalog)
+        .await
+        .expect("read the restore");
+    assert_eq!(status, "failed");
+    // The tenant is still served from its database.
+    let (_, mut database) = fixture.tenant_database("acme").await;
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM app.users")
+        .fetch_one(&mut database)
+        .await
+        .expect("read the tenant's database");
+    assert_eq!(users, 1);
+}

@@ -6,6 +6,7 @@
 //! ledger of each run; [`status`] and [`plan`] read only the catalog. [`verify`] opens every
 //! tenant database and compares. [`run`] lives in `run.rs`.
 
+mod items;
 mod run;
 mod verify;
 

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 /// Session advisory lock on the catalog held for a whole `migrate run`: one run at a time.
@@ -20,22 +20,6 @@ pub struct Run {
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub outcome: String,
-}
-
-/// Takes the run lock on `connection` if nobody holds it.
-pub async fn try_lock(connection: &mut PgConnection) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(RUN_LOCK)
-        .fetch_one(connection)
-        .await
-}
-
-pub async fn unlock(connection: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(RUN_LOCK)
-        .execute(connection)
-        .await?;
-    Ok(())
 }
 
 const RUN_COLUMNS: &str =

@@ -153,10 +153,9 @@ impl Config {
 
     /// The tenant migrations: the configured directory, or the built-in ones.
     pub fn tenant_migrations(&self) -> Result<tenant_schema::MigrationSet, ConfigError> {
-        Ok(match &self.tenant_migrations {
-            Some(path) => tenant_schema::MigrationSet::from_dir(path)?,
-            None => tenant_schema::MigrationSet::embedded(),
-        })
+        Ok(tenant_schema::MigrationSet::load(
+            self.tenant_migrations.as_deref(),
+        )?)
     }
 
     /// Checks that need several fields or more than a parse.

@@ -13,6 +13,7 @@ use catalog::tenants::Status;
 use tenancy_core::TenantId;
 use tokio::task::JoinHandle;
 
+use crate::locks::SessionLock;
 use crate::state::Platform;
 use crate::tenants::provisioning::{self, Outcome, system_actor};
 
@@ -108,12 +109,8 @@ async fn reclaim_dead_restores(
     server_id: uuid::Uuid,
 ) -> Result<(), crate::error::ApiError> {
     for restore in catalog::backups::running_restores(&platform.db, server_id).await? {
-        let mut lock = platform.db.acquire().await?.detach();
-        let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(provisioning::lock_key(restore.tenant_id))
-            .fetch_one(&mut lock)
-            .await?;
-        if free {
+        let key = provisioning::lock_key(restore.tenant_id);
+        if let Some(lock) = SessionLock::try_take(&platform.db, key).await? {
             tracing::warn!(%server_id, restore = %restore.id, database = %restore.database_name, "job: dropping the database of a restore whose process died");
             if let Some(database) = provisioner::DatabaseName::parse(&restore.database_name) {
                 provisioner::tenant::drop_database(admin, &database)
@@ -122,8 +119,8 @@ async fn reclaim_dead_restores(
             }
             catalog::backups::fail_restore(&platform.db, restore.id, "abandoned: its process died")
                 .await?;
+            lock.release().await;
         }
-        let _ = sqlx::Connection::close(lock).await;
     }
     Ok(())
 }

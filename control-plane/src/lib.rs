@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod http;
 pub mod jobs;
+pub mod locks;
 pub mod metrics;
 pub mod migrations;
 pub mod servers;

@@ -115,6 +115,11 @@ impl MigrationSet {
         })
     }
 
+    /// The set in `path` when given, else the built-in one.
+    pub fn load(path: Option<&std::path::Path>) -> Result<Self, SetError> {
+        path.map_or_else(|| Ok(Self::embedded()), Self::from_dir)
+    }
+
     /// Where the set came from, for messages.
     pub fn source(&self) -> &str {
         &self.source

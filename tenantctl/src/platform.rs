@@ -39,10 +39,9 @@ pub struct PlatformArgs {
 impl PlatformArgs {
     /// The tenant migrations this command works with.
     pub fn migrations(&self) -> anyhow::Result<tenant_schema::MigrationSet> {
-        Ok(match &self.tenant_migrations {
-            Some(path) => tenant_schema::MigrationSet::from_dir(path)?,
-            None => tenant_schema::MigrationSet::embedded(),
-        })
+        Ok(tenant_schema::MigrationSet::load(
+            self.tenant_migrations.as_deref(),
+        )?)
     }
 
     pub async fn connect(&self) -> anyhow::Result<control_plane::Platform> {

@@ -363,16 +363,24 @@ impl ControlPlane {
             .to_owned()
     }
 
-    /// Runs `tenantctl` against this control plane's catalog, with `stdin` piped in.
-    pub fn tenantctl(&self, args: &[&str], stdin: &str) -> std::process::Output {
-        let mut child = Command::new(binary("tenantctl"))
+    /// `tenantctl` against this control plane's catalog, stdout and stderr piped.
+    fn tenantctl_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(binary("tenantctl"));
+        command
             .args(args)
             .env("TENANCY_DATABASE_URL", &self.database_url)
             .env("TENANCY_CATALOG_KEY", &self.catalog_key)
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Runs `tenantctl` against this control plane's catalog, with `stdin` piped in.
+    pub fn tenantctl(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        let mut child = self
+            .tenantctl_command(args)
+            .stdin(Stdio::piped())
             .spawn()
             .expect("run tenantctl");
         child
@@ -387,14 +395,9 @@ impl ControlPlane {
     /// Starts `tenantctl` in the background against this catalog (stdin closed, stdout
     /// and stderr piped), for tests that signal it mid-way.
     pub fn tenantctl_spawn(&self, args: &[&str]) -> Process {
-        let child = Command::new(binary("tenantctl"))
-            .args(args)
-            .env("TENANCY_DATABASE_URL", &self.database_url)
-            .env("TENANCY_CATALOG_KEY", &self.catalog_key)
-            .env("RUST_LOG", "warn")
+        let child = self
+            .tenantctl_command(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .expect("start tenantctl");
         Process { child }

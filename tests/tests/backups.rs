@@ -85,20 +85,25 @@ impl Fixture {
         ]
     }
 
-    /// `tenantctl --json backup <args> <S3 options>`.
+    /// `--json backup <args> <S3 options>`.
+    fn backup_args(&self, args: &[&str]) -> Vec<String> {
+        ["--json", "backup"]
+            .iter()
+            .chain(args)
+            .map(|arg| (*arg).to_owned())
+            .chain(self.s3_args())
+            .collect()
+    }
+
     fn backup(&self, args: &[&str]) -> Output {
-        let s3 = self.s3_args();
-        let mut all = vec!["--json", "backup"];
-        all.extend_from_slice(args);
-        all.extend(s3.iter().map(String::as_str));
+        let all = self.backup_args(args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
         self.app.tenantctl(&all, "")
     }
 
     fn spawn_backup(&self, args: &[&str]) -> tenancy_tests::Process {
-        let s3 = self.s3_args();
-        let mut all = vec!["--json", "backup"];
-        all.extend_from_slice(args);
-        all.extend(s3.iter().map(String::as_str));
+        let all = self.backup_args(args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
         self.app.tenantctl_spawn(&all)
     }
 

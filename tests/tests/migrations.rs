@@ -60,19 +60,20 @@ impl Fleet {
         self.dir.path().to_str().expect("utf-8 path")
     }
 
-    /// `tenantctl --json migrate <args> --tenant-migrations <dir>`.
-    fn migrate(&self, args: &[&str]) -> Output {
+    /// `--json migrate <args> --tenant-migrations <dir>`.
+    fn migrate_args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
         let mut all = vec!["--json", "migrate"];
         all.extend_from_slice(args);
         all.extend_from_slice(&["--tenant-migrations", self.dir()]);
-        self.app.tenantctl(&all, "")
+        all
+    }
+
+    fn migrate(&self, args: &[&str]) -> Output {
+        self.app.tenantctl(&self.migrate_args(args), "")
     }
 
     fn spawn_migrate(&self, args: &[&str]) -> tenancy_tests::Process {
-        let mut all = vec!["--json", "migrate"];
-        all.extend_from_slice(args);
-        all.extend_from_slice(&["--tenant-migrations", self.dir()]);
-        self.app.tenantctl_spawn(&all)
+        self.app.tenantctl_spawn(&self.migrate_args(args))
     }
 
     /// A superuser connection to a tenant's own database.

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{BackupError, Store, StoreError, store, tools};
+use crate::locks::SessionLock;
 use crate::state::Platform;
 
 /// Why a backup was taken.
@@ -66,7 +67,7 @@ pub async fn create(
 pub struct Pending {
     platform: Platform,
     row: Backup,
-    lock: sqlx::PgConnection,
+    lock: SessionLock,
 }
 
 impl Pending {
@@ -104,7 +105,7 @@ impl Pending {
                 Err(error)
             }
         };
-        let _ = sqlx::Connection::close(lock).await;
+        lock.release().await;
         result?;
         catalog::backups::get(&platform.db, id)
             .await?
@@ -146,11 +147,7 @@ pub async fn begin(
     abort_abandoned(platform).await;
     // Held while this process works on the backup: another process finding the row
     // `running` with the lock free knows this one died.
-    let mut lock = platform.db.acquire().await?.detach();
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(catalog::backups::lock_key(id))
-        .execute(&mut lock)
-        .await?;
+    let lock = SessionLock::take(&platform.db, catalog::backups::lock_key(id)).await?;
     catalog::backups::start(
         &platform.db,
         &NewBackup {
@@ -194,7 +191,8 @@ async fn dump_and_upload(
     let admin = address.connect("postgres").await?;
     let reader = provisioner::backup::create_reader(&admin, &name).await?;
     let result = async {
-        let mut child = tokio::process::Command::new(tools::program("pg_dump"))
+        let mut command = tools::command("pg_dump");
+        command
             .arg("--format=custom")
             .arg("--no-password")
             .arg("--host")
@@ -207,15 +205,8 @@ async fn dump_and_upload(
             .arg(database)
             .env("PGPASSWORD", reader.password.expose_secret())
             .env("PGCONNECT_TIMEOUT", "10")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| BackupError::Io {
-                action: "start pg_dump",
-                source,
-            })?;
+            .stdin(Stdio::null());
+        let mut child = tools::spawn(&mut command, "start pg_dump")?;
         let stderr = tokio::spawn(read_all(child.stderr.take()));
         let stdout = child.stdout.take().ok_or(BackupError::Io {
             action: "read pg_dump's output",
@@ -379,18 +370,11 @@ pub(crate) async fn abort_abandoned(platform: &Platform) {
         };
         let mut probe = None;
         if backup.status == "running" {
-            let Ok(mut connection) = platform.db.acquire().await.map(|c| c.detach()) else {
-                return;
+            let key = catalog::backups::lock_key(backup.id);
+            let Ok(Some(lock)) = SessionLock::try_take(&platform.db, key).await else {
+                continue; // its process is still at work (or the catalog is away)
             };
-            let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                .bind(catalog::backups::lock_key(backup.id))
-                .fetch_one(&mut connection)
-                .await
-                .unwrap_or(false);
-            if !free {
-                continue; // its process is still at work
-            }
-            probe = Some(connection);
+            probe = Some(lock);
         }
         if store
             .abort_upload(&backup.object_key, upload_id)
@@ -406,8 +390,8 @@ pub(crate) async fn abort_abandoned(platform: &Platform) {
             .await;
             let _ = catalog::backups::set_upload_id(&platform.db, backup.id, None).await;
         }
-        if let Some(connection) = probe {
-            let _ = sqlx::Connection::close(connection).await;
+        if let Some(lock) = probe {
+            lock.release().await;
         }
     }
 }

@@ -3,7 +3,6 @@
 //! privileges, switch the tenant to it in the catalog (the routers follow the
 //! notification), and drop the old database only after the switch.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use catalog::audit::{Actor, Change};
@@ -13,8 +12,9 @@ use serde::Serialize;
 use tenancy_core::TenantId;
 use uuid::Uuid;
 
-use super::verify::{complete_backup, stream_checked};
+use super::verify::{complete_backup, into_pg_restore, stream_checked};
 use super::{BackupError, store, tools};
+use crate::locks::SessionLock;
 use crate::state::Platform;
 
 /// How long the routers get to follow the switch before the old database is dropped
@@ -66,14 +66,10 @@ pub async fn restore(
     stream_checked(store, &backup, None::<tokio::io::Sink>).await?;
 
     // One worker per tenant: no provisioning, drop or other restore meanwhile.
-    let mut lock = platform.db.acquire().await?.detach();
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(crate::tenants::provisioning::lock_key(tenant.id))
-        .fetch_one(&mut lock)
-        .await?;
-    if !locked {
+    let key = crate::tenants::provisioning::lock_key(tenant.id);
+    let Some(lock) = SessionLock::try_take(&platform.db, key).await? else {
         return Err(BackupError::Busy(tenant.slug));
-    }
+    };
     let target = Target {
         tenant: TenantId(tenant.id),
         slug: &tenant.slug,
@@ -81,7 +77,7 @@ pub async fn restore(
         previous: &previous,
     };
     let result = restore_locked(platform, actor, &backup, &target).await;
-    let _ = sqlx::Connection::close(lock).await;
+    lock.release().await;
     result
 }
 
@@ -137,11 +133,8 @@ pub async fn restore_as(
             status: tenant.status,
         });
     };
-    let mut lock = platform.db.acquire().await?.detach();
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(crate::tenants::provisioning::lock_key(tenant.id))
-        .execute(&mut lock)
-        .await?;
+    let key = crate::tenants::provisioning::lock_key(tenant.id);
+    let lock = SessionLock::take(&platform.db, key).await?;
     let target = Target {
         tenant: TenantId(tenant.id),
         slug: &tenant.slug,
@@ -149,7 +142,7 @@ pub async fn restore_as(
         previous: &previous,
     };
     let result = restore_locked(platform, actor, &backup, &target).await;
-    let _ = sqlx::Connection::close(lock).await;
+    lock.release().await;
     if result.is_err() {
         // Nothing half-done: the new tenant goes again.
         let _ = crate::tenants::transition(platform, actor, &tenant.slug, Status::Deleting).await;
@@ -196,7 +189,8 @@ async fn restore_locked(
     tracing::info!(backup = %backup.id, tenant_id = %tenant, database = %database, "restore started");
     let restored = async {
         provisioner::tenant::create_restore_target(&admin, &database).await?;
-        let mut child = tokio::process::Command::new(tools::program("pg_restore"))
+        let mut command = tools::command("pg_restore");
+        command
             .arg("--dbname")
             .arg(database.as_str())
             .arg("--host")
@@ -212,26 +206,9 @@ async fn restore_locked(
             .arg("--exit-on-error")
             .arg("--single-transaction")
             .env("PGPASSWORD", address.admin_password.expose_secret())
-            .env("PGCONNECT_TIMEOUT", "10")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| BackupError::Io {
-                action: "start pg_restore",
-                source,
-            })?;
+            .env("PGCONNECT_TIMEOUT", "10");
         // Read again, and checked again: what pg_restore got is what was verified.
-        let streamed = stream_checked(store, backup, child.stdin.take()).await;
-        let output = child
-            .wait_with_output()
-            .await
-            .map_err(|source| BackupError::Io {
-                action: "wait for pg_restore",
-                source,
-            })?;
-        streamed?;
+        let output = into_pg_restore(store, backup, &mut command).await?;
         if !output.status.success() {
             return Err(BackupError::Restore {
                 status: output.status.to_string(),

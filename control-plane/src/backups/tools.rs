@@ -1,11 +1,34 @@
-//! Finding the PostgreSQL client programs (`pg_dump`, `pg_restore`).
+//! The PostgreSQL client programs (`pg_dump`, `pg_restore`): where they are, how they run.
 
 use std::path::PathBuf;
+use std::process::Stdio;
+
+use super::BackupError;
+
+/// A client program with its standard streams piped, killed if dropped.
+pub fn command(name: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program(name));
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+pub fn spawn(
+    command: &mut tokio::process::Command,
+    action: &'static str,
+) -> Result<tokio::process::Child, BackupError> {
+    command
+        .spawn()
+        .map_err(|source| BackupError::Io { action, source })
+}
 
 /// `TENANCY_PG_BIN_DIR` when set, else the newest `/usr/lib/postgresql/*/bin` holding the
 /// program, else the program name (looked up on `PATH`). `pg_dump` must be at least as new
 /// as the servers it dumps.
-pub fn program(name: &str) -> PathBuf {
+fn program(name: &str) -> PathBuf {
     if let Some(dir) = std::env::var_os("TENANCY_PG_BIN_DIR") {
         return PathBuf::from(dir).join(name);
     }

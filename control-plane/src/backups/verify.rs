@@ -2,7 +2,7 @@
 //! catalog, and have `pg_restore --list` read its table of contents. The same streaming
 //! check guards a restore.
 
-use std::process::Stdio;
+use std::process::Output;
 
 use catalog::backups::Backup;
 use serde::Serialize;
@@ -70,21 +70,15 @@ pub(super) async fn stream_checked(
     Ok(())
 }
 
-pub async fn verify(platform: &Platform, id: Uuid) -> Result<Verified, BackupError> {
-    let store = store(platform)?;
-    let backup = complete_backup(platform, id).await?;
-    let mut child = tokio::process::Command::new(tools::program("pg_restore"))
-        .arg("--list")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| BackupError::Io {
-            action: "start pg_restore",
-            source,
-        })?;
-    let checked = stream_checked(store, &backup, child.stdin.take()).await;
+/// Runs `pg_restore` (as `command` says) on the stored object, streamed and checked on the
+/// way; its output once both are done. A mismatch is reported before pg_restore's status.
+pub(super) async fn into_pg_restore(
+    store: &Store,
+    backup: &Backup,
+    command: &mut tokio::process::Command,
+) -> Result<Output, BackupError> {
+    let mut child = tools::spawn(command, "start pg_restore")?;
+    let checked = stream_checked(store, backup, child.stdin.take()).await;
     let output = child
         .wait_with_output()
         .await
@@ -93,6 +87,15 @@ pub async fn verify(platform: &Platform, id: Uuid) -> Result<Verified, BackupErr
             source,
         })?;
     checked?;
+    Ok(output)
+}
+
+pub async fn verify(platform: &Platform, id: Uuid) -> Result<Verified, BackupError> {
+    let store = store(platform)?;
+    let backup = complete_backup(platform, id).await?;
+    let mut command = tools::command("pg_restore");
+    command.arg("--list");
+    let output = into_pg_restore(store, &backup, &mut command).await?;
     if !output.status.success() {
         return Err(BackupError::List {
             status: output.status.to_string(),

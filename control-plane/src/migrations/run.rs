@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::items::{migrate_template, migrate_tenant, migrate_warm};
 use super::{Plan, PlanItem, plan};
 use crate::error::ApiError;
+use crate::locks::SessionLock;
 use crate::state::Platform;
 
 #[derive(Debug, Clone, Serialize)]
@@ -145,14 +146,12 @@ pub async fn run(
     progress: impl Fn(Event) + Send + Sync + 'static,
 ) -> Result<RunReport, RunError> {
     let started = Instant::now();
-    let mut lock = platform.db.acquire().await?.detach();
-    if !catalog::fleet::try_lock(&mut lock).await? {
+    let Some(lock) = SessionLock::try_take(&platform.db, catalog::fleet::RUN_LOCK).await? else {
         let holder = catalog::fleet::running(&platform.db).await?;
         return Err(RunError::Busy(holder));
-    }
+    };
     let result = run_locked(platform, options, stop, progress, started).await;
-    let _ = catalog::fleet::unlock(&mut lock).await;
-    let _ = sqlx::Connection::close(lock).await;
+    lock.release().await;
     result
 }
 

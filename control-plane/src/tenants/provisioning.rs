@@ -6,8 +6,8 @@
 //! finishes. One worker at a time per tenant: a session-level advisory lock on a catalog
 //! connection of its own, released when the worker ends or its process dies.
 
+use crate::locks::SessionLock;
 use catalog::tenants::Status;
-use sqlx::Connection;
 use tenancy_core::TenantId;
 use uuid::Uuid;
 
@@ -38,16 +38,9 @@ pub(crate) fn lock_key(id: Uuid) -> i64 {
 
 /// Provisions a reserved tenant, or finishes an interrupted provisioning.
 pub async fn provision(platform: &Platform, id: Uuid) -> ApiResult<Outcome> {
-    // A connection of its own, not returned to the pool: if this task dies, the connection
-    // closes and the lock goes with it.
-    let mut lock = platform.db.acquire().await?.detach();
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(lock_key(id))
-        .fetch_one(&mut lock)
-        .await?;
-    if !locked {
+    let Some(lock) = SessionLock::try_take(&platform.db, lock_key(id)).await? else {
         return Ok(Outcome::Busy);
-    }
+    };
     let span = tracing::info_span!("provision", tenant_id = %id);
     let result = tracing::Instrument::instrument(run_steps(platform, id), span).await;
     let outcome = match result {
@@ -58,18 +51,14 @@ pub async fn provision(platform: &Platform, id: Uuid) -> ApiResult<Outcome> {
             if let Err(cleanup) = drop_objects(platform, id).await {
                 // Still `provisioning`: the background job retries the whole thing later.
                 tracing::error!(tenant_id = %id, error = %cleanup, "roll back a failed provisioning");
-                let _ = lock.close().await;
+                lock.release().await;
                 return Err(cleanup);
             }
             catalog::tenants::mark_failed(&platform.db, id, &reason).await?;
             Outcome::Failed(reason)
         }
     };
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(lock_key(id))
-        .execute(&mut lock)
-        .await;
-    let _ = lock.close().await;
+    lock.release().await;
     Ok(outcome)
 }
 
@@ -233,17 +222,9 @@ async fn drop_objects(platform: &Platform, id: Uuid) -> ApiResult<()> {
 /// time per tenant (the request that deleted it and the background job may both try): the
 /// tenant's advisory lock, then a fresh look at its status.
 pub async fn drop_tenant(platform: &Platform, id: Uuid) -> ApiResult<()> {
-    let mut lock = platform.db.acquire().await?.detach();
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(lock_key(id))
-        .execute(&mut lock)
-        .await?;
+    let lock = SessionLock::take(&platform.db, lock_key(id)).await?;
     let result = drop_locked(platform, id).await;
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(lock_key(id))
-        .execute(&mut lock)
-        .await;
-    let _ = lock.close().await;
+    lock.release().await;
     result
 }
 

@@ -198,35 +198,49 @@ pub async fn fail_restore(pool: &PgPool, id: Uuid, error: &str) -> Result<(), sq
     Ok(())
 }
 
+/// A restore's switch: the tenant, the database it leaves and the one it takes.
+pub struct Switch<'a> {
+    pub restore: Uuid,
+    pub tenant: Uuid,
+    pub previous: &'a str,
+    pub restored: &'a str,
+    pub schema_version: Option<i64>,
+    /// The name `previous` is kept under, until `keep_until`.
+    pub kept: &'a str,
+    pub keep_until: chrono::DateTime<chrono::Utc>,
+}
+
 /// Switches the tenant to the restored database, if it still uses `previous` (else
-/// false: something else changed it meanwhile). The routers hear of it at commit.
+/// false: something else changed it meanwhile), and back from `restoring` to `active`.
+/// `previous` is recorded as kept, under its new name, until `keep_until`. The routers
+/// hear of it at commit.
 pub async fn switch_to_restored(
     transaction: &mut sqlx::PgConnection,
-    restore: Uuid,
-    tenant: Uuid,
-    previous: &str,
-    restored: &str,
-    schema_version: Option<i64>,
+    switch: &Switch<'_>,
 ) -> Result<bool, sqlx::Error> {
     let switched = sqlx::query(
-        "UPDATE tenants SET database_name = $3, schema_version = $4, updated_at = now() \
-         WHERE id = $1 AND database_name = $2 AND status IN ('active', 'suspended')",
+        "UPDATE tenants SET database_name = $3, schema_version = $4, updated_at = now(), \
+           status = CASE WHEN status = 'restoring' THEN 'active' ELSE status END \
+         WHERE id = $1 AND database_name = $2 AND status IN ('active', 'suspended', 'restoring')",
     )
-    .bind(tenant)
-    .bind(previous)
-    .bind(restored)
-    .bind(schema_version)
+    .bind(switch.tenant)
+    .bind(switch.previous)
+    .bind(switch.restored)
+    .bind(switch.schema_version)
     .execute(&mut *transaction)
     .await?
     .rows_affected()
         == 1;
     if switched {
         sqlx::query(
-            "UPDATE restores SET status = 'complete', previous_database = $2, finished_at = now() \
+            "UPDATE restores SET status = 'complete', previous_database = $2, finished_at = now(), \
+               kept_database = $3, keep_until = $4 \
              WHERE id = $1",
         )
-        .bind(restore)
-        .bind(previous)
+        .bind(switch.restore)
+        .bind(switch.previous)
+        .bind(switch.kept)
+        .bind(switch.keep_until)
         .execute(&mut *transaction)
         .await?;
     }
@@ -315,4 +329,30 @@ pub async fn running_restores(
     .bind(server_id)
     .fetch_all(pool)
     .await
+}
+
+/// A database kept after a restore switched its tenant away from it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Kept {
+    pub restore_id: Uuid,
+    pub server_id: Uuid,
+    pub database_name: String,
+}
+
+/// Kept databases whose time is up.
+pub async fn kept_due(pool: &PgPool) -> Result<Vec<Kept>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id AS restore_id, server_id, kept_database AS database_name FROM restores \
+         WHERE kept_database IS NOT NULL AND kept_dropped_at IS NULL AND keep_until <= now()",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn kept_dropped(pool: &PgPool, restore_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE restores SET kept_dropped_at = now() WHERE id = $1")
+        .bind(restore_id)
+        .execute(pool)
+        .await?;
+    Ok(())
 }

@@ -46,6 +46,13 @@ pub async fn last_run(pool: &PgPool) -> Result<Option<Run>, sqlx::Error> {
 /// Marks them and their unfinished entries interrupted and lifts their tenants' marks
 /// (each tenant's steps ran in one transaction, so its database is at the old or the new
 /// version, never between; the next run reads which). Returns the runs so closed.
+/// Whether a run says it is running (alive, or dead if the run lock is free).
+pub async fn has_running(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM migration_runs WHERE outcome = 'running')")
+        .fetch_one(pool)
+        .await
+}
+
 pub async fn close_interrupted(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
     let mut transaction = pool.begin().await?;
     let runs: Vec<i64> = sqlx::query_scalar(

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod backups;
 pub mod directory;
 pub mod fleet;
+pub mod installation;
 pub mod plans;
 pub mod servers;
 pub mod tenants;

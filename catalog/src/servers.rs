@@ -17,6 +17,8 @@ pub struct Server {
     pub connection_budget: i32,
     pub status: String,
     pub schema_version: Option<i64>,
+    /// The cluster's identity (`pg_control_system().system_identifier`).
+    pub system_identifier: Option<String>,
     /// Live (not deleted) tenants placed on it.
     pub tenants: i64,
     pub created_at: DateTime<Utc>,
@@ -26,6 +28,9 @@ pub struct Server {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ServerSecret {
     pub id: Uuid,
+    pub name: String,
+    /// The cluster's `system_identifier`, once known.
+    pub system_identifier: Option<String>,
     pub host: String,
     pub port: i32,
     pub admin_user: String,
@@ -48,10 +53,12 @@ pub struct NewServer<'a> {
     pub max_tenants: i32,
     pub connection_budget: i32,
     pub schema_version: i64,
+    /// The cluster's `system_identifier`: unique (`database_servers_system_identifier_key`).
+    pub system_identifier: &'a str,
 }
 
 const SELECT: &str = "SELECT s.id, s.name, s.host, s.port, s.admin_user, s.max_tenants, \
-    s.connection_budget, s.status, s.schema_version, s.created_at, \
+    s.connection_budget, s.status, s.schema_version, s.system_identifier, s.created_at, \
     (SELECT count(*) FROM tenants t WHERE t.server_id = s.id AND t.status <> 'deleted') AS tenants \
     FROM database_servers s";
 
@@ -62,7 +69,8 @@ pub async fn create(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO database_servers (id, name, host, port, admin_user, admin_password, \
-         max_tenants, connection_budget, schema_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         max_tenants, connection_budget, schema_version, system_identifier) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(server.id)
     .bind(server.name)
@@ -73,6 +81,7 @@ pub async fn create(
     .bind(server.max_tenants)
     .bind(server.connection_budget)
     .bind(server.schema_version)
+    .bind(server.system_identifier)
     .execute(executor)
     .await?;
     Ok(())
@@ -96,7 +105,8 @@ pub async fn secret(
     id: Uuid,
 ) -> Result<Option<ServerSecret>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, host, port, admin_user, admin_password FROM database_servers WHERE id = $1",
+        "SELECT id, name, system_identifier, host, port, admin_user, admin_password \
+         FROM database_servers WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(executor)
@@ -105,7 +115,8 @@ pub async fn secret(
 
 pub async fn all_secrets(pool: &PgPool) -> Result<Vec<ServerSecret>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, host, port, admin_user, admin_password FROM database_servers ORDER BY name",
+        "SELECT id, name, system_identifier, host, port, admin_user, admin_password \
+         FROM database_servers ORDER BY name",
     )
     .fetch_all(pool)
     .await
@@ -140,4 +151,30 @@ pub async fn set_schema_version(pool: &PgPool, id: Uuid, version: i64) -> Result
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// Records a server's cluster identity (found for a server registered before identities).
+/// Fails on `database_servers_system_identifier_key` if another server is that cluster.
+pub async fn set_system_identifier(
+    pool: &PgPool,
+    id: Uuid,
+    identity: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE database_servers SET system_identifier = $2 WHERE id = $1")
+        .bind(id)
+        .bind(identity)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The server registered for a cluster, if any.
+pub async fn by_system_identifier(
+    executor: impl PgExecutor<'_>,
+    identity: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT name FROM database_servers WHERE system_identifier = $1")
+        .bind(identity)
+        .fetch_optional(executor)
+        .await
 }

@@ -6,14 +6,16 @@ use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 /// A tenant's status (SPEC §4):
-/// `provisioning -> active <-> suspended -> deleting -> deleted`, and `failed` when
-/// provisioning failed (retryable).
+/// `provisioning -> active <-> suspended -> deleting -> deleted`, `failed` when
+/// provisioning failed (retryable), and `active -> restoring -> active` while a backup is
+/// restored over the tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Provisioning,
     Active,
     Suspended,
+    Restoring,
     Deleting,
     Deleted,
     Failed,
@@ -25,6 +27,7 @@ impl Status {
             Self::Provisioning => "provisioning",
             Self::Active => "active",
             Self::Suspended => "suspended",
+            Self::Restoring => "restoring",
             Self::Deleting => "deleting",
             Self::Deleted => "deleted",
             Self::Failed => "failed",
@@ -36,6 +39,7 @@ impl Status {
             "provisioning" => Self::Provisioning,
             "active" => Self::Active,
             "suspended" => Self::Suspended,
+            "restoring" => Self::Restoring,
             "deleting" => Self::Deleting,
             "deleted" => Self::Deleted,
             "failed" => Self::Failed,
@@ -53,6 +57,8 @@ impl Status {
                 | (Failed, Provisioning)
                 | (Active, Suspended)
                 | (Suspended, Active)
+                | (Active, Restoring)
+                | (Restoring, Active)
                 | (Active | Suspended | Failed, Deleting)
                 | (Deleting, Deleted)
         )
@@ -79,6 +85,8 @@ pub struct Tenant {
     pub suspended_at: Option<DateTime<Utc>>,
     pub delete_after: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// An operator deleted it without a final backup.
+    pub final_backup_waived: bool,
 }
 
 impl Tenant {
@@ -89,7 +97,8 @@ impl Tenant {
 
 const SELECT: &str = "SELECT t.id, t.slug, t.name, t.plan, t.status, t.server_id, s.name AS server, \
     t.database_name, t.schema_version, t.provisioning_step, t.failure_reason, t.created_at, \
-    t.updated_at, t.trial_ends_at, t.suspended_at, t.delete_after, t.deleted_at \
+    t.updated_at, t.trial_ends_at, t.suspended_at, t.delete_after, t.deleted_at, \
+    t.final_backup_waived \
     FROM tenants t LEFT JOIN database_servers s ON s.id = t.server_id";
 
 /// The sealing context of a tenant role's password.
@@ -134,6 +143,44 @@ pub async fn reserve(
     .bind(reservation.first_admin_email)
     .bind(reservation.first_admin_password_hash)
     .bind(reservation.trial_days)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// A tenant database adopted back into the catalog.
+pub struct Adopted<'a> {
+    pub id: Uuid,
+    pub slug: &'a str,
+    pub name: &'a str,
+    pub plan: &'a str,
+    pub server_id: Uuid,
+    pub database_name: &'a str,
+    pub app_role: &'a str,
+    pub sealed_password: &'a [u8],
+    pub schema_version: Option<i64>,
+}
+
+/// Records an adopted tenant, `active` at once (its database and role are ready). A live
+/// tenant with the same slug fails on `tenants_slug_live_key`.
+pub async fn insert_adopted(
+    executor: impl PgExecutor<'_>,
+    adopted: &Adopted<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO tenants (id, slug, name, plan, status, server_id, database_name, app_role, \
+           app_password, schema_version) \
+         VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9)",
+    )
+    .bind(adopted.id)
+    .bind(adopted.slug)
+    .bind(adopted.name)
+    .bind(adopted.plan)
+    .bind(adopted.server_id)
+    .bind(adopted.database_name)
+    .bind(adopted.app_role)
+    .bind(adopted.sealed_password)
+    .bind(adopted.schema_version)
     .execute(executor)
     .await?;
     Ok(())
@@ -272,6 +319,40 @@ pub async fn mark_failed(
     Ok(())
 }
 
+/// `active -> restoring` (only from `active`); false if the tenant was not active.
+pub async fn mark_restoring(executor: impl PgExecutor<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE tenants SET status = 'restoring', updated_at = now() WHERE id = $1 AND status = 'active'",
+    )
+    .bind(id)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// `restoring -> active`: the restore ended without a switch (failed, or its process died).
+pub async fn end_restoring(executor: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE tenants SET status = 'active', updated_at = now() WHERE id = $1 AND status = 'restoring'",
+    )
+    .bind(id)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Records that an operator waived the tenant's final backup.
+pub async fn waive_final_backup(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE tenants SET final_backup_waived = true WHERE id = $1")
+        .bind(id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
 /// Moves a tenant along its lifecycle; the caller checked [`Status::can_become`].
 pub async fn set_status(
     executor: impl PgExecutor<'_>,
@@ -301,13 +382,52 @@ pub async fn rename_and_replan(
     name: &str,
     plan: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE tenants SET name = $2, plan = $3, updated_at = now() WHERE id = $1")
-        .bind(id)
-        .bind(name)
-        .bind(plan)
-        .execute(executor)
-        .await?;
+    // A new plan starts its own trial, or ends the trial (a tenant on a plan without
+    // `trial_days` has no trial end: moved off `trial`, it is never suspended for it).
+    sqlx::query(
+        "UPDATE tenants t SET name = $2, plan = $3, updated_at = now(), \
+           trial_ends_at = CASE WHEN t.plan = $3 THEN t.trial_ends_at \
+             ELSE (SELECT CASE WHEN p.trial_days IS NULL THEN NULL \
+                   ELSE now() + make_interval(days => p.trial_days) END \
+                   FROM plans p WHERE p.name = $3) END \
+         WHERE t.id = $1",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(plan)
+    .execute(executor)
+    .await?;
     Ok(())
+}
+
+/// A `failed` tenant provisioned again with a new request's body: name, plan (and its
+/// trial), first admin. Its objects were dropped when it failed, so it starts over.
+pub async fn reset_failed(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    name: &str,
+    plan: &str,
+    first_admin_email: &str,
+    first_admin_password_hash: &str,
+    trial_days: Option<i32>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE tenants SET status = 'provisioning', provisioning_step = 'reserved', \
+           failure_reason = NULL, name = $2, plan = $3, first_admin_email = $4, \
+           first_admin_password_hash = $5, \
+           trial_ends_at = CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(days => $6::int) END, \
+           updated_at = now() \
+         WHERE id = $1 AND status = 'failed'",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(plan)
+    .bind(first_admin_email)
+    .bind(first_admin_password_hash)
+    .bind(trial_days)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Tenants in `status`, oldest first (for the background jobs).
@@ -339,6 +459,29 @@ pub async fn known_on_server(pool: &PgPool, server_id: Uuid) -> Result<Vec<Uuid>
         .bind(server_id)
         .fetch_all(pool)
         .await
+}
+
+/// Every tenant the catalog knows, deleted ones excluded (their objects are gone or going).
+pub async fn known_ids(pool: &PgPool) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM tenants WHERE status <> 'deleted'")
+        .fetch_all(pool)
+        .await
+}
+
+/// Every database name the catalog accounts for, on any server: the live tenants'
+/// databases, the warm pool, restores in progress, and databases kept after a restore.
+pub async fn known_databases(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT database_name FROM tenants WHERE status <> 'deleted' AND database_name IS NOT NULL \
+         UNION SELECT name FROM warm_databases \
+         UNION SELECT database_name FROM restores WHERE status = 'running' \
+         UNION SELECT kept_database FROM restores \
+           WHERE kept_database IS NOT NULL AND kept_dropped_at IS NULL \
+         UNION SELECT previous_database FROM restores \
+           WHERE previous_database IS NOT NULL AND kept_database IS NOT NULL AND kept_dropped_at IS NULL",
+    )
+    .fetch_all(pool)
+    .await
 }
 
 /// The databases the live tenants of a server use.

@@ -91,6 +91,42 @@ pub struct Config {
     /// TENANCY_S3_BUCKET.
     #[arg(long, env = "TENANCY_SCHEDULED_BACKUPS", default_value_t = true, action = clap::ArgAction::Set)]
     pub scheduled_backups: bool,
+
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+
+    /// How long a restore keeps the database it replaced (renamed, nobody may connect)
+    /// before the jobs drop it.
+    #[arg(long, env = "TENANCY_RESTORE_KEEP", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub restore_keep: Duration,
+}
+
+/// What the sweep does with databases and roles that carry this installation's mark but
+/// that the catalog does not know.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SweepArgs {
+    /// `off`: no sweep; `report`: log and count them; `quarantine`: also close them to
+    /// connections, and drop them once quarantined for TENANCY_SWEEP_QUARANTINE.
+    #[arg(long = "sweep", env = "TENANCY_SWEEP", default_value = "quarantine")]
+    pub mode: crate::sweep::SweepMode,
+
+    /// How long an object stays quarantined (and can be adopted back) before it is dropped.
+    #[arg(long = "sweep-quarantine", env = "TENANCY_SWEEP_QUARANTINE", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub quarantine: Duration,
+
+    /// Objects younger than this (by their mark) are never quarantined.
+    #[arg(long = "sweep-min-age", env = "TENANCY_SWEEP_MIN_AGE", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub min_age: Duration,
+}
+
+impl SweepArgs {
+    pub fn settings(&self) -> crate::sweep::SweepSettings {
+        crate::sweep::SweepSettings {
+            mode: self.mode,
+            quarantine: self.quarantine,
+            min_age: self.min_age,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +185,10 @@ impl Config {
         )?
         .ok_or(ConfigError::NoCatalogKey)?;
         Ok(Sealer::from_base64(&key)?)
+    }
+
+    pub fn sweep_settings(&self) -> crate::sweep::SweepSettings {
+        self.sweep.settings()
     }
 
     /// The tenant migrations: the configured directory, or the built-in ones.

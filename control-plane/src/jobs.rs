@@ -1,57 +1,139 @@
-//! Background jobs of the control plane, run on an interval (and once at start-up, so a
-//! restart after a crash finishes what the crash interrupted):
-//! - finish provisionings that no worker holds (their worker died);
-//! - drop tenants whose deletion grace period is over;
-//! - suspend tenants whose trial has ended;
-//! - drop databases and roles on the servers that the catalog does not know (left by a
-//!   crash between creating an object and recording it, or by a drop cut short).
+//! Background jobs of the control plane. Each job runs in a task of its own on its own
+//! schedule (and once at start-up, so a restart after a crash finishes what the crash
+//! interrupted): a failure or a slow round of one never delays or stops another. Across
+//! several control planes on one catalog, each job runs on one of them at a time: a round
+//! starts only under the job's catalog advisory lock (leadership per round; a replica that
+//! dies releases it with its connection), and every round reads the catalog afresh, so
+//! work done by one replica is not done again by another.
+//!
+//! - `provisioning`: finish provisionings that no worker holds (their worker died);
+//! - `deletions`: drop tenants whose deletion grace period is over (final backup first);
+//! - `trials`: suspend tenants whose trial has ended;
+//! - `sweep`: databases and roles of ours that the catalog does not know (see [`crate::sweep`]),
+//!   restores whose process died, databases kept after a restore whose time is up;
+//! - `storage`: sample every tenant database's size;
+//! - `warm-pools`: keep each server's warm databases cloned ahead;
+//! - `backups`: scheduled backups and retention;
+//! - `migration-runs`: close fleet migration runs whose process died and lift their marks.
 
-use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use catalog::tenants::Status;
-use tenancy_core::TenantId;
 use tokio::task::JoinHandle;
 
 use crate::locks::SessionLock;
+use crate::metrics::Metrics;
 use crate::state::Platform;
 use crate::tenants::provisioning::{self, Outcome, system_actor};
 
-/// Runs the jobs every `interval` until the task is aborted.
-pub fn spawn(platform: Platform, interval: Duration) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            run_once(&platform).await;
-        }
-    })
+/// The jobs, by name, each with its own advisory lock key.
+const JOBS: [&str; 8] = [
+    "provisioning",
+    "deletions",
+    "trials",
+    "sweep",
+    "storage",
+    "warm-pools",
+    "backups",
+    "migration-runs",
+];
+
+/// The catalog advisory lock that makes one replica at a time run a job.
+fn job_lock_key(index: usize) -> i64 {
+    0x6a6f_6273_0000_0000 + i64::try_from(index).unwrap_or(0)
 }
 
-/// One round of every job; errors are logged and retried next round.
-pub async fn run_once(platform: &Platform) {
-    if let Err(error) = resume_provisioning(platform).await {
-        tracing::warn!(error = %error, "job: resume provisioning");
+/// The sweep's lock: held by whatever must not race a sweep (an adoption).
+pub(crate) fn sweep_lock_key() -> i64 {
+    job_lock_key(JOBS.iter().position(|job| *job == "sweep").unwrap_or(0))
+}
+
+/// The running jobs; dropping this does not stop them, [`Jobs::stop`] does.
+pub struct Jobs(Vec<JoinHandle<()>>);
+
+impl Jobs {
+    pub fn stop(self) {
+        for task in self.0 {
+            task.abort();
+        }
     }
-    if let Err(error) = drop_due(platform).await {
-        tracing::warn!(error = %error, "job: drop deleted tenants");
+}
+
+/// Starts every job, each every `interval`.
+pub fn spawn(platform: Platform, metrics: Arc<Metrics>, interval: Duration) -> Jobs {
+    Jobs(
+        JOBS.iter()
+            .enumerate()
+            .map(|(index, name)| {
+                let platform = platform.clone();
+                let metrics = metrics.clone();
+                tokio::spawn(async move {
+                    let mut ticker = tokio::time::interval(interval);
+                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        ticker.tick().await;
+                        run_job(&platform, &metrics, index, name).await;
+                    }
+                })
+            })
+            .collect(),
+    )
+}
+
+/// One round of one job, if no other replica is running it; errors are logged and the job
+/// runs again next round.
+async fn run_job(platform: &Platform, metrics: &Metrics, index: usize, name: &'static str) {
+    let lock = match SessionLock::try_take(&platform.db, job_lock_key(index)).await {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return, // Another control plane runs this job now.
+        Err(error) => {
+            tracing::warn!(job = name, %error, "job: the catalog is unreachable");
+            return;
+        }
+    };
+    let span = tracing::info_span!("job", job = name);
+    let result = tracing::Instrument::instrument(body(platform, metrics, name), span).await;
+    if let Err(error) = result {
+        tracing::warn!(job = name, error = %error, "job round failed; retried next round");
     }
-    if let Err(error) = suspend_expired_trials(platform).await {
-        tracing::warn!(error = %error, "job: suspend expired trials");
+    lock.release().await;
+}
+
+async fn body(platform: &Platform, metrics: &Metrics, name: &str) -> anyhow::Result<()> {
+    match name {
+        "provisioning" => resume_provisioning(platform).await?,
+        "deletions" => drop_due(platform).await?,
+        "trials" => suspend_expired_trials(platform).await?,
+        "sweep" => sweep(platform, metrics).await?,
+        "storage" => sample_storage(platform).await?,
+        "warm-pools" => refill_warm_pools(platform).await?,
+        "backups" => scheduled_backups(platform).await?,
+        "migration-runs" => close_dead_migration_runs(platform).await?,
+        _ => {}
     }
-    if let Err(error) = sweep_orphans(platform).await {
-        tracing::warn!(error = %error, "job: sweep orphans");
+    Ok(())
+}
+
+/// A fleet migration run holds the run lock for its whole life: when the lock is free, a
+/// run still `running` belongs to a process that died. Close it and lift its marks, so no
+/// tenant stays `503 tenant_migrating` until somebody runs `migrate` again.
+async fn close_dead_migration_runs(platform: &Platform) -> Result<(), sqlx::Error> {
+    if !catalog::fleet::has_running(&platform.db).await? {
+        return Ok(());
     }
-    if let Err(error) = sample_storage(platform).await {
-        tracing::warn!(error = %error, "job: sample storage");
+    let Some(lock) = SessionLock::try_take(&platform.db, catalog::fleet::RUN_LOCK).await? else {
+        return Ok(()); // A live run.
+    };
+    let closed = catalog::fleet::close_interrupted(&platform.db).await;
+    lock.release().await;
+    for run in closed? {
+        tracing::warn!(
+            run,
+            "job: a migration run whose process died is closed; its tenants are served again"
+        );
     }
-    if let Err(error) = refill_warm_pools(platform).await {
-        tracing::warn!(error = %error, "job: refill warm pools");
-    }
-    if let Err(error) = scheduled_backups(platform).await {
-        tracing::warn!(error = %error, "job: scheduled backups");
-    }
+    Ok(())
 }
 
 /// Backs up the tenants whose last backup is older than their plan's interval (one after the other:
@@ -112,13 +194,35 @@ async fn reclaim_dead_restores(
         let key = provisioning::lock_key(restore.tenant_id);
         if let Some(lock) = SessionLock::try_take(&platform.db, key).await? {
             tracing::warn!(%server_id, restore = %restore.id, database = %restore.database_name, "job: dropping the database of a restore whose process died");
-            if let Some(database) = provisioner::DatabaseName::parse(&restore.database_name) {
-                provisioner::tenant::drop_database(admin, &database)
-                    .await
-                    .map_err(crate::tenants::unavailable_server)?;
+            if let Some(database) = provisioner::DatabaseName::parse(&restore.database_name)
+                && let Err(error) =
+                    provisioner::tenant::drop_database(admin, &database, platform.installation)
+                        .await
+            {
+                // Not ours, or not droppable now: closed all the same; the sweep reports it.
+                tracing::warn!(restore = %restore.id, %error, "job: the database of a dead restore was not dropped");
             }
             catalog::backups::fail_restore(&platform.db, restore.id, "abandoned: its process died")
                 .await?;
+            // Its tenant goes back to the database it had, open to it again.
+            if let Some(tenant) = catalog::tenants::get(&platform.db, restore.tenant_id).await?
+                && tenant.status() == Some(Status::Restoring)
+            {
+                if let Some(database) = tenant
+                    .database_name
+                    .as_deref()
+                    .and_then(provisioner::DatabaseName::parse)
+                {
+                    provisioner::tenant::open_database(
+                        admin,
+                        &database,
+                        tenancy_core::TenantId(tenant.id),
+                    )
+                    .await
+                    .map_err(crate::tenants::unavailable_server)?;
+                }
+                catalog::tenants::end_restoring(&platform.db, tenant.id).await?;
+            }
             lock.release().await;
         }
     }
@@ -145,7 +249,7 @@ async fn refill_warm_pools(platform: &Platform) -> Result<(), crate::error::ApiE
             .map_err(crate::tenants::unavailable_server)?;
         for name in stale {
             if let Some(database) = provisioner::DatabaseName::parse(&name) {
-                provisioner::tenant::drop_database(&admin, &database)
+                provisioner::tenant::drop_database(&admin, &database, platform.installation)
                     .await
                     .map_err(crate::tenants::unavailable_server)?;
             }
@@ -154,7 +258,7 @@ async fn refill_warm_pools(platform: &Platform) -> Result<(), crate::error::ApiE
         for _ in 0..missing {
             let warm = provisioner::DatabaseName::warm();
             catalog::warm::announce(&platform.db, warm.as_str(), server.id).await?;
-            provisioner::tenant::create_warm_database(&admin, &warm)
+            provisioner::tenant::create_warm_database(&admin, &warm, platform.installation)
                 .await
                 .map_err(crate::tenants::unavailable_server)?;
             catalog::warm::mark_ready(&platform.db, warm.as_str(), version).await?;
@@ -165,22 +269,28 @@ async fn refill_warm_pools(platform: &Platform) -> Result<(), crate::error::ApiE
 
 async fn resume_provisioning(platform: &Platform) -> Result<(), crate::error::ApiError> {
     for id in catalog::tenants::ids_with_status(&platform.db, Status::Provisioning).await? {
-        match provisioning::provision(platform, id).await? {
-            Outcome::Active => {
+        match provisioning::provision(platform, id).await {
+            Ok(Outcome::Active) => {
                 tracing::info!(tenant_id = %id, "job: finished an interrupted provisioning")
             }
-            Outcome::Failed(reason) => {
+            Ok(Outcome::Failed(reason)) => {
                 tracing::warn!(tenant_id = %id, %reason, "job: provisioning failed")
             }
-            Outcome::Busy | Outcome::NotPending => {}
+            Ok(Outcome::Busy | Outcome::NotPending) => {}
+            Err(error) => {
+                tracing::warn!(tenant_id = %id, %error, "job: provisioning could not go on; retried next round")
+            }
         }
     }
     Ok(())
 }
 
+/// Each due tenant on its own: one whose drop keeps failing never blocks the others.
 async fn drop_due(platform: &Platform) -> Result<(), crate::error::ApiError> {
     for id in catalog::tenants::due_for_drop(&platform.db).await? {
-        provisioning::drop_tenant(platform, id).await?;
+        if let Err(error) = provisioning::drop_tenant(platform, id).await {
+            tracing::warn!(tenant_id = %id, %error, "job: dropping a deleted tenant failed; retried next round");
+        }
     }
     Ok(())
 }
@@ -190,103 +300,67 @@ async fn suspend_expired_trials(platform: &Platform) -> Result<(), crate::error:
         let Some(tenant) = catalog::tenants::get(&platform.db, id).await? else {
             continue;
         };
-        crate::tenants::transition(platform, &system_actor(), &tenant.slug, Status::Suspended)
-            .await?;
-        tracing::info!(tenant_id = %id, "job: trial ended; tenant suspended");
+        match crate::tenants::transition(platform, &system_actor(), &tenant.slug, Status::Suspended)
+            .await
+        {
+            Ok(_) => tracing::info!(tenant_id = %id, "job: trial ended; tenant suspended"),
+            Err(error) => {
+                tracing::warn!(tenant_id = %id, %error, "job: suspending an expired trial failed")
+            }
+        }
     }
     Ok(())
 }
 
-async fn sweep_orphans(platform: &Platform) -> Result<(), crate::error::ApiError> {
-    for secret in catalog::servers::all_secrets(&platform.db).await? {
+/// The sweep, server by server (one pass per cluster): restores whose process died first,
+/// then the objects of ours the catalog does not know; then databases kept after a restore
+/// whose time is up. The orphans found are counted in the metrics.
+async fn sweep(platform: &Platform, metrics: &Metrics) -> Result<(), crate::error::ApiError> {
+    if platform.settings.sweep.mode == crate::sweep::SweepMode::Off {
+        return Ok(());
+    }
+    let mut orphans = Vec::new();
+    for (secret, _) in crate::sweep::servers_by_cluster(platform).await? {
         let server_id = secret.id;
+        let name = secret.name.clone();
         let address = crate::servers::to_address(platform, secret)?;
         let admin = match address.connect("postgres").await {
             Ok(admin) => admin,
             Err(error) => {
-                tracing::warn!(%server_id, %error, "job: server unreachable; sweep skipped");
+                tracing::warn!(server = %name, %error, "job: server unreachable; sweep skipped");
                 continue;
             }
         };
-        // List the server first, then the catalog: an object created after its tenant was
-        // recorded is then always known.
-        let objects = provisioner::tenant::list_objects(&admin)
+        reclaim_dead_restores(platform, &admin, server_id).await?;
+        let found = crate::sweep::sweep_server(platform, &name, &admin, true).await?;
+        if found.stamped > 0 || found.released > 0 {
+            tracing::info!(server = %name, marked = found.stamped, released = found.released, "job: sweep marked known objects and released known quarantined ones");
+        }
+        orphans.extend(found.orphans);
+    }
+    metrics.record_orphans(&orphans);
+    drop_kept_databases(platform).await
+}
+
+/// Databases kept after a restore are dropped once their time is up.
+async fn drop_kept_databases(platform: &Platform) -> Result<(), crate::error::ApiError> {
+    for kept in catalog::backups::kept_due(&platform.db).await? {
+        let Some(database) = provisioner::DatabaseName::parse(&kept.database_name) else {
+            continue;
+        };
+        let address = crate::servers::address(platform, kept.server_id).await?;
+        let admin = address
+            .connect("postgres")
             .await
             .map_err(crate::tenants::unavailable_server)?;
-        let known: HashSet<uuid::Uuid> = catalog::tenants::known_on_server(&platform.db, server_id)
-            .await?
-            .into_iter()
-            .collect();
-        let known_warm: HashSet<String> = catalog::warm::names(&platform.db, server_id)
-            .await?
-            .into_iter()
-            .collect();
-        let unknown_warm: Vec<&provisioner::DatabaseName> = objects
-            .databases
-            .iter()
-            .filter(|database| database.is_warm() && !known_warm.contains(database.as_str()))
-            .collect();
-        if !unknown_warm.is_empty() {
-            // A warm database taken by a tenant meanwhile was renamed before its row went:
-            // only what is still there under its warm name is an orphan.
-            let still_there = provisioner::tenant::list_objects(&admin)
-                .await
-                .map_err(crate::tenants::unavailable_server)?;
-            for warm in unknown_warm
-                .into_iter()
-                .filter(|warm| still_there.databases.contains(warm))
-            {
-                tracing::warn!(%server_id, database = %warm, "job: dropping a warm database the catalog does not know");
-                provisioner::tenant::drop_database(&admin, warm)
-                    .await
-                    .map_err(crate::tenants::unavailable_server)?;
+        match provisioner::tenant::drop_database(&admin, &database, platform.installation).await {
+            Ok(()) => {
+                catalog::backups::kept_dropped(&platform.db, kept.restore_id).await?;
+                tracing::info!(database = %database, "job: dropped a database kept after a restore");
             }
-        }
-        let orphans: HashSet<TenantId> = objects
-            .databases
-            .iter()
-            .filter_map(provisioner::DatabaseName::tenant)
-            .chain(
-                objects
-                    .roles
-                    .iter()
-                    .filter_map(provisioner::RoleName::tenant),
-            )
-            .filter(|tenant| !known.contains(&tenant.0))
-            .collect();
-        for tenant in orphans {
-            tracing::warn!(%server_id, tenant_id = %tenant, "job: dropping objects the catalog does not know");
-            provisioner::tenant::drop_tenant(&admin, tenant)
-                .await
-                .map_err(crate::tenants::unavailable_server)?;
-        }
-        // A known tenant's database that is not the one it uses: left by a restore that
-        // failed or whose old database could not be dropped (restores in progress aside).
-        // Restores first: one that switches its tenant between the two reads is then seen
-        // either still restoring or already in use, never neither. A restore whose
-        // process died (its tenant's lock is free) is closed and its database dropped.
-        reclaim_dead_restores(platform, &admin, server_id).await?;
-        let restoring: HashSet<String> =
-            catalog::backups::restoring_on_server(&platform.db, server_id)
-                .await?
-                .into_iter()
-                .collect();
-        let in_use: HashSet<String> =
-            catalog::tenants::databases_on_server(&platform.db, server_id)
-                .await?
-                .into_iter()
-                .collect();
-        for database in objects.databases.iter().filter(|database| {
-            database
-                .tenant()
-                .is_some_and(|tenant| known.contains(&tenant.0))
-                && !in_use.contains(database.as_str())
-                && !restoring.contains(database.as_str())
-        }) {
-            tracing::warn!(%server_id, %database, "job: dropping a tenant database no longer in use");
-            provisioner::tenant::drop_database(&admin, database)
-                .await
-                .map_err(crate::tenants::unavailable_server)?;
+            Err(error) => {
+                tracing::warn!(database = %database, %error, "job: a database kept after a restore could not be dropped");
+            }
         }
     }
     Ok(())

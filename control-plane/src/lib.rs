@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod migrations;
 pub mod servers;
 pub mod state;
+pub mod sweep;
 pub mod tenants;
 
 use std::future::Future;
@@ -37,19 +38,24 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     catalog::migrate(&db)
         .await
         .context("apply the catalog migrations")?;
-    Ok(AppState {
-        platform: Platform {
-            db,
-            sealer,
-            settings: Arc::new(Settings {
-                delete_grace: config.delete_grace,
-                warm_pool_size: config.warm_pool_size,
-                fault_after_step: config.fault_after_step.clone(),
-                migrations: config.tenant_migrations()?,
-                backup_store: crate::backups::Store::from_args(&config.s3)?,
-                scheduled_backups: config.scheduled_backups,
-            }),
+    let platform = Platform::new(
+        db,
+        sealer,
+        Settings {
+            delete_grace: config.delete_grace,
+            warm_pool_size: config.warm_pool_size,
+            fault_after_step: config.fault_after_step.clone(),
+            migrations: config.tenant_migrations()?,
+            backup_store: crate::backups::Store::from_args(&config.s3)?,
+            scheduled_backups: config.scheduled_backups,
+            sweep: config.sweep_settings(),
+            restore_keep: config.restore_keep,
         },
+    )
+    .await
+    .context("read the installation id from the catalog")?;
+    Ok(AppState {
+        platform,
         auth: Arc::new(auth::AdminAuth::new(
             key,
             config.jwt_issuer.clone(),
@@ -77,9 +83,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen on {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, "control plane listening");
-    let jobs = jobs::spawn(state.platform.clone(), config.jobs_interval);
+    let jobs = jobs::spawn(
+        state.platform.clone(),
+        state.metrics.clone(),
+        config.jobs_interval,
+    );
     serve(listener, state, tenancy_core::shutdown::signal()).await?;
-    jobs.abort();
+    jobs.stop();
     tracing::info!("control plane stopped");
     Ok(())
 }

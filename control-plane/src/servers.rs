@@ -8,7 +8,7 @@ use provisioner::ServerAddress;
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult, ResultExt};
+use crate::error::{ApiError, ApiResult};
 use crate::state::Platform;
 
 /// A server to register, as given by an operator.
@@ -84,6 +84,12 @@ pub async fn register(
         admin_user: request.admin_user.clone(),
         admin_password: request.admin_password.clone(),
     };
+    // A server is its cluster: whatever host name or address reaches it, a cluster that is
+    // registered already is refused before anything is done to it.
+    let identity = cluster_identity(&address).await?;
+    if let Some(existing) = catalog::servers::by_system_identifier(&platform.db, &identity).await? {
+        return Err(cluster_registered(&existing));
+    }
     let prepared = provisioner::template::prepare_server(&address, &platform.settings.migrations)
         .await
         .map_err(|error| {
@@ -117,14 +123,25 @@ pub async fn register(
             max_tenants: i32::try_from(request.max_tenants).unwrap_or(i32::MAX),
             connection_budget: i32::try_from(request.connection_budget).unwrap_or(i32::MAX),
             schema_version: prepared.schema_version,
+            system_identifier: &identity,
         },
     )
     .await
-    .on_constraint("database_servers_name_key", || {
-        ApiError::conflict(
-            "server_exists",
-            format!("a server named `{}` exists", request.name),
-        )
+    .map_err(|error| match &error {
+        sqlx::Error::Database(database)
+            if database.constraint() == Some("database_servers_name_key") =>
+        {
+            ApiError::conflict(
+                "server_exists",
+                format!("a server named `{}` exists", request.name),
+            )
+        }
+        sqlx::Error::Database(database)
+            if database.constraint() == Some("database_servers_system_identifier_key") =>
+        {
+            cluster_registered("another registration made at the same time")
+        }
+        _ => ApiError::from(error),
     })?;
     let server = catalog::servers::get(&mut *transaction, id)
         .await?
@@ -144,6 +161,31 @@ pub async fn register(
     transaction.commit().await?;
     tracing::info!(server = %request.name, schema_version = prepared.schema_version, "database server registered");
     Ok(server)
+}
+
+/// The cluster behind an address, read as the given admin (so the credentials are checked too).
+async fn cluster_identity(address: &ServerAddress) -> ApiResult<String> {
+    let unusable = |error: provisioner::ProvisionError| {
+        tracing::warn!(server = %address.endpoint(), %error, "read a database server's identity");
+        ApiError::Validation {
+            code: "server_unusable",
+            detail: format!("the server cannot be prepared for tenants: {error}"),
+            errors: Vec::new(),
+        }
+    };
+    let admin = address.connect("postgres").await.map_err(unusable)?;
+    provisioner::mark::system_identifier(&admin)
+        .await
+        .map_err(unusable)
+}
+
+fn cluster_registered(existing: &str) -> ApiError {
+    ApiError::conflict(
+        "server_exists",
+        format!(
+            "this PostgreSQL cluster is registered already, as server `{existing}` (a cluster is registered once, whatever address reaches it)"
+        ),
+    )
 }
 
 /// The address and admin credentials of a server, opened with the catalog key.

@@ -16,7 +16,22 @@ use crate::metrics::Metrics;
 pub struct Platform {
     pub db: PgPool,
     pub sealer: Sealer,
+    /// This installation's id: the ownership mark of everything it creates on servers.
+    pub installation: provisioner::Installation,
     pub settings: Arc<Settings>,
+}
+
+impl Platform {
+    /// A platform on `db`: its installation id comes from the catalog.
+    pub async fn new(db: PgPool, sealer: Sealer, settings: Settings) -> Result<Self, sqlx::Error> {
+        let installation = provisioner::Installation(catalog::installation::id(&db).await?);
+        Ok(Self {
+            db,
+            sealer,
+            installation,
+            settings: Arc::new(settings),
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -34,6 +49,10 @@ pub struct Settings {
     /// Whether the background jobs back tenants up (each plan says how often) and apply
     /// the plans' retention.
     pub scheduled_backups: bool,
+    /// What the sweep may do with objects of ours that the catalog does not know.
+    pub sweep: crate::sweep::SweepSettings,
+    /// How long a restore keeps the database it replaced.
+    pub restore_keep: Duration,
 }
 
 #[derive(Clone)]

@@ -18,6 +18,11 @@ use secrecy::SecretString;
 use tenancy_core::TenantId;
 use tenancy_infra::{EmbeddedPostgres, PostgresOptions};
 
+/// The installation the benchmark acts as.
+const OWNER: provisioner::Installation = provisioner::Installation(uuid::Uuid::from_u128(
+    0x7465_6e61_6e63_7900_0000_0000_0000_0002,
+));
+
 const LIMITS: RoleLimits = RoleLimits {
     max_connections: 10,
     statement_timeout_ms: 15_000,
@@ -66,7 +71,7 @@ async fn main() -> Result<(), Error> {
     for _ in 0..tenants {
         let tenant = TenantId::new();
         let started = Instant::now();
-        provisioner::tenant::ensure_role(&admin, tenant, &password(), LIMITS).await?;
+        provisioner::tenant::ensure_role(&admin, tenant, &password(), LIMITS, OWNER).await?;
         let database = DatabaseName::for_tenant(tenant);
         admin
             .batch_execute(&format!("CREATE DATABASE {}", database.ident()))
@@ -77,7 +82,7 @@ async fn main() -> Result<(), Error> {
             &tenant_schema::MigrationSet::embedded(),
         )
         .await?;
-        provisioner::tenant::ensure_database(&admin, tenant).await?;
+        provisioner::tenant::ensure_database(&admin, tenant, OWNER).await?;
         provisioner::tenant::configure_database(&server, tenant, FIRST_ADMIN).await?;
         scratch.push(started.elapsed());
     }
@@ -86,8 +91,8 @@ async fn main() -> Result<(), Error> {
     for _ in 0..tenants {
         let tenant = TenantId::new();
         let started = Instant::now();
-        provisioner::tenant::ensure_role(&admin, tenant, &password(), LIMITS).await?;
-        provisioner::tenant::ensure_database(&admin, tenant).await?;
+        provisioner::tenant::ensure_role(&admin, tenant, &password(), LIMITS, OWNER).await?;
+        provisioner::tenant::ensure_database(&admin, tenant, OWNER).await?;
         provisioner::tenant::configure_database(&server, tenant, FIRST_ADMIN).await?;
         template.push(started.elapsed());
     }
@@ -95,14 +100,14 @@ async fn main() -> Result<(), Error> {
     let mut pool = Vec::new();
     for _ in 0..tenants {
         let warm = DatabaseName::warm();
-        provisioner::tenant::create_warm_database(&admin, &warm).await?;
+        provisioner::tenant::create_warm_database(&admin, &warm, OWNER).await?;
         pool.push(warm);
     }
     let mut warm = Vec::new();
     for database in &pool {
         let tenant = TenantId::new();
         let started = Instant::now();
-        provisioner::tenant::ensure_role(&admin, tenant, &password(), LIMITS).await?;
+        provisioner::tenant::ensure_role(&admin, tenant, &password(), LIMITS, OWNER).await?;
         assert!(provisioner::tenant::adopt_warm_database(&admin, database, tenant).await?);
         provisioner::tenant::configure_database(&server, tenant, FIRST_ADMIN).await?;
         warm.push(started.elapsed());

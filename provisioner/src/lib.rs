@@ -7,14 +7,16 @@
 //! Every operation is idempotent, so a provisioning interrupted at any point can be re-run.
 
 pub mod backup;
+pub mod mark;
 pub mod names;
 pub mod server;
 pub mod template;
 pub mod tenant;
 
+pub use mark::{Installation, Mark};
 pub use names::{DatabaseName, RoleName};
 pub use server::ServerAddress;
-pub use tenant::{RoleLimits, TenantObjects};
+pub use tenant::{DatabaseObject, RoleLimits, RoleObject, TenantObjects};
 pub use tokio_postgres;
 
 /// What can go wrong talking to a database server.
@@ -35,6 +37,9 @@ pub enum ProvisionError {
     },
     #[error("migrate the tenant schema: {}", describe_migration(.0))]
     Migrate(#[from] refinery::Error),
+    /// The object does not carry this installation's ownership mark: it is left alone.
+    #[error("{object} does not carry this installation's ownership mark; it is left untouched")]
+    NotOurs { object: String },
 }
 
 /// A database error with the server's message and SQLSTATE (tokio-postgres only says
@@ -69,7 +74,7 @@ impl ProvisionError {
             Self::Connect { source, .. } | Self::Database { source, .. } => {
                 source.code().map(tokio_postgres::error::SqlState::code)
             }
-            Self::Migrate(_) => None,
+            Self::Migrate(_) | Self::NotOurs { .. } => None,
         }
     }
 }

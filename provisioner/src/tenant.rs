@@ -4,6 +4,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tenancy_core::TenantId;
 use tokio_postgres::Client;
 
+use crate::mark::{self, Installation, Mark};
 use crate::names::{DatabaseName, RoleName, SCHEMA_OWNER_ROLE, TEMPLATE_DATABASE};
 use crate::server::ServerAddress;
 use crate::template::TEMPLATE_LOCK;
@@ -18,26 +19,37 @@ pub struct RoleLimits {
 
 /// Creates the tenant's login role, or brings an existing one (a re-run) to the given
 /// password and limits. The password is sent as a SCRAM verifier, never in clear, so it
-/// cannot appear in the server's statement log.
+/// cannot appear in the server's statement log. A new role carries `owner`'s mark from the
+/// statement that creates it; an existing one without a mark (a re-run) gets it.
 pub async fn ensure_role(
     admin: &Client,
     tenant: TenantId,
     password: &SecretString,
     limits: RoleLimits,
+    owner: Installation,
 ) -> Result<(), ProvisionError> {
     let role = RoleName::for_tenant(tenant);
     let verifier = postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
     let exists = role_exists(admin, &role).await?;
     let verb = if exists { "ALTER" } else { "CREATE" };
     // The verifier is made of base64 and `$:=-` characters; it cannot close the literal.
+    // Both statements run in one implicit transaction: no role exists without its mark.
+    let mark_statement = if exists {
+        String::new()
+    } else {
+        format!("; {}", mark::comment_on_role(&role, &Mark::new(owner)))
+    };
     admin
         .batch_execute(&format!(
             "{verb} ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT \
-             NOREPLICATION NOBYPASSRLS PASSWORD '{verifier}'",
+             NOREPLICATION NOBYPASSRLS PASSWORD '{verifier}'{mark_statement}",
             role = role.ident()
         ))
         .await
         .context("create the tenant role")?;
+    if exists && mark::role_mark(admin, &role).await?.is_none() {
+        mark::mark_role(admin, &role, &Mark::new(owner)).await?;
+    }
     apply_limits(admin, tenant, limits).await
 }
 
@@ -62,8 +74,13 @@ pub async fn apply_limits(
 }
 
 /// Clones the template into the tenant's database unless it exists; only the tenant's role
-/// (and the admin) may connect to it. Returns whether it was created now.
-pub async fn ensure_database(admin: &Client, tenant: TenantId) -> Result<bool, ProvisionError> {
+/// (and the admin) may connect to it. Returns whether it was created now. It carries
+/// `owner`'s mark (one left without it by a crash after the clone gets it now).
+pub async fn ensure_database(
+    admin: &Client,
+    tenant: TenantId,
+    owner: Installation,
+) -> Result<bool, ProvisionError> {
     let database = DatabaseName::for_tenant(tenant);
     let created = if database_exists(admin, &database).await? {
         false
@@ -71,6 +88,9 @@ pub async fn ensure_database(admin: &Client, tenant: TenantId) -> Result<bool, P
         clone_template(admin, &database).await?;
         true
     };
+    if created || mark::database_mark(admin, &database).await?.is_none() {
+        mark::mark_database(admin, &database, &Mark::new(owner)).await?;
+    }
     close_database(admin, &database, tenant).await?;
     Ok(created)
 }
@@ -122,8 +142,10 @@ pub async fn adopt_warm_database(
 pub async fn create_warm_database(
     admin: &Client,
     warm: &DatabaseName,
+    owner: Installation,
 ) -> Result<(), ProvisionError> {
     clone_template(admin, warm).await?;
+    mark::mark_database(admin, warm, &Mark::new(owner)).await?;
     admin
         .batch_execute(&format!(
             "REVOKE ALL ON DATABASE {} FROM PUBLIC",
@@ -205,29 +227,42 @@ async fn grant_privileges(
         .context("grant the tenant role its privileges")
 }
 
-/// Drops the tenant's database (ending its sessions) and role. Idempotent.
-pub async fn drop_tenant(admin: &Client, tenant: TenantId) -> Result<(), ProvisionError> {
+/// Drops the tenant's databases (ending their sessions) and role, each only if it carries
+/// `owner`'s mark: an object without it is refused with [`ProvisionError::NotOurs`] and
+/// left as it is. Idempotent.
+pub async fn drop_tenant(
+    admin: &Client,
+    tenant: TenantId,
+    owner: Installation,
+) -> Result<(), ProvisionError> {
     let database = DatabaseName::for_tenant(tenant);
     let role = RoleName::for_tenant(tenant);
-    if role_exists(admin, &role).await? {
-        admin
-            .batch_execute(&format!("ALTER ROLE {} NOLOGIN", role.ident()))
-            .await
-            .context("stop new logins of the tenant role")?;
+    let role_exists = role_exists(admin, &role).await?;
+    if role_exists {
+        check_role_owner(admin, &role, owner).await?;
     }
     // Its database, and any restored copy of it.
-    let names = admin
+    let names: Vec<DatabaseName> = admin
         .query(
             "SELECT datname FROM pg_database WHERE datname = $1 OR datname LIKE $1 || '\\_%'",
             &[&database.as_str()],
         )
         .await
-        .context("list the tenant's databases")?;
-    for name in names
+        .context("list the tenant's databases")?
         .iter()
         .filter_map(|row| DatabaseName::parse(row.get(0)))
         .filter(|name| name.tenant() == Some(tenant))
-    {
+        .collect();
+    for name in &names {
+        check_database_owner(admin, name, owner).await?;
+    }
+    if role_exists {
+        admin
+            .batch_execute(&format!("ALTER ROLE {} NOLOGIN", role.ident()))
+            .await
+            .context("stop new logins of the tenant role")?;
+    }
+    for name in &names {
         admin
             .batch_execute(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -242,8 +277,17 @@ pub async fn drop_tenant(admin: &Client, tenant: TenantId) -> Result<(), Provisi
         .context("drop the tenant role")
 }
 
-/// Drops a warm database. Idempotent.
-pub async fn drop_database(admin: &Client, database: &DatabaseName) -> Result<(), ProvisionError> {
+/// Drops a database (ending its sessions) if it carries `owner`'s mark; a database without
+/// it is refused with [`ProvisionError::NotOurs`]. Idempotent.
+pub async fn drop_database(
+    admin: &Client,
+    database: &DatabaseName,
+    owner: Installation,
+) -> Result<(), ProvisionError> {
+    if !database_exists(admin, database).await? {
+        return Ok(());
+    }
+    check_database_owner(admin, database, owner).await?;
     admin
         .batch_execute(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -253,27 +297,192 @@ pub async fn drop_database(admin: &Client, database: &DatabaseName) -> Result<()
         .context("drop a database")
 }
 
+/// Drops a tenant role if it carries `owner`'s mark. Idempotent.
+pub async fn drop_role(
+    admin: &Client,
+    role: &RoleName,
+    owner: Installation,
+) -> Result<(), ProvisionError> {
+    if !role_exists(admin, role).await? {
+        return Ok(());
+    }
+    check_role_owner(admin, role, owner).await?;
+    admin
+        .batch_execute(&format!("DROP ROLE IF EXISTS {}", role.ident()))
+        .await
+        .context("drop a role")
+}
+
+async fn check_database_owner(
+    admin: &Client,
+    database: &DatabaseName,
+    owner: Installation,
+) -> Result<(), ProvisionError> {
+    match mark::database_mark(admin, database).await? {
+        Some(mark) if mark.is_of(owner) => Ok(()),
+        _ => Err(ProvisionError::NotOurs {
+            object: format!("database {database}"),
+        }),
+    }
+}
+
+async fn check_role_owner(
+    admin: &Client,
+    role: &RoleName,
+    owner: Installation,
+) -> Result<(), ProvisionError> {
+    match mark::role_mark(admin, role).await? {
+        Some(mark) if mark.is_of(owner) => Ok(()),
+        _ => Err(ProvisionError::NotOurs {
+            object: format!("role {role}"),
+        }),
+    }
+}
+
+/// Quarantines a database of ours: nobody may connect to it any more, and its mark says
+/// since when. Reversed by [`release_database`].
+pub async fn quarantine_database(
+    admin: &Client,
+    database: &DatabaseName,
+    mark: Mark,
+) -> Result<Mark, ProvisionError> {
+    let quarantined = mark.quarantined(chrono::Utc::now());
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS false; {}",
+            database.ident(),
+            mark::comment_on_database(database, &quarantined)
+        ))
+        .await
+        .context("quarantine a database")?;
+    Ok(quarantined)
+}
+
+/// Lifts a database's quarantine: connections are allowed again, its mark loses the time.
+pub async fn release_database(
+    admin: &Client,
+    database: &DatabaseName,
+    mark: Mark,
+) -> Result<(), ProvisionError> {
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true; {}",
+            database.ident(),
+            mark::comment_on_database(database, &mark.released())
+        ))
+        .await
+        .context("lift a database's quarantine")
+}
+
+/// Quarantines a tenant role of ours: it may not log in any more; its mark says since when.
+pub async fn quarantine_role(
+    admin: &Client,
+    role: &RoleName,
+    mark: Mark,
+) -> Result<Mark, ProvisionError> {
+    let quarantined = mark.quarantined(chrono::Utc::now());
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE {} NOLOGIN; {}",
+            role.ident(),
+            mark::comment_on_role(role, &quarantined)
+        ))
+        .await
+        .context("quarantine a role")?;
+    Ok(quarantined)
+}
+
+/// Lifts a tenant role's quarantine: it may log in again.
+pub async fn release_role(
+    admin: &Client,
+    role: &RoleName,
+    mark: Mark,
+) -> Result<(), ProvisionError> {
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE {} LOGIN; {}",
+            role.ident(),
+            mark::comment_on_role(role, &mark.released())
+        ))
+        .await
+        .context("lift a role's quarantine")
+}
+
+/// A tenant or warm database present on a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseObject {
+    pub name: DatabaseName,
+    /// Its ownership mark, if its comment carries one.
+    pub mark: Option<Mark>,
+    pub allows_connections: bool,
+    /// Sessions connected to it now (other than the lister's).
+    pub sessions: i64,
+}
+
+/// A tenant role present on a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleObject {
+    pub name: RoleName,
+    pub mark: Option<Mark>,
+    pub can_login: bool,
+}
+
 /// The tenant and warm databases and the tenant roles present on a server.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TenantObjects {
-    pub databases: Vec<DatabaseName>,
-    pub roles: Vec<RoleName>,
+    pub databases: Vec<DatabaseObject>,
+    pub roles: Vec<RoleObject>,
+}
+
+impl TenantObjects {
+    pub fn has_database(&self, name: &DatabaseName) -> bool {
+        self.databases.iter().any(|database| &database.name == name)
+    }
 }
 
 pub async fn list_objects(admin: &Client) -> Result<TenantObjects, ProvisionError> {
     let databases = admin
-        .query("SELECT datname FROM pg_database ORDER BY datname", &[])
+        .query(
+            "SELECT d.datname, shobj_description(d.oid, 'pg_database'), d.datallowconn, \
+               (SELECT count(*) FROM pg_stat_activity a \
+                 WHERE a.datid = d.oid AND a.pid <> pg_backend_pid()) \
+             FROM pg_database d ORDER BY d.datname",
+            &[],
+        )
         .await
         .context("list databases")?
         .iter()
-        .filter_map(|row| DatabaseName::parse(row.get(0)))
+        .filter_map(|row| {
+            DatabaseName::parse(row.get(0)).map(|name| DatabaseObject {
+                name,
+                mark: row
+                    .get::<_, Option<String>>(1)
+                    .as_deref()
+                    .and_then(Mark::parse),
+                allows_connections: row.get(2),
+                sessions: row.get(3),
+            })
+        })
         .collect();
     let roles = admin
-        .query("SELECT rolname FROM pg_roles ORDER BY rolname", &[])
+        .query(
+            "SELECT rolname, shobj_description(oid, 'pg_authid'), rolcanlogin \
+             FROM pg_roles ORDER BY rolname",
+            &[],
+        )
         .await
         .context("list roles")?
         .iter()
-        .filter_map(|row| RoleName::parse(row.get(0)))
+        .filter_map(|row| {
+            RoleName::parse(row.get(0)).map(|name| RoleObject {
+                name,
+                mark: row
+                    .get::<_, Option<String>>(1)
+                    .as_deref()
+                    .and_then(Mark::parse),
+                can_login: row.get(2),
+            })
+        })
         .collect();
     Ok(TenantObjects { databases, roles })
 }
@@ -308,11 +517,119 @@ async fn database_exists(admin: &Client, database: &DatabaseName) -> Result<bool
         .context("look for the tenant database")
 }
 
+/// Lets the tenant's role connect to `database` again (after [`fence_database`]).
+pub async fn open_database(
+    admin: &Client,
+    database: &DatabaseName,
+    tenant: TenantId,
+) -> Result<(), ProvisionError> {
+    close_database(admin, database, tenant).await
+}
+
+/// Stops the tenant's role from reaching `database`: no new connections, then (after the
+/// sessions in a request or transaction finished, `drain` at most) every session of the
+/// role there ends. Nothing the role does afterwards lands in this database.
+pub async fn fence_database(
+    admin: &Client,
+    database: &DatabaseName,
+    tenant: TenantId,
+    drain: std::time::Duration,
+) -> Result<(), ProvisionError> {
+    let role = RoleName::for_tenant(tenant);
+    admin
+        .batch_execute(&format!(
+            "REVOKE CONNECT ON DATABASE {} FROM {}",
+            database.ident(),
+            role.ident()
+        ))
+        .await
+        .context("revoke the tenant role's CONNECT")?;
+    let deadline = tokio::time::Instant::now() + drain;
+    loop {
+        let busy: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND usename = $2 \
+                 AND state IS DISTINCT FROM 'idle'",
+                &[&database.as_str(), &role.as_str()],
+            )
+            .await
+            .context("look for the tenant role's sessions")?
+            .get(0);
+        if busy == 0 || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND usename = $2",
+            &[&database.as_str(), &role.as_str()],
+        )
+        .await
+        .context("end the tenant role's sessions")?;
+    Ok(())
+}
+
+/// Retires a database a restore replaced: nobody may connect to it (but the admin), its
+/// sessions end, and it is renamed to `kept`, where it waits to be dropped.
+pub async fn retire_database(
+    admin: &Client,
+    database: &DatabaseName,
+    kept: &DatabaseName,
+    tenant: TenantId,
+) -> Result<(), ProvisionError> {
+    admin
+        .batch_execute(&format!(
+            "REVOKE ALL ON DATABASE {database} FROM PUBLIC; \
+             REVOKE CONNECT ON DATABASE {database} FROM {role}",
+            database = database.ident(),
+            role = RoleName::for_tenant(tenant).ident()
+        ))
+        .await
+        .context("close a replaced database")?;
+    let mut attempts = 0;
+    loop {
+        admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&database.as_str()],
+            )
+            .await
+            .context("end the sessions on a replaced database")?;
+        let renamed = admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {} RENAME TO {}",
+                database.ident(),
+                kept.ident()
+            ))
+            .await;
+        match renamed {
+            Ok(()) => return Ok(()),
+            // 55006: somebody connected meanwhile; end them again.
+            Err(error)
+                if attempts < 10 && error.code().is_some_and(|code| code.code() == "55006") =>
+            {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(source) => {
+                return Err(ProvisionError::Database {
+                    action: "rename a replaced database",
+                    source,
+                });
+            }
+        }
+    }
+}
+
 /// An empty database for a restore of the tenant's backup: only the admin may connect
 /// until [`finish_restored_database`]; the schema owner may create the schema in it.
 pub async fn create_restore_target(
     admin: &Client,
     database: &DatabaseName,
+    owner: Installation,
 ) -> Result<(), ProvisionError> {
     admin
         .batch_execute(&format!(
@@ -321,6 +638,7 @@ pub async fn create_restore_target(
         ))
         .await
         .context("create the database to restore into")?;
+    mark::mark_database(admin, database, &Mark::new(owner)).await?;
     admin
         .batch_execute(&format!(
             "REVOKE ALL ON DATABASE {database} FROM PUBLIC; \

@@ -36,6 +36,11 @@ impl Server {
     }
 }
 
+/// The installation these tests act as.
+const OWNER: provisioner::Installation = provisioner::Installation(uuid::Uuid::from_u128(
+    0x7465_6e61_6e63_7900_0000_0000_0000_0001,
+));
+
 const LIMITS: RoleLimits = RoleLimits {
     max_connections: 4,
     statement_timeout_ms: 1500,
@@ -48,11 +53,12 @@ async fn provision(server: &ServerAddress, tenant: TenantId, password: &str) {
         tenant,
         &SecretString::from(password.to_owned()),
         LIMITS,
+        OWNER,
     )
     .await
     .expect("role");
     assert!(
-        provisioner::tenant::ensure_database(&admin, tenant)
+        provisioner::tenant::ensure_database(&admin, tenant, OWNER)
             .await
             .expect("database")
     );
@@ -212,11 +218,12 @@ async fn provisioning_steps_can_be_rerun_and_drop_leaves_nothing() {
         tenant,
         &SecretString::from("second-password".to_owned()),
         LIMITS,
+        OWNER,
     )
     .await
     .expect("role again");
     assert!(
-        !provisioner::tenant::ensure_database(&admin, tenant)
+        !provisioner::tenant::ensure_database(&admin, tenant, OWNER)
             .await
             .expect("database again")
     );
@@ -246,12 +253,39 @@ async fn provisioning_steps_can_be_rerun_and_drop_leaves_nothing() {
     let objects = provisioner::tenant::list_objects(&admin)
         .await
         .expect("list");
-    assert_eq!(objects.databases, vec![DatabaseName::for_tenant(tenant)]);
-    assert_eq!(objects.roles, vec![RoleName::for_tenant(tenant)]);
-    provisioner::tenant::drop_tenant(&admin, tenant)
+    let names: Vec<_> = objects.databases.iter().map(|d| d.name.clone()).collect();
+    assert_eq!(names, vec![DatabaseName::for_tenant(tenant)]);
+    let roles: Vec<_> = objects.roles.iter().map(|r| r.name.clone()).collect();
+    assert_eq!(roles, vec![RoleName::for_tenant(tenant)]);
+    // Both carry this installation's mark, written when they were created.
+    assert!(
+        objects.databases[0]
+            .mark
+            .is_some_and(|mark| mark.is_of(OWNER))
+            && objects.roles[0].mark.is_some_and(|mark| mark.is_of(OWNER)),
+        "{objects:?}"
+    );
+    // Another installation may drop neither.
+    let other = provisioner::Installation(uuid::Uuid::new_v4());
+    let refused = provisioner::tenant::drop_tenant(&admin, tenant, other)
+        .await
+        .expect_err("another installation's drop is refused");
+    assert!(
+        matches!(refused, provisioner::ProvisionError::NotOurs { .. }),
+        "{refused}"
+    );
+    assert_eq!(
+        provisioner::tenant::list_objects(&admin)
+            .await
+            .expect("list")
+            .databases
+            .len(),
+        1
+    );
+    provisioner::tenant::drop_tenant(&admin, tenant, OWNER)
         .await
         .expect("drop");
-    provisioner::tenant::drop_tenant(&admin, tenant)
+    provisioner::tenant::drop_tenant(&admin, tenant, OWNER)
         .await
         .expect("drop again");
     assert_eq!(

@@ -66,6 +66,10 @@ pub struct Config {
     /// How often request counts are added to the catalog's usage figures.
     #[arg(long, env = "TENANCY_USAGE_FLUSH", default_value = "10s", value_parser = humantime::parse_duration)]
     pub usage_flush: Duration,
+
+    /// Test-only fault injection: every directory read of the catalog takes this longer.
+    #[arg(long, env = "TENANCY_FAULT_DIRECTORY_DELAY", hide = true, value_parser = humantime::parse_duration)]
+    pub fault_directory_delay: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]

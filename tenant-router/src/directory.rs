@@ -6,6 +6,7 @@
 //! so that a stream of bad tokens does not become a stream of catalog reads.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -58,10 +59,18 @@ pub struct Directory {
     catalog: PgPool,
     sealer: Sealer,
     entries: RwLock<HashMap<Uuid, Cached>>,
+    /// Bumped (under the write lock) by every invalidation: a catalog read that started
+    /// before a change was announced must not fill the cache with what it read.
+    generation: AtomicU64,
     ttl: Duration,
     negative_ttl: Duration,
     metrics: Arc<Metrics>,
+    /// Test-only: a pause after each catalog read, to widen the race with a change.
+    read_delay: Option<Duration>,
 }
+
+/// Catalog reads of one lookup while changes keep being announced meanwhile.
+const FILL_ATTEMPTS: usize = 3;
 
 impl Directory {
     pub fn new(
@@ -75,10 +84,18 @@ impl Directory {
             catalog,
             sealer,
             entries: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
             ttl,
             negative_ttl,
             metrics,
+            read_delay: None,
         }
+    }
+
+    /// Test-only fault injection: every catalog read takes `delay` longer.
+    pub fn with_read_delay(mut self, delay: Option<Duration>) -> Self {
+        self.read_delay = delay;
+        self
     }
 
     /// The tenant with this id, from the cache or the catalog. `None`: no such tenant.
@@ -92,17 +109,31 @@ impl Directory {
             return Ok(cached);
         }
         self.metrics.directory_lookup("miss");
-        let entry = match catalog::directory::lookup(&self.catalog, id.0).await? {
-            Some(row) => Some(Arc::new(self.entry_from(row)?)),
-            None => None,
-        };
-        let cached = match &entry {
-            Some(entry) => Cached::Found(entry.clone(), Instant::now()),
-            None => Cached::Missing(Instant::now()),
-        };
-        if let Ok(mut entries) = self.entries.write() {
-            entries.insert(id.0, cached);
+        let mut entry = None;
+        for _ in 0..FILL_ATTEMPTS {
+            let generation = self.generation.load(Ordering::SeqCst);
+            entry = match catalog::directory::lookup(&self.catalog, id.0).await? {
+                Some(row) => Some(Arc::new(self.entry_from(row)?)),
+                None => None,
+            };
+            if let Some(delay) = self.read_delay {
+                tokio::time::sleep(delay).await;
+            }
+            let Ok(mut entries) = self.entries.write() else {
+                return Ok(entry);
+            };
+            // A change announced while reading may be newer than what was read: read again
+            // rather than serve, or cache, what the catalog said before it.
+            if self.generation.load(Ordering::SeqCst) == generation {
+                let cached = match &entry {
+                    Some(entry) => Cached::Found(entry.clone(), Instant::now()),
+                    None => Cached::Missing(Instant::now()),
+                };
+                entries.insert(id.0, cached);
+                return Ok(entry);
+            }
         }
+        // Changes keep coming: answer from the latest read, without caching it.
         Ok(entry)
     }
 
@@ -159,6 +190,7 @@ impl Directory {
 
     pub fn invalidate(&self, id: Uuid) {
         if let Ok(mut entries) = self.entries.write() {
+            self.generation.fetch_add(1, Ordering::SeqCst);
             entries.remove(&id);
         }
     }
@@ -168,6 +200,7 @@ impl Directory {
         let Ok(mut entries) = self.entries.write() else {
             return Vec::new();
         };
+        self.generation.fetch_add(1, Ordering::SeqCst);
         let ids: Vec<Uuid> = entries
             .iter()
             .filter_map(|(id, cached)| match cached {
@@ -183,14 +216,15 @@ impl Directory {
 
     pub fn clear(&self) {
         if let Ok(mut entries) = self.entries.write() {
+            self.generation.fetch_add(1, Ordering::SeqCst);
             entries.clear();
         }
     }
 }
 
 /// Listens for catalog changes and drops the affected entries and pools within
-/// milliseconds. While the listener is down (catalog restart), the cache is cleared when it
-/// comes back, since notifications may have been missed.
+/// milliseconds. While the listener is down (catalog restart), every entry and pool is
+/// dropped when it comes back, since notifications may have been missed.
 pub fn spawn_listener(
     catalog: PgPool,
     directory: Arc<Directory>,
@@ -205,6 +239,7 @@ pub fn spawn_listener(
                 }
             }
             directory.clear();
+            pools.clear();
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     })
@@ -215,11 +250,13 @@ async fn listen(catalog: &PgPool, directory: &Directory, pools: &Pools) -> Resul
     listener.listen(catalog::directory::CHANNEL).await?;
     // Anything cached before the listener was up may be stale.
     directory.clear();
+    pools.clear();
     loop {
         let Some(notification) = listener.try_recv().await? else {
             // The connection dropped (and is re-established on the next call): whatever
             // was announced meanwhile is lost, so forget everything.
             directory.clear();
+            pools.clear();
             continue;
         };
         let payload = notification.payload();

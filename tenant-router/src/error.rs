@@ -42,6 +42,9 @@ pub enum RouterError {
     /// 503: a fleet migration is changing the tenant's schema.
     #[error("the tenant's database is being migrated to a new schema version; retry shortly")]
     TenantMigrating,
+    /// 503: a backup is being restored over the tenant.
+    #[error("a backup is being restored over the tenant's database; retry shortly")]
+    TenantRestoring,
     /// 503: the catalog is unavailable.
     #[error("the service is unavailable")]
     CatalogUnavailable,
@@ -75,6 +78,7 @@ impl RouterError {
             Self::ServerUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "server_unavailable"),
             Self::TenantNotReady => (StatusCode::SERVICE_UNAVAILABLE, "tenant_not_ready"),
             Self::TenantMigrating => (StatusCode::SERVICE_UNAVAILABLE, "tenant_migrating"),
+            Self::TenantRestoring => (StatusCode::SERVICE_UNAVAILABLE, "tenant_restoring"),
             Self::CatalogUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Invalid { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
@@ -91,6 +95,7 @@ impl RouterError {
             | Self::ServerUnavailable
             | Self::TenantNotReady
             | Self::TenantMigrating
+            | Self::TenantRestoring
             | Self::CatalogUnavailable => Some(1),
             _ => None,
         }

@@ -87,6 +87,7 @@ impl FromRequestParts<AppState> for Tenant {
         match entry.status {
             Status::Active => {}
             Status::Suspended => return Err(RouterError::TenantSuspended),
+            Status::Restoring => return Err(RouterError::TenantRestoring),
             Status::Deleting | Status::Deleted => {
                 return Err(RouterError::InvalidToken(
                     "the token's tenant was deleted".to_owned(),

@@ -57,13 +57,16 @@ pub async fn build(config: &Config) -> anyhow::Result<Router> {
         .await
         .context("connect to the catalog database")?;
     let metrics = Arc::new(metrics::Metrics::default());
-    let directory = Arc::new(directory::Directory::new(
-        catalog.clone(),
-        sealer,
-        config.directory_ttl,
-        config.directory_negative_ttl,
-        metrics.clone(),
-    ));
+    let directory = Arc::new(
+        directory::Directory::new(
+            catalog.clone(),
+            sealer,
+            config.directory_ttl,
+            config.directory_negative_ttl,
+            metrics.clone(),
+        )
+        .with_read_delay(config.fault_directory_delay),
+    );
     let pools = Arc::new(pools::Pools::new(config.pool_wait));
     let usage = Arc::new(usage::UsageCounter::default());
     let tasks = vec![

@@ -159,8 +159,30 @@ pub struct TenantPool {
     pub tenant: Uuid,
     pub plan: String,
     pub gate: Arc<ServerGate>,
+    /// Where its connections go and as whom: a pool serves only entries that agree.
+    target: PoolTarget,
     pool: Pool<GatedManager>,
     last_used: Mutex<Instant>,
+}
+
+/// What a pool's connections are bound to: a server, a database, a role and its password.
+/// After a restore switch, a move or a new password, an entry no longer matches its old
+/// pool, and that pool is never used for it again.
+struct PoolTarget {
+    server: ServerRef,
+    database: String,
+    role: String,
+    password: secrecy::SecretString,
+}
+
+impl PoolTarget {
+    fn matches(&self, entry: &TenantEntry) -> bool {
+        entry.server.as_ref() == Some(&self.server)
+            && entry.database.as_deref() == Some(self.database.as_str())
+            && entry.role.as_deref() == Some(self.role.as_str())
+            && entry.password.as_ref().map(ExposeSecret::expose_secret)
+                == Some(self.password.expose_secret())
+    }
 }
 
 pub type Connection = managed::Object<GatedManager>;
@@ -212,14 +234,20 @@ impl Pools {
         }
     }
 
-    /// The tenant's pool, created on first use.
+    /// The tenant's pool for this entry, created on first use. A pool bound to another
+    /// server, database or credential (the entry changed since) is closed and replaced:
+    /// no request ever runs on a database its tenant no longer uses.
     pub fn pool_for(&self, entry: &TenantEntry) -> RouterResult<Arc<TenantPool>> {
         let mut pools = self
             .pools
             .lock()
             .map_err(|_| RouterError::Internal(anyhow::anyhow!("pool map poisoned")))?;
         if let Some(pool) = pools.get(&entry.id.0) {
-            return Ok(pool.clone());
+            if pool.target.matches(entry) {
+                return Ok(pool.clone());
+            }
+            pool.pool.close();
+            pools.remove(&entry.id.0);
         }
         let (Some(server), Some(database), Some(role), Some(password)) =
             (&entry.server, &entry.database, &entry.role, &entry.password)
@@ -266,6 +294,12 @@ impl Pools {
             tenant: entry.id.0,
             plan: entry.plan.clone(),
             gate,
+            target: PoolTarget {
+                server: server.clone(),
+                database: database.clone(),
+                role: role.clone(),
+                password: password.clone(),
+            },
             pool,
             last_used: Mutex::new(Instant::now()),
         });
@@ -303,6 +337,18 @@ impl Pools {
             .ok()
             .and_then(|mut pools| pools.remove(&tenant));
         if let Some(pool) = removed {
+            pool.pool.close();
+        }
+    }
+
+    /// Closes every tenant pool (after notifications may have been missed).
+    pub fn clear(&self) {
+        let removed: Vec<Arc<TenantPool>> = self
+            .pools
+            .lock()
+            .map(|mut pools| pools.drain().map(|(_, pool)| pool).collect())
+            .unwrap_or_default();
+        for pool in removed {
             pool.pool.close();
         }
     }

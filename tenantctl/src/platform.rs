@@ -2,7 +2,6 @@
 //! servers through the same code as the control plane.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -34,6 +33,13 @@ pub struct PlatformArgs {
 
     #[command(flatten)]
     pub s3: control_plane::backups::S3Args,
+
+    #[command(flatten)]
+    pub sweep: control_plane::config::SweepArgs,
+
+    /// How long a restore keeps the database it replaced.
+    #[arg(long, env = "TENANCY_RESTORE_KEEP", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub restore_keep: Duration,
 }
 
 impl PlatformArgs {
@@ -64,17 +70,21 @@ impl PlatformArgs {
         catalog::migrate(&db)
             .await
             .context("apply the catalog migrations")?;
-        Ok(control_plane::Platform {
+        control_plane::Platform::new(
             db,
             sealer,
-            settings: Arc::new(control_plane::Settings {
+            control_plane::Settings {
                 delete_grace: self.delete_grace,
                 warm_pool_size: 0,
                 fault_after_step: None,
                 migrations: self.migrations()?,
                 backup_store: control_plane::backups::Store::from_args(&self.s3)?,
                 scheduled_backups: false,
-            }),
-        })
+                sweep: self.sweep.settings(),
+                restore_keep: self.restore_keep,
+            },
+        )
+        .await
+        .context("read the installation id from the catalog")
     }
 }

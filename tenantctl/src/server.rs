@@ -1,4 +1,5 @@
-//! `tenantctl server add|list`: the database servers tenants are placed on.
+//! `tenantctl server add|list|orphans|adopt`: the database servers tenants are placed on,
+//! and the objects of ours on them that the catalog does not know.
 
 use secrecy::SecretString;
 
@@ -32,6 +33,32 @@ pub enum ServerCommand {
     List {
         #[command(flatten)]
         platform: PlatformArgs,
+    },
+    /// Databases and roles of this installation that the catalog does not know, on every
+    /// server, with what the sweep does with them (changes nothing).
+    Orphans {
+        #[command(flatten)]
+        platform: PlatformArgs,
+    },
+    /// Make a tenant database of this installation that the catalog does not know (say, a
+    /// quarantined one after the catalog was restored from an older backup) a tenant again.
+    Adopt {
+        #[command(flatten)]
+        platform: PlatformArgs,
+        /// The server it is on.
+        #[arg(long)]
+        server: String,
+        /// The database (as `server orphans` lists it).
+        database: String,
+        /// The tenant's slug.
+        #[arg(long)]
+        slug: String,
+        /// The tenant's display name.
+        #[arg(long)]
+        name: String,
+        /// The tenant's plan.
+        #[arg(long)]
+        plan: String,
     },
 }
 
@@ -74,6 +101,70 @@ pub async fn run(command: ServerCommand, json: bool) -> anyhow::Result<()> {
                     server.name.clone(),
                     format!("{}:{}", server.host, server.port),
                     cell(server.schema_version),
+                ]],
+            )
+        }
+        ServerCommand::Orphans { platform } => {
+            let platform = platform.connect().await?;
+            let orphans = control_plane::sweep::orphans(&platform).await?;
+            let rows = orphans
+                .iter()
+                .map(|orphan| {
+                    vec![
+                        orphan.server.clone(),
+                        orphan.kind.to_owned(),
+                        orphan.name.clone(),
+                        orphan.created_at.to_rfc3339(),
+                        serde_json::to_value(orphan.state)
+                            .ok()
+                            .and_then(|state| state.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        cell(orphan.drop_after.map(|at| at.to_rfc3339())),
+                    ]
+                })
+                .collect();
+            print(
+                json,
+                &orphans,
+                &["SERVER", "KIND", "NAME", "CREATED", "STATE", "DROP AFTER"],
+                rows,
+            )
+        }
+        ServerCommand::Adopt {
+            platform,
+            server,
+            database,
+            slug,
+            name,
+            plan,
+        } => {
+            let platform = platform.connect().await?;
+            let tenant = control_plane::tenants::adopt(
+                &platform,
+                &crate::admin::operator(),
+                control_plane::tenants::Adoption {
+                    server,
+                    database,
+                    slug: slug.parse().map_err(|error: tenancy_core::IdError| {
+                        anyhow::anyhow!("--slug: {}", error.0)
+                    })?,
+                    name,
+                    plan: plan.parse().map_err(|error: tenancy_core::IdError| {
+                        anyhow::anyhow!("--plan: {}", error.0)
+                    })?,
+                },
+            )
+            .await?;
+            print(
+                json,
+                &tenant,
+                &["SLUG", "STATUS", "SERVER", "DATABASE", "SCHEMA"],
+                vec![vec![
+                    tenant.slug.clone(),
+                    tenant.status.clone(),
+                    cell(tenant.server.clone()),
+                    cell(tenant.database_name.clone()),
+                    cell(tenant.schema_version),
                 ]],
             )
         }

@@ -51,11 +51,16 @@ pub enum TenantCommand {
         platform: PlatformArgs,
         slug: String,
     },
-    /// Delete a tenant: its database is dropped after the grace period.
+    /// Delete a tenant: its database is dropped after the grace period, once a final
+    /// backup of it is complete (refused when backups are not configured, unless
+    /// `--no-final-backup`).
     Delete {
         #[command(flatten)]
         platform: PlatformArgs,
         slug: String,
+        /// Drop the database without a final backup (recorded in the audit log).
+        #[arg(long)]
+        no_final_backup: bool,
     },
 }
 
@@ -161,11 +166,20 @@ pub async fn run(command: TenantCommand, json: bool) -> anyhow::Result<()> {
                     .await?,
             )
         }
-        TenantCommand::Delete { platform, slug } => {
+        TenantCommand::Delete {
+            platform,
+            slug,
+            no_final_backup,
+        } => {
             let platform = platform.connect().await?;
+            let final_backup = if no_final_backup {
+                control_plane::tenants::FinalBackup::Waived
+            } else {
+                control_plane::tenants::FinalBackup::Required
+            };
             one(
                 json,
-                &control_plane::tenants::delete(&platform, &actor, &slug).await?,
+                &control_plane::tenants::delete(&platform, &actor, &slug, final_backup).await?,
             )
         }
     }

@@ -249,15 +249,43 @@ impl ControlPlane {
     pub async fn restart(&mut self, env: &[(&str, &str)]) {
         let _ = self.process.child.kill();
         let _ = self.process.child.wait();
+        self.process = Process {
+            child: self
+                .control_plane_command(self.port, env)
+                .spawn()
+                .expect("start the control plane"),
+        };
+        wait_until_healthy(
+            &format!("{}/healthz", self.base_url),
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+
+    /// Starts another control plane process on the same catalog and keys (a replica, as
+    /// behind a load balancer), on a port of its own, with `env` added.
+    pub async fn start_replica(&self, env: &[(&str, &str)]) -> (Process, String) {
+        let port = free_port();
+        let process = Process {
+            child: self
+                .control_plane_command(port, env)
+                .spawn()
+                .expect("start a control plane replica"),
+        };
+        let base_url = format!("http://127.0.0.1:{port}");
+        wait_until_healthy(&format!("{base_url}/healthz"), Duration::from_secs(30)).await;
+        (process, base_url)
+    }
+
+    /// The control-plane binary on this catalog and keys, listening on `port`: jobs every
+    /// 300 ms, no warm pool, `env` added.
+    fn control_plane_command(&self, port: u16, env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(binary("control-plane"));
         command
             .env("TENANCY_DATABASE_URL", &self.database_url)
             .env("TENANCY_JWT_SIGNING_KEY", &self.signing_pem)
             .env("TENANCY_CATALOG_KEY", &self.catalog_key)
-            .env(
-                "TENANCY_CONTROL_PLANE_LISTEN",
-                format!("127.0.0.1:{}", self.port),
-            )
+            .env("TENANCY_CONTROL_PLANE_LISTEN", format!("127.0.0.1:{port}"))
             .env("TENANCY_JOBS_INTERVAL", "300ms")
             .env("TENANCY_WARM_POOL_SIZE", "0")
             .env("RUST_LOG", "warn")
@@ -265,14 +293,22 @@ impl ControlPlane {
         for (name, value) in env {
             command.env(name, value);
         }
-        self.process = Process {
-            child: command.spawn().expect("start the control plane"),
-        };
-        wait_until_healthy(
-            &format!("{}/healthz", self.base_url),
-            Duration::from_secs(30),
-        )
-        .await;
+        command
+    }
+
+    /// Stops the control plane process (SIGKILL), say, to work on its catalog.
+    pub fn stop(&mut self) {
+        let _ = self.process.child.kill();
+        let _ = self.process.child.wait();
+    }
+
+    /// This installation's id (the ownership mark on its objects), from the catalog.
+    pub async fn installation_id(&self) -> uuid::Uuid {
+        let mut catalog = connect(&self.database_url).await;
+        sqlx::query_scalar("SELECT id FROM installation")
+            .fetch_one(&mut catalog)
+            .await
+            .expect("read the installation id")
     }
 
     /// Registers a database server through the API.

@@ -510,10 +510,33 @@ async fn a_restore_brings_back_exactly_the_backed_up_data_and_the_router_follows
     let restored = json_of(&fixture.backup(&["restore", &id, "--tenant", "acme"]));
     let new_database = restored["database"].as_str().expect("database").to_owned();
     assert_ne!(restored["previous_database"], restored["database"]);
-    // Only the restored database is left, and the catalog points at it.
-    assert_eq!(
-        database_names(&fixture.app, &tenant_id).await,
-        vec![new_database.clone()]
+    // The catalog points at the restored database; the replaced one is kept, renamed,
+    // closed to the tenant role, until TENANCY_RESTORE_KEEP has passed.
+    let kept_database = restored["kept_database"].as_str().expect("kept").to_owned();
+    let mut names = vec![new_database.clone(), kept_database.clone()];
+    names.sort();
+    assert_eq!(database_names(&fixture.app, &tenant_id).await, names);
+    assert!(
+        !names.contains(
+            &restored["previous_database"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        )
+    );
+    let mut admin = connect(&fixture.app.postgres.url("postgres")).await;
+    let role = format!("t_{}_app", tenant_id.replace('-', ""));
+    let (role_may_connect, public_may_connect): (bool, bool) = sqlx::query_as(
+        "SELECT has_database_privilege($1, $2, 'CONNECT'), has_database_privilege('public', $2, 'CONNECT')",
+    )
+    .bind(&role)
+    .bind(&kept_database)
+    .fetch_one(&mut admin)
+    .await
+    .expect("check the kept database");
+    assert!(
+        !role_may_connect && !public_may_connect,
+        "the kept database is closed"
     );
     let (_, mut database) = fixture.tenant_database("acme").await;
     assert_eq!(
@@ -868,6 +891,15 @@ async fn the_database_of_a_restore_whose_process_died_is_reclaimed() {
         .execute(&mut admin)
         .await
         .expect("create the leftover database");
+    // Made by this installation: it carries its ownership mark.
+    let installation = fixture.app.installation_id().await;
+    sqlx::query(&format!(
+        "COMMENT ON DATABASE {leftover} IS 'tenancy-owned installation={installation} created={}'",
+        chrono::Utc::now().timestamp()
+    ))
+    .execute(&mut admin)
+    .await
+    .expect("mark the leftover database");
     let mut catalog = connect(&fixture.app.database_url).await;
     sqlx::query(
         "INSERT INTO restores (id, backup_id, tenant_id, server_id, database_name, requested_by) \
@@ -908,4 +940,179 @@ async fn the_database_of_a_restore_whose_process_died_is_reclaimed() {
         .await
         .expect("read the tenant's database");
     assert_eq!(users, 1);
+}
+
+/// One write through the router: its sequence number, the answer's status and `code`.
+type Write = (usize, u16, String);
+
+/// The codes of the writer's customers in a database.
+async fn written(url: &str) -> std::collections::BTreeSet<String> {
+    let mut connection = connect(url).await;
+    sqlx::query_scalar::<_, String>("SELECT code FROM app.customers WHERE code LIKE 'W-%'")
+        .fetch_all(&mut connection)
+        .await
+        .expect("read the writes")
+        .into_iter()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_under_continuous_writes_acknowledges_none_on_the_replaced_database() {
+    let fixture = Fixture::start(&["acme"]).await;
+    let created = json_of(&fixture.backup(&["create", "--tenant", "acme"]));
+    let id = created[0]["id"].as_str().expect("id").to_owned();
+    let admin = fixture.app.admin_token().await;
+    let router = fixture.app.start_router(&[]).await;
+    let token = fixture
+        .app
+        .tenant_token(&admin, "acme", &["customers.read", "customers.write"])
+        .await;
+
+    // A client writing one customer after the other, logging every answer.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let url = format!("{}/v1/customers", router.base_url);
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut log: Vec<Write> = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && n < 20_000 {
+                n += 1;
+                let response = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({ "code": format!("W-{n:05}"), "name": "written" }))
+                    .send()
+                    .await
+                    .expect("the router answers");
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                log.push((
+                    n,
+                    status,
+                    body["code"].as_str().unwrap_or_default().to_owned(),
+                ));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            log
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let restored = json_of(&fixture.backup(&["restore", &id, "--tenant", "acme"]));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let log = writer.await.expect("the writer");
+
+    let failures: Vec<&Write> = log
+        .iter()
+        .filter(|(_, status, code)| {
+            !(*status == 201 || (*status == 503 && code == "tenant_restoring"))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "only 201 and 503 tenant_restoring: {failures:?}"
+    );
+    assert!(
+        log.iter().any(|(_, status, _)| *status == 503),
+        "the restore was seen as 503 tenant_restoring"
+    );
+    let acknowledged: Vec<String> = log
+        .iter()
+        .filter(|(_, status, _)| *status == 201)
+        .map(|(n, _, _)| format!("W-{n:05}"))
+        .collect();
+
+    let new = written(
+        &fixture
+            .app
+            .postgres
+            .url(restored["database"].as_str().expect("db")),
+    )
+    .await;
+    let kept = written(
+        &fixture
+            .app
+            .postgres
+            .url(restored["kept_database"].as_str().expect("kept")),
+    )
+    .await;
+    // The acknowledged writes split at the switch: those before it are in the replaced
+    // database only (the restore went back to the backup), those after it in the new one
+    // only. Nothing acknowledged is lost to a database that was being replaced.
+    let first_new = acknowledged
+        .iter()
+        .position(|code| new.contains(code))
+        .expect("writes were acknowledged after the switch");
+    let (before, after) = acknowledged.split_at(first_new);
+    assert!(
+        !before.is_empty(),
+        "writes were acknowledged before the restore"
+    );
+    assert!(
+        before
+            .iter()
+            .all(|code| kept.contains(code) && !new.contains(code)),
+        "writes before the restore are in the replaced database"
+    );
+    assert!(
+        after
+            .iter()
+            .all(|code| new.contains(code) && !kept.contains(code)),
+        "every write acknowledged after the switch is in the new database, none in the old"
+    );
+    assert_eq!(
+        new.len(),
+        after.len(),
+        "nothing unacknowledged in the new database"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_control_planes_on_one_catalog_back_up_and_suspend_each_tenant_once() {
+    let mut fixture = Fixture::start(&["acme", "globex", "initech"]).await;
+    let env = Fixture::control_plane_env(fixture.s3_port, "true");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    fixture.app.restart(&env).await;
+    let (_replica, _) = fixture.app.start_replica(&env).await;
+    let token = fixture.app.admin_token().await;
+    for slug in ["acme", "globex", "initech"] {
+        wait_for_backups(&fixture, &token, slug, 1).await;
+    }
+    // Every trial ends now.
+    let mut catalog = connect(&fixture.app.database_url).await;
+    sqlx::query("UPDATE tenants SET plan = 'trial', trial_ends_at = now() - interval '1 minute'")
+        .execute(&mut catalog)
+        .await
+        .expect("end the trials");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let active: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tenants WHERE status = 'active'")
+                .fetch_one(&mut catalog)
+                .await
+                .expect("count");
+        if active == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the trials were not suspended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Several more rounds of both control planes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let backups: Vec<i64> = sqlx::query_scalar(
+        "SELECT count(*) FROM backups WHERE trigger = 'scheduled' GROUP BY tenant_id",
+    )
+    .fetch_all(&mut catalog)
+    .await
+    .expect("count backups");
+    assert_eq!(backups, vec![1, 1, 1], "each tenant backed up once");
+    let suspensions: Vec<i64> = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE action = 'tenant.suspend' GROUP BY entity_id",
+    )
+    .fetch_all(&mut catalog)
+    .await
+    .expect("count suspensions");
+    assert_eq!(suspensions, vec![1, 1, 1], "each trial suspended once");
 }

@@ -118,12 +118,34 @@ async fn operators_manage_servers_and_tenants_from_the_cli() {
         json_of(&app.tenantctl(&["--json", "tenant", "show", "cli-made"], ""))["plan"],
         "standard"
     );
-    let deleting = json_of(&app.tenantctl(&["--json", "tenant", "delete", "cli-made"], ""));
+    // The same rule as the API: no backups configured, no drop without an explicit waiver.
+    let refused = app.tenantctl(&["tenant", "delete", "cli-made"], "");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("final backup"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(
+        json_of(&app.tenantctl(&["--json", "tenant", "show", "cli-made"], ""))["status"],
+        "active"
+    );
+    let deleting = json_of(&app.tenantctl(
+        &[
+            "--json",
+            "tenant",
+            "delete",
+            "cli-made",
+            "--no-final-backup",
+        ],
+        "",
+    ));
     assert_eq!(
         deleting["status"], "deleting",
         "the default grace period keeps the database for now"
     );
     assert!(deleting["delete_after"].is_string());
+    assert_eq!(deleting["final_backup_waived"], true);
 
     let bad = app.tenantctl(
         &[

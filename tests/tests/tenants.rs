@@ -328,40 +328,6 @@ async fn a_provisioning_killed_between_steps_is_finished_after_a_restart() {
 }
 
 #[tokio::test]
-async fn objects_the_catalog_does_not_know_are_swept() {
-    let app = ControlPlane::start().await;
-    let token = app.admin_token().await;
-    app.add_server(&token, "main", &app.postgres.server, 50)
-        .await;
-    let (_, kept) = app.create_tenant(&token, "kept").await;
-    // As if a process had died after creating objects for a tenant it never recorded.
-    let stray = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = connect(&app.postgres.server.superuser_url("postgres")).await;
-    sqlx::query(&format!("CREATE ROLE {stray}_app LOGIN"))
-        .execute(&mut admin)
-        .await
-        .expect("stray role");
-    sqlx::query(&format!("CREATE DATABASE {stray}"))
-        .execute(&mut admin)
-        .await
-        .expect("stray database");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tenant_databases(&app.postgres.server).await.len() != 1
-        || tenant_roles(&app.postgres.server).await.len() != 1
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the stray objects were not swept"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        tenant_databases(&app.postgres.server).await,
-        vec![kept["database_name"].as_str().expect("db").to_owned()]
-    );
-}
-
-#[tokio::test]
 async fn concurrent_creates_of_one_slug_make_one_tenant() {
     let app = ControlPlane::start().await;
     let token = app.admin_token().await;
@@ -546,14 +512,27 @@ async fn lifecycle_plan_changes_and_deletion() {
     let (status, body) = post("/v1/tenants/acme/resume").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("active")));
 
+    // No backups configured: a tenant with a database is not dropped without a final
+    // backup, unless the admin waives it explicitly.
     let (status, body) = app
         .call(Method::DELETE, "/v1/tenants/acme", Some(&token), None)
+        .await;
+    assert_problem(status, &body, 409, "final_backup_unavailable");
+    assert_eq!(tenant_databases(&app.postgres.server).await.len(), 1);
+    let (status, body) = app
+        .call(
+            Method::DELETE,
+            "/v1/tenants/acme?final_backup=skip",
+            Some(&token),
+            None,
+        )
         .await;
     assert_eq!(
         (status, body["status"].as_str()),
         (200, Some("deleted")),
         "{body}"
     );
+    assert_eq!(body["final_backup_waived"], true, "{body}");
     assert!(tenant_databases(&app.postgres.server).await.is_empty());
     assert!(tenant_roles(&app.postgres.server).await.is_empty());
     let (status, body) = post("/v1/tenants/acme/suspend").await;

@@ -1,7 +1,11 @@
-//! `backup restore`: check the stored object end to end before anything is created, restore
-//! it with `pg_restore` into a new database of the tenant, re-apply the tenant role's
-//! privileges, switch the tenant to it in the catalog (the routers follow the
-//! notification), and drop the old database only after the switch.
+//! `backup restore`: check the stored object end to end before anything is created; put
+//! the tenant in `restoring` (the routers answer 503 `tenant_restoring`) and fence its old
+//! database (no connection of its role, in-flight requests finished first), so no write is
+//! acknowledged on a database about to be replaced; restore with `pg_restore` into a new
+//! database, re-apply the tenant role's privileges, switch the tenant to it and back to
+//! `active` in one catalog transaction (the routers follow the notification); the old
+//! database is kept, renamed and closed, for `TENANCY_RESTORE_KEEP`, then dropped by the
+//! jobs. A failure drops the new database and reopens the old one.
 
 use std::time::Duration;
 
@@ -17,9 +21,9 @@ use super::{BackupError, store, tools};
 use crate::locks::SessionLock;
 use crate::state::Platform;
 
-/// How long the routers get to follow the switch before the old database is dropped
-/// (they hear of it within milliseconds; sessions still on it are then ended).
-const SWITCH_GRACE: Duration = Duration::from_secs(2);
+/// How long requests already running on the old database get to finish once the tenant
+/// is `restoring` (the routers start no new ones; they hear of it within milliseconds).
+const DRAIN: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Restored {
@@ -27,6 +31,9 @@ pub struct Restored {
     pub backup_id: Uuid,
     pub database: String,
     pub previous_database: String,
+    /// The replaced database, renamed, kept until `keep_until`.
+    pub kept_database: String,
+    pub keep_until: chrono::DateTime<chrono::Utc>,
     pub schema_version: Option<i64>,
 }
 
@@ -175,6 +182,11 @@ async fn restore_locked(
     let address = crate::servers::address(platform, server_id).await?;
     let admin = address.connect("postgres").await?;
     let database = provisioner::DatabaseName::restored(tenant);
+    let old = provisioner::DatabaseName::parse(previous).ok_or_else(|| {
+        BackupError::Api(crate::error::ApiError::Internal(anyhow::anyhow!(
+            "the catalog names a database this platform does not make: {previous}"
+        )))
+    })?;
     let restore_id = Uuid::new_v4();
     catalog::backups::start_restore(
         &platform.db,
@@ -187,8 +199,15 @@ async fn restore_locked(
     )
     .await?;
     tracing::info!(backup = %backup.id, tenant_id = %tenant, database = %database, "restore started");
+    // From here until the switch the routers answer 503 tenant_restoring, and the old
+    // database takes no more writes (a suspended tenant is refused by the routers anyway).
+    let fenced = catalog::tenants::mark_restoring(&platform.db, tenant.0).await?;
     let restored = async {
-        provisioner::tenant::create_restore_target(&admin, &database).await?;
+        if fenced {
+            provisioner::tenant::fence_database(&admin, &old, tenant, DRAIN).await?;
+        }
+        provisioner::tenant::create_restore_target(&admin, &database, platform.installation)
+            .await?;
         let mut command = tools::command("pg_restore");
         command
             .arg("--dbname")
@@ -221,29 +240,43 @@ async fn restore_locked(
         )
     }
     .await;
+    let failed = Failed {
+        restore_id,
+        tenant,
+        database: &database,
+        old: &old,
+        fenced,
+    };
     let schema_version = match restored {
         Ok(version) => version,
         Err(error) => {
-            fail(platform, &admin, restore_id, &database, &error).await;
+            fail(platform, &admin, &failed, &error).await;
             return Err(error);
         }
     };
 
-    // The switch and its audit entry, in one transaction.
+    // The switch, back to `active`, the kept database and the audit entry: one transaction.
+    let kept = provisioner::DatabaseName::restored(tenant);
+    let keep_until = chrono::Utc::now()
+        + chrono::Duration::from_std(platform.settings.restore_keep).unwrap_or_default();
     let mut transaction = platform.db.begin().await?;
     let switched = catalog::backups::switch_to_restored(
         &mut transaction,
-        restore_id,
-        tenant.0,
-        previous,
-        database.as_str(),
-        schema_version,
+        &catalog::backups::Switch {
+            restore: restore_id,
+            tenant: tenant.0,
+            previous,
+            restored: database.as_str(),
+            schema_version,
+            kept: kept.as_str(),
+            keep_until,
+        },
     )
     .await?;
     if !switched {
         drop(transaction);
         let error = BackupError::Busy(slug.to_owned());
-        fail(platform, &admin, restore_id, &database, &error).await;
+        fail(platform, &admin, &failed, &error).await;
         return Err(error);
     }
     catalog::audit::record(
@@ -259,40 +292,62 @@ async fn restore_locked(
                 "backup_id": backup.id,
                 "backup_of": backup.tenant,
                 "schema_version": schema_version,
+                "kept_database": kept.as_str(),
+                "keep_until": keep_until,
             })),
         },
     )
     .await?;
     transaction.commit().await?;
-    tracing::info!(backup = %backup.id, tenant_id = %tenant, database = %database, "tenant switched to its restored database");
+    tracing::info!(backup = %backup.id, tenant_id = %tenant, database = %database, kept = %kept, "tenant switched to its restored database");
 
-    tokio::time::sleep(SWITCH_GRACE).await;
-    if let Some(old) = provisioner::DatabaseName::parse(previous) {
-        // A failure here leaves an unused database the orphan sweep drops.
-        if let Err(error) = provisioner::tenant::drop_database(&admin, &old).await {
-            tracing::warn!(tenant_id = %tenant, database = previous, %error, "drop the database replaced by a restore");
-        }
+    // The replaced database: closed, renamed, kept. A failure leaves it under its old
+    // name, still recorded (and so never swept) until the jobs drop it.
+    if let Err(error) = provisioner::tenant::retire_database(&admin, &old, &kept, tenant).await {
+        tracing::warn!(tenant_id = %tenant, database = previous, %error, "rename the database replaced by a restore");
     }
     Ok(Restored {
         tenant: slug.to_owned(),
         backup_id: backup.id,
         database: database.as_str().to_owned(),
         previous_database: previous.to_owned(),
+        kept_database: kept.as_str().to_owned(),
+        keep_until,
         schema_version,
     })
 }
 
-/// A failed restore leaves the tenant on its old database and no new database behind.
+/// What a failed restore must undo.
+struct Failed<'a> {
+    restore_id: Uuid,
+    tenant: TenantId,
+    database: &'a provisioner::DatabaseName,
+    old: &'a provisioner::DatabaseName,
+    fenced: bool,
+}
+
+/// A failed restore leaves the tenant on its old database (open to it again, `active`) and
+/// no new database behind.
 async fn fail(
     platform: &Platform,
     admin: &provisioner::tokio_postgres::Client,
-    restore_id: Uuid,
-    database: &provisioner::DatabaseName,
+    failed: &Failed<'_>,
     error: &BackupError,
 ) {
+    let restore_id = failed.restore_id;
     tracing::warn!(restore = %restore_id, %error, "restore failed");
-    if let Err(drop_error) = provisioner::tenant::drop_database(admin, database).await {
+    if let Err(drop_error) =
+        provisioner::tenant::drop_database(admin, failed.database, platform.installation).await
+    {
         tracing::warn!(restore = %restore_id, error = %drop_error, "drop the database of a failed restore; the sweep retries");
+    }
+    if failed.fenced {
+        if let Err(open_error) =
+            provisioner::tenant::open_database(admin, failed.old, failed.tenant).await
+        {
+            tracing::error!(restore = %restore_id, error = %open_error, "reopen the tenant's database after a failed restore");
+        }
+        let _ = catalog::tenants::end_restoring(&platform.db, failed.tenant.0).await;
     }
     let _ = catalog::backups::fail_restore(&platform.db, restore_id, &error.to_string()).await;
 }

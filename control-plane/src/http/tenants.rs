@@ -216,14 +216,35 @@ async fn move_to(
     Ok(Json(tenant))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    /// `skip`: drop without a final backup (recorded); `require` (the default): never.
+    final_backup: Option<FinalBackupChoice>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum FinalBackupChoice {
+    Require,
+    Skip,
+}
+
 /// 200 when dropped at once (no grace period), 202 while the grace period runs.
 async fn delete(
     State(state): State<AppState>,
     admin: CurrentAdmin,
     Path(slug): Path<String>,
+    Query(query): Query<DeleteQuery>,
 ) -> ApiResult<Response> {
     let slug = path_slug(&slug)?;
-    let tenant = crate::tenants::delete(&state.platform, &admin.actor(), slug.as_str()).await?;
+    let final_backup = match query.final_backup {
+        Some(FinalBackupChoice::Skip) => crate::tenants::FinalBackup::Waived,
+        Some(FinalBackupChoice::Require) | None => crate::tenants::FinalBackup::Required,
+    };
+    let tenant =
+        crate::tenants::delete(&state.platform, &admin.actor(), slug.as_str(), final_backup)
+            .await?;
     let status = if tenant.status() == Some(Status::Deleted) {
         StatusCode::OK
     } else {

@@ -159,7 +159,10 @@ pub(super) async fn migrate_warm(
         catalog::warm::set_schema_version(&mut *transaction, &item.database, version).await?;
     } else if let Some(name) = provisioner::DatabaseName::parse(&item.database) {
         let dropped = match address.connect("postgres").await {
-            Ok(admin) => provisioner::tenant::drop_database(&admin, &name).await,
+            Ok(admin) => {
+                provisioner::tenant::drop_database(&admin, &name, context.platform.installation)
+                    .await
+            }
             Err(error) => Err(error),
         };
         match dropped {

@@ -147,7 +147,14 @@ pub async fn create(
             {
                 return Ok(replay);
             }
-            return retry_failed(platform, &new.slug).await;
+            return retry_failed(
+                platform,
+                actor,
+                &new,
+                &password_hash,
+                plan.limits.trial_days,
+            )
+            .await;
         }
         Err(error) => return Err(error.into()),
     }
@@ -241,9 +248,17 @@ async fn replay(
     Ok(Some(Created::Replayed(tenant)))
 }
 
-/// A create of a slug that exists: a `failed` tenant is provisioned again; anything else is
-/// a conflict.
-async fn retry_failed(platform: &Platform, slug: &Slug) -> ApiResult<Created> {
+/// A create of a slug that exists: a `failed` tenant is provisioned again with this
+/// request's body (name, plan, first admin), never an earlier request's; anything else is a
+/// conflict.
+async fn retry_failed(
+    platform: &Platform,
+    actor: &Actor,
+    new: &NewTenant,
+    password_hash: &str,
+    trial_days: Option<i32>,
+) -> ApiResult<Created> {
+    let slug = &new.slug;
     let mut transaction = platform.db.begin().await?;
     let existing = catalog::tenants::lock_by_slug(&mut *transaction, slug.as_str())
         .await?
@@ -254,8 +269,20 @@ async fn retry_failed(platform: &Platform, slug: &Slug) -> ApiResult<Created> {
             format!("a tenant `{slug}` exists"),
         ));
     }
-    catalog::tenants::set_status(&mut *transaction, existing.id, Status::Provisioning, None)
-        .await?;
+    catalog::tenants::reset_failed(
+        &mut *transaction,
+        existing.id,
+        new.name.trim(),
+        new.plan.as_str(),
+        new.admin_email.as_str(),
+        password_hash,
+        trial_days,
+    )
+    .await?;
+    let after = catalog::tenants::get(&mut *transaction, existing.id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the tenant vanished")))?;
+    super::audit(&mut transaction, actor, "tenant.retry", &existing, &after).await?;
     transaction.commit().await?;
     tracing::info!(tenant_id = %existing.id, "retrying a failed provisioning");
     finish_provisioning(platform, existing.id, Created::New).await

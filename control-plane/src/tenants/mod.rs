@@ -1,9 +1,11 @@
 //! Tenants: create (reserve in the catalog, then provision), list, show, rename or re-plan,
 //! suspend, resume, delete. Shared by the HTTP API and `tenantctl`.
 
+mod adopt;
 mod create;
 pub mod provisioning;
 
+pub use adopt::{Adoption, adopt};
 pub use create::{Created, IdempotencyKey, NewTenant, create};
 
 use catalog::audit::{Actor, Change};
@@ -259,6 +261,16 @@ pub async fn transition(
     slug: &str,
     next: Status,
 ) -> ApiResult<Tenant> {
+    transition_with(platform, actor, slug, next, FinalBackup::Required).await
+}
+
+async fn transition_with(
+    platform: &Platform,
+    actor: &Actor,
+    slug: &str,
+    next: Status,
+    final_backup: FinalBackup,
+) -> ApiResult<Tenant> {
     let mut transaction = platform.db.begin().await?;
     let before = catalog::tenants::lock_by_slug(&mut *transaction, slug)
         .await?
@@ -280,6 +292,9 @@ pub async fn transition(
         Utc::now() + chrono::Duration::from_std(platform.settings.delete_grace).unwrap_or_default()
     });
     catalog::tenants::set_status(&mut *transaction, before.id, next, delete_after).await?;
+    if next == Status::Deleting && final_backup == FinalBackup::Waived {
+        catalog::tenants::waive_final_backup(&mut *transaction, before.id).await?;
+    }
     let after = catalog::tenants::get(&mut *transaction, before.id)
         .await?
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the tenant vanished")))?;
@@ -294,9 +309,42 @@ pub async fn transition(
     Ok(after)
 }
 
-/// Deletes a tenant: `deleting` now, dropped after the grace period (at once when it is 0).
-pub async fn delete(platform: &Platform, actor: &Actor, slug: &str) -> ApiResult<Tenant> {
-    let tenant = transition(platform, actor, slug, Status::Deleting).await?;
+/// Whether a deleted tenant's database is backed up before it is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalBackup {
+    /// The rule: no drop without a complete final backup (refused when backups are not
+    /// configured).
+    Required,
+    /// An operator's explicit waiver, recorded on the tenant and in the audit log.
+    Waived,
+}
+
+/// Deletes a tenant: `deleting` now, dropped after the grace period (at once when it is 0)
+/// once its final backup is complete. Without backups configured, a tenant that has a
+/// database is refused (409 `final_backup_unavailable`) unless the final backup is waived.
+pub async fn delete(
+    platform: &Platform,
+    actor: &Actor,
+    slug: &str,
+    final_backup: FinalBackup,
+) -> ApiResult<Tenant> {
+    let current = get(platform, slug).await?;
+    let has_database = current.status() != Some(Status::Failed) && current.server_id.is_some();
+    if final_backup == FinalBackup::Required
+        && has_database
+        && platform.settings.backup_store.is_none()
+        && current
+            .status()
+            .is_some_and(|status| status.can_become(Status::Deleting))
+    {
+        return Err(ApiError::conflict(
+            "final_backup_unavailable",
+            "backups are not configured (TENANCY_S3_BUCKET), and a tenant's database is never \
+             dropped without a final backup: configure backups, or waive the final backup \
+             explicitly (`?final_backup=skip`, `tenantctl tenant delete --no-final-backup`)",
+        ));
+    }
+    let tenant = transition_with(platform, actor, slug, Status::Deleting, final_backup).await?;
     if platform.settings.delete_grace.is_zero() {
         let id = tenant.id;
         let platform_for_task = platform.clone();

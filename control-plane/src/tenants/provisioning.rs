@@ -117,12 +117,13 @@ async fn steps(
             max_connections: state.max_connections,
             statement_timeout_ms: state.statement_timeout_ms,
         };
-        provisioner::tenant::ensure_role(&admin, tenant, &password, limits).await?;
+        provisioner::tenant::ensure_role(&admin, tenant, &password, limits, platform.installation)
+            .await?;
         step_done(platform, id, "role").await?;
     }
     if done < 2 {
         if !adopt_warm_database(platform, &admin, server_id, tenant).await? {
-            provisioner::tenant::ensure_database(&admin, tenant).await?;
+            provisioner::tenant::ensure_database(&admin, tenant, platform.installation).await?;
         }
         step_done(platform, id, "database").await?;
     }
@@ -213,7 +214,7 @@ async fn drop_objects(platform: &Platform, id: Uuid) -> ApiResult<()> {
         .connect("postgres")
         .await
         .map_err(super::unavailable_server)?;
-    provisioner::tenant::drop_tenant(&admin, TenantId(id))
+    provisioner::tenant::drop_tenant(&admin, TenantId(id), platform.installation)
         .await
         .map_err(super::unavailable_server)
 }
@@ -254,13 +255,21 @@ async fn drop_locked(platform: &Platform, id: Uuid) -> ApiResult<()> {
     Ok(())
 }
 
-/// With backups configured, a deleted tenant's database is dropped only once a final backup
-/// of it is complete (a failed one keeps the database; the drop is retried).
+/// A deleted tenant's database is dropped only once a final backup of it is complete (a
+/// failed one keeps the database; the drop is retried), unless an operator waived it. A
+/// tenant without a database (its provisioning failed) has nothing to back up.
 async fn final_backup(platform: &Platform, tenant: &catalog::tenants::Tenant) -> ApiResult<()> {
-    if platform.settings.backup_store.is_none()
+    if tenant.final_backup_waived
         || catalog::backups::has_final(&platform.db, tenant.id).await?
+        || !has_database(platform, tenant).await?
     {
         return Ok(());
+    }
+    if platform.settings.backup_store.is_none() {
+        return Err(ApiError::ServiceUnavailable {
+            code: "final_backup_failed",
+            detail: "the tenant is deleted, but backups are not configured: its database is kept until a final backup can be taken".to_owned(),
+        });
     }
     crate::backups::create(
         platform,
@@ -277,6 +286,25 @@ async fn final_backup(platform: &Platform, tenant: &catalog::tenants::Tenant) ->
         }
     })?;
     Ok(())
+}
+
+/// Whether the tenant's database exists on its server.
+async fn has_database(platform: &Platform, tenant: &catalog::tenants::Tenant) -> ApiResult<bool> {
+    let (Some(server_id), Some(name)) = (tenant.server_id, tenant.database_name.as_deref()) else {
+        return Ok(false);
+    };
+    let Some(database) = provisioner::DatabaseName::parse(name) else {
+        return Ok(false);
+    };
+    let address = crate::servers::address(platform, server_id).await?;
+    let admin = address
+        .connect("postgres")
+        .await
+        .map_err(super::unavailable_server)?;
+    Ok(provisioner::tenant::list_objects(&admin)
+        .await
+        .map_err(super::unavailable_server)?
+        .has_database(&database))
 }
 
 /// The actor of background jobs in the audit log.

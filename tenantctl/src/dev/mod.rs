@@ -193,6 +193,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         admin_token_ttl: Duration::from_secs(3600),
         tenant_migrations: None,
         scheduled_backups: true,
+        sweep: control_plane::config::SweepArgs {
+            mode: control_plane::sweep::SweepMode::Quarantine,
+            quarantine: Duration::from_secs(7 * 86_400),
+            min_age: Duration::from_secs(3_600),
+        },
+        restore_keep: Duration::from_secs(86_400),
         s3: control_plane::backups::S3Args {
             s3_bucket: Some(BACKUP_BUCKET.to_owned()),
             s3_endpoint: Some(s3_endpoint.clone()),
@@ -232,7 +238,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let demo = ensure_demo_tenant(&app.platform, &mut state).await?;
     state.save(&data_dir)?;
-    let jobs = control_plane::jobs::spawn(app.platform.clone(), config.jobs_interval);
+    let jobs = control_plane::jobs::spawn(
+        app.platform.clone(),
+        app.metrics.clone(),
+        config.jobs_interval,
+    );
 
     let control_listener = bind_preferred(args.control_plane_port).await?;
     let router_listener = bind_preferred(args.router_port).await?;
@@ -253,6 +263,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         pool_idle: Duration::from_secs(300),
         request_timeout: Duration::from_secs(30),
         usage_flush: Duration::from_secs(10),
+        fault_directory_delay: None,
     };
     let tenant_router = tenant_router::build(&router_config).await?;
     let demo_token = match &demo {
@@ -292,7 +303,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     tenancy_core::shutdown::signal().await;
     say("stopping...");
-    jobs.abort();
+    jobs.stop();
     let _ = stop.send(true);
     for (name, server) in [("control plane", control), ("tenant router", router)] {
         match server.await {

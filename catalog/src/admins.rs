@@ -58,10 +58,12 @@ pub async fn active_email(pool: &PgPool, id: AdminId) -> Result<Option<String>, 
         .await
 }
 
-/// Records a failed login; locks the account when the failures in the window reach the
-/// limit. One statement, so concurrent failures count correctly.
-pub async fn record_failed_login(pool: &PgPool, id: AdminId) -> Result<(), sqlx::Error> {
-    sqlx::query(
+/// Claims one login attempt for an account before its password is checked: the attempt
+/// counts as a failure until [`record_login`] clears the count, and the attempt that
+/// reaches the limit locks the account. `None` when the account is locked (no attempt
+/// left). One statement: of N concurrent attempts at most the limit get through.
+pub async fn claim_login_attempt(pool: &PgPool, id: AdminId) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar(
         "UPDATE admin_users SET \
            failed_logins = CASE WHEN first_failed_at > now() - make_interval(mins => $2) \
                                 THEN failed_logins + 1 ELSE 1 END, \
@@ -70,15 +72,16 @@ pub async fn record_failed_login(pool: &PgPool, id: AdminId) -> Result<(), sqlx:
            locked_until = CASE WHEN first_failed_at > now() - make_interval(mins => $2) \
                                 AND failed_logins + 1 >= $3 \
                                THEN now() + make_interval(mins => $4) ELSE locked_until END \
-         WHERE id = $1",
+         WHERE id = $1 AND (locked_until IS NULL OR locked_until <= now()) \
+           AND NOT (first_failed_at > now() - make_interval(mins => $2) AND failed_logins >= $3) \
+         RETURNING failed_logins",
     )
     .bind(id.0)
     .bind(FAILURE_WINDOW_MINUTES)
     .bind(MAX_FAILED_LOGINS)
     .bind(LOCK_MINUTES)
-    .execute(pool)
-    .await?;
-    Ok(())
+    .fetch_optional(pool)
+    .await
 }
 
 /// Clears the failure count and notes the login.

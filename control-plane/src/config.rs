@@ -95,6 +95,9 @@ pub struct Config {
     #[command(flatten)]
     pub sweep: SweepArgs,
 
+    #[command(flatten)]
+    pub connections: tenancy_http::ConnectionArgs,
+
     /// How long a restore keeps the database it replaced (renamed, nobody may connect)
     /// before the jobs drop it.
     #[arg(long, env = "TENANCY_RESTORE_KEEP", default_value = "24h", value_parser = humantime::parse_duration)]

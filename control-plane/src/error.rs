@@ -24,9 +24,6 @@ pub enum ApiError {
     /// 401: no credentials, or credentials that are not accepted.
     #[error("{detail}")]
     Unauthorized { code: &'static str, detail: String },
-    /// 429: the account is locked after repeated failed logins.
-    #[error("too many failed logins; try again later")]
-    Locked { retry_after_seconds: i64 },
     /// 404
     #[error("{detail}")]
     NotFound { code: &'static str, detail: String },
@@ -100,7 +97,6 @@ impl ApiError {
             Self::Validation { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
-            Self::Locked { .. } => (StatusCode::TOO_MANY_REQUESTS, "account_locked"),
             Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::ServiceUnavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
@@ -118,11 +114,9 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"tenancy-control-plane\""),
             )),
-            Self::Locked {
-                retry_after_seconds,
-            } => HeaderValue::from_str(&retry_after_seconds.max(&1).to_string())
-                .ok()
-                .map(|value| (header::RETRY_AFTER, value)),
+            Self::ServiceUnavailable { .. } | Self::Unavailable => {
+                Some((header::RETRY_AFTER, HeaderValue::from_static("1")))
+            }
             _ => None,
         };
         let detail = match &self {

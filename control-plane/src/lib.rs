@@ -62,6 +62,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
             config.admin_token_ttl,
         )),
         metrics: Arc::new(metrics::Metrics::default()),
+        connection_limits: config.connections.limits(),
     })
 }
 
@@ -71,9 +72,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = state.connection_limits;
+    tenancy_http::serve(listener, http::router(state), limits, shutdown).await
 }
 
 /// Runs the control plane until SIGINT or SIGTERM.

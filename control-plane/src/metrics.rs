@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -16,6 +17,13 @@ pub struct Metrics {
     /// Objects of this installation the catalog does not know, by state, as of the last
     /// sweep.
     orphans: Family<OrphanLabels, Gauge>,
+    /// Login password checks: `verified` (argon2 run) or `refused` (the gate was full).
+    password_checks: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,15 +49,28 @@ impl Default for Metrics {
             "Databases and roles of this installation that the catalog does not know, by state, at the last sweep",
             orphans.clone(),
         );
+        let password_checks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "password_checks",
+            "Login password checks: verified (argon2 run) or refused (too many at once)",
+            password_checks.clone(),
+        );
         Self {
             registry,
             http,
             orphans,
+            password_checks,
         }
     }
 }
 
 impl Metrics {
+    pub fn password_check(&self, outcome: &'static str) {
+        self.password_checks
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
     /// The orphans the last sweep found.
     pub fn record_orphans(&self, orphans: &[crate::sweep::Orphan]) {
         for (label, state) in ORPHAN_STATES {

@@ -60,4 +60,6 @@ pub struct AppState {
     pub platform: Platform,
     pub auth: Arc<AdminAuth>,
     pub metrics: Arc<Metrics>,
+    /// Connections at once, header read time and size.
+    pub connection_limits: tenancy_http::ConnectionLimits,
 }

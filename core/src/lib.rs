@@ -2,6 +2,7 @@
 //! password hashing, signed tokens, secrets, and telemetry set-up. No HTTP, no SQL.
 
 pub mod claims;
+pub mod hash_gate;
 pub mod ids;
 pub mod password;
 pub mod sealing;

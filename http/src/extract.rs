@@ -1,7 +1,9 @@
-//! `Json` and `Query` whose rejections are problem documents: 400 `malformed_json` for
-//! broken JSON, 415 without a JSON content type, 413 over the body limit, 422
-//! `invalid_body` for a wrong shape (types, missing or unknown fields), 400 `bad_request`
-//! for a bad query string.
+//! `Json`, `Query` and `Path` whose rejections are problem documents: 400 `malformed_json`
+//! for broken JSON (invalid UTF-8 included), 415 without a JSON content type, 413 over the
+//! body limit, 422 `invalid_body` for a wrong shape (types, missing or unknown fields) or a
+//! NUL character in any string, 400 `bad_request` for a bad query string or path segment
+//! (a NUL or invalid UTF-8 included). PostgreSQL cannot store NUL in text, so it never
+//! gets that far.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -24,9 +26,9 @@ where
     type Rejection = Problem;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Json::<T>::from_request(request, state)
+        let value = axum::Json::<serde_json::Value>::from_request(request, state)
             .await
-            .map(|axum::Json(value)| Self(value))
+            .map(|axum::Json(value)| value)
             .map_err(|rejection| {
                 let status = rejection.status();
                 let code = match (&rejection, status) {
@@ -44,7 +46,55 @@ where
                     _ => rejection.body_text(),
                 };
                 Problem::new(status, code, detail)
+            })?;
+        if let Some(path) = nul_in(&value, String::new()) {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!("{path}: text may not contain a NUL character"),
+            ));
+        }
+        serde_path_to_error::deserialize(value)
+            .map(Self)
+            .map_err(|error| {
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    format!("Failed to deserialize the JSON body into the target type: {error}"),
+                )
             })
+    }
+}
+
+/// Where a JSON value holds a NUL character (in a string or an object key), if anywhere.
+fn nul_in(value: &serde_json::Value, at: String) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0').then(|| or_root(at)),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| nul_in(item, format!("{at}[{index}]"))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let here = if at.is_empty() {
+                key.clone()
+            } else {
+                format!("{at}.{key}")
+            };
+            if key.contains('\0') {
+                Some(or_root(at.clone()))
+            } else {
+                nul_in(item, here)
+            }
+        }),
+        _ => None,
+    }
+}
+
+fn or_root(at: String) -> String {
+    if at.is_empty() {
+        "the body".to_owned()
+    } else {
+        at
     }
 }
 
@@ -65,6 +115,36 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let pairs = axum::extract::Query::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    rejection.body_text(),
+                )
+            })?;
+        if !decodes_to_utf8(parts.uri.query().unwrap_or_default()) {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the query string is not UTF-8 once percent-decoded",
+            ));
+        }
+        if let Some((name, _)) = pairs
+            .0
+            .iter()
+            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!(
+                    "query parameter `{}`: no NUL characters",
+                    name.replace('\0', "")
+                ),
+            ));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(value)| Self(value))
@@ -75,5 +155,55 @@ where
                     rejection.body_text(),
                 )
             })
+    }
+}
+
+/// Whether a percent-encoded text is UTF-8 once decoded (the decoders used by the
+/// extractors would otherwise put U+FFFD in place of what is not).
+fn decodes_to_utf8(encoded: &str) -> bool {
+    let bytes = encoded.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|byte| (*byte as char).to_digit(16));
+        match (bytes[index], hex(index + 1), hex(index + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push(u8::try_from(high * 16 + low).unwrap_or(0));
+                index += 3;
+            }
+            (byte, _, _) => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&decoded).is_ok()
+}
+
+/// Path parameters (as axum's `Path`), with NUL or invalid UTF-8 answered 400.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let bad = |detail: String| Problem::new(StatusCode::BAD_REQUEST, "bad_request", detail);
+        let raw = axum::extract::Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| bad(rejection.body_text()))?;
+        if raw.0.iter().any(|(_, value)| value.contains('\0')) {
+            return Err(bad(
+                "a path segment may not contain a NUL character".to_owned()
+            ));
+        }
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Self(value))
+            .map_err(|rejection| bad(rejection.body_text()))
     }
 }

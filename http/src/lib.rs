@@ -1,13 +1,17 @@
 //! What the two HTTP services (control plane and router) share: RFC 9457 problem
-//! documents, JSON and query extractors whose rejections are problem documents, the request
-//! span, and request metrics. Each service keeps its own error enum.
+//! documents, JSON, query and path extractors whose rejections are problem documents (and
+//! that refuse NUL characters, which PostgreSQL cannot store), the request span, request
+//! metrics, and a server loop with bounded connections and header reads. Each service
+//! keeps its own error enum.
 
 pub mod extract;
 pub mod metrics;
 pub mod problem;
+pub mod serve;
 
-pub use extract::{Json, Query};
+pub use extract::{Json, Path, Query};
 pub use problem::Problem;
+pub use serve::{ConnectionArgs, ConnectionLimits, serve};
 
 use axum::http::Request;
 

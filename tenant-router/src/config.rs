@@ -67,6 +67,9 @@ pub struct Config {
     #[arg(long, env = "TENANCY_USAGE_FLUSH", default_value = "10s", value_parser = humantime::parse_duration)]
     pub usage_flush: Duration,
 
+    #[command(flatten)]
+    pub connections: tenancy_http::ConnectionArgs,
+
     /// Test-only fault injection: every directory read of the catalog takes this longer.
     #[arg(long, env = "TENANCY_FAULT_DIRECTORY_DELAY", hide = true, value_parser = humantime::parse_duration)]
     pub fault_directory_delay: Option<Duration>,

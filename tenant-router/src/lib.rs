@@ -84,6 +84,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Router> {
             metrics,
             catalog,
             request_timeout: config.request_timeout,
+            connection_limits: config.connections.limits(),
         },
         tasks,
     })
@@ -95,9 +96,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = state.connection_limits;
+    tenancy_http::serve(listener, http::router(state), limits, shutdown).await
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {

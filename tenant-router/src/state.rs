@@ -21,4 +21,6 @@ pub struct AppState {
     pub catalog: sqlx::PgPool,
     /// Longest a request may take before it is answered `503 timeout`.
     pub request_timeout: std::time::Duration,
+    /// Connections at once, header read time and size.
+    pub connection_limits: tenancy_http::ConnectionLimits,
 }

@@ -4,10 +4,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
 use catalog::plans::FieldError;
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tenancy_core::Email;
-use tenancy_core::password::{verify_against_dummy, verify_password};
+use tenancy_core::password::verify_password;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
@@ -31,13 +30,25 @@ struct LoginResponse {
     expires_in: u64,
 }
 
+/// The one answer to a wrong password, an unknown e-mail, a locked or a disabled account:
+/// nothing in it (or in how long it takes) tells them apart.
 fn invalid_credentials() -> ApiError {
     ApiError::Unauthorized {
         code: "invalid_credentials",
-        detail: "the e-mail or password is wrong".to_owned(),
+        detail: "the e-mail or password is wrong (after five failures in five minutes an account is locked for five minutes)".to_owned(),
     }
 }
 
+fn busy() -> ApiError {
+    ApiError::ServiceUnavailable {
+        code: "busy",
+        detail: "too many logins at once; try again shortly".to_owned(),
+    }
+}
+
+/// A login: the attempt is claimed before the password is checked (a locked account gets
+/// no check), and every check runs under the hash gate (bounded in number and memory).
+/// Unknown and locked accounts wait as long as a check takes, without one.
 async fn login(
     State(state): State<AppState>,
     Json(body): Json<LoginRequest>,
@@ -46,24 +57,33 @@ async fn login(
         ApiError::validation(vec![FieldError::new("email", error.0)])
     })?;
     let password = body.password;
+    let gate = &state.auth.hashes;
     let Some(admin) = catalog::admins::find_by_email(&state.platform.db, &email).await? else {
-        // Spend the same time as a real check so that timing does not reveal accounts.
-        let _ = tokio::task::spawn_blocking(move || verify_against_dummy(&password)).await;
+        gate.pretend().await;
         return Err(invalid_credentials());
     };
-    if let Some(locked_until) = admin.locked_until.filter(|until| *until > Utc::now()) {
-        return Err(ApiError::Locked {
-            retry_after_seconds: (locked_until - Utc::now()).num_seconds() + 1,
-        });
+    if catalog::admins::claim_login_attempt(&state.platform.db, admin.id())
+        .await?
+        .is_none()
+    {
+        tracing::info!(admin_id = %admin.id, "super-admin login refused: account locked");
+        gate.pretend().await;
+        return Err(invalid_credentials());
     }
+    // The attempt stays counted when the gate is full: a storm cannot buy extra tries.
+    let permit = gate.enter().await.map_err(|_| {
+        state.metrics.password_check("refused");
+        busy()
+    })?;
     let hash = admin.password_hash.clone();
-    let matches = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+    state.metrics.password_check("verified");
+    let matches = permit
+        .run(move || verify_password(&hash, &password))
         .await
         .map_err(|error| {
             ApiError::Internal(anyhow::Error::new(error).context("verify a password"))
         })?;
     if !matches || admin.disabled_at.is_some() {
-        catalog::admins::record_failed_login(&state.platform.db, admin.id()).await?;
         tracing::info!(admin_id = %admin.id, "super-admin login refused");
         return Err(invalid_credentials());
     }

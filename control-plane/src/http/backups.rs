@@ -3,12 +3,13 @@
 //! the background, and is listed once complete).
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use catalog::backups::Backup;
 use serde::Serialize;
+use tenancy_http::Path;
 
 use crate::backups::Trigger;
 use crate::error::ApiResult;

@@ -1,7 +1,7 @@
 //! Plans: `GET /v1/plans`, `POST /v1/plans`, `PATCH /v1/plans/{name}`.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, patch};
@@ -9,6 +9,7 @@ use catalog::audit::Change;
 use catalog::plans::{FieldError, Plan, PlanLimits};
 use serde::{Deserialize, Deserializer, Serialize};
 use tenancy_core::PlanName;
+use tenancy_http::Path;
 
 use crate::error::{ApiError, ApiResult, ResultExt};
 use crate::extract::{CurrentAdmin, Json};

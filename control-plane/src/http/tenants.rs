@@ -1,7 +1,7 @@
 //! Tenants: create, list, show, change, suspend, resume, delete.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -9,6 +9,7 @@ use catalog::plans::FieldError;
 use catalog::tenants::{Status, Tenant};
 use serde::{Deserialize, Serialize};
 use tenancy_core::{Email, PlanName, Slug};
+use tenancy_http::Path;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{CurrentAdmin, Json, Query};

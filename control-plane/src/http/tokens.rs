@@ -1,7 +1,7 @@
 //! `POST /v1/tenants/{slug}/tokens`: a service token for a tenant app.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use catalog::audit::Change;
@@ -11,6 +11,7 @@ use chrono::{TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use tenancy_core::TenantId;
 use tenancy_core::claims::{SCOPES, TENANT_AUDIENCE, TenantClaims};
+use tenancy_http::Path;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{CurrentAdmin, Json};

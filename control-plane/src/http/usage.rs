@@ -1,10 +1,11 @@
 //! `GET /v1/tenants/{slug}/usage`: requests per hour and storage.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use catalog::usage::{HourlyRequests, Storage};
 use serde::Serialize;
+use tenancy_http::Path;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{CurrentAdmin, Json};

@@ -68,8 +68,15 @@ pub async fn list(platform: &Platform, query: ListQuery) -> ApiResult<Page> {
         && Status::parse(status).is_none()
     {
         return Err(ApiError::BadRequest(format!(
-            "`status` must be one of provisioning, active, suspended, deleting, deleted, failed; not `{status}`"
+            "`status` must be one of provisioning, active, suspended, restoring, deleting, deleted, failed; not `{status}`"
         )));
+    }
+    if let Some(plan) = &query.plan
+        && plan.parse::<PlanName>().is_err()
+    {
+        return Err(ApiError::BadRequest(
+            "`plan` is not a plan name (a-z, 0-9, '-' and '_', up to 63 characters)".to_owned(),
+        ));
     }
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let items = catalog::tenants::list(

@@ -2,7 +2,7 @@
 //! own audit log, in the same transaction.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -10,6 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tenancy_http::Path;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -86,6 +87,11 @@ async fn list(tenant: Tenant, Query(params): Query<ListParams>) -> RouterResult<
     if !(1..=500).contains(&limit) {
         return Err(RouterError::BadRequest(
             "`limit` must be between 1 and 500".to_owned(),
+        ));
+    }
+    if params.q.as_deref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(RouterError::BadRequest(
+            "`q` must be at most 200 characters".to_owned(),
         ));
     }
     let after = params.cursor.as_deref().map(decode_cursor).transpose()?;

@@ -199,6 +199,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             min_age: Duration::from_secs(3_600),
         },
         restore_keep: Duration::from_secs(86_400),
+        connections: dev_connections(),
         s3: control_plane::backups::S3Args {
             s3_bucket: Some(BACKUP_BUCKET.to_owned()),
             s3_endpoint: Some(s3_endpoint.clone()),
@@ -264,6 +265,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         request_timeout: Duration::from_secs(30),
         usage_flush: Duration::from_secs(10),
         fault_directory_delay: None,
+        connections: dev_connections(),
     };
     let tenant_router = tenant_router::build(&router_config).await?;
     let demo_token = match &demo {
@@ -478,4 +480,14 @@ async fn ensure_demo_tenant(
         admin_email: EMAIL.to_owned(),
         admin_password: Some(password),
     }))
+}
+
+/// The services' connection limits in `dev`: the defaults.
+fn dev_connections() -> tenancy_http::ConnectionArgs {
+    let limits = tenancy_http::ConnectionLimits::default();
+    tenancy_http::ConnectionArgs {
+        max_connections: limits.max_connections,
+        header_read_timeout: limits.header_read_timeout,
+        max_header_bytes: limits.max_header_bytes,
+    }
 }

@@ -28,8 +28,6 @@ pub struct AdminAuth {
     issuer: String,
     pub ttl: Duration,
     pub verifier: TokenVerifier,
-    /// Bounds the password checks in flight (and so the memory they take).
-    pub hashes: tenancy_core::hash_gate::HashGate,
 }
 
 impl AdminAuth {
@@ -40,7 +38,6 @@ impl AdminAuth {
             issuer,
             ttl,
             verifier,
-            hashes: tenancy_core::hash_gate::HashGate::for_this_machine(),
         }
     }
 

@@ -138,6 +138,16 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// 503 `busy`: too many password checks at once (the hash gate is full).
+    pub fn busy() -> Self {
+        Self::ServiceUnavailable {
+            code: "busy",
+            detail: "too many password checks at once; try again shortly".to_owned(),
+        }
+    }
+}
+
 /// Maps a unique or foreign-key violation on a named constraint to an [`ApiError`].
 pub trait ResultExt<T> {
     fn on_constraint(self, name: &str, map: impl FnOnce() -> ApiError) -> ApiResult<T>;

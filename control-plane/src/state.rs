@@ -19,6 +19,8 @@ pub struct Platform {
     /// This installation's id: the ownership mark of everything it creates on servers.
     pub installation: provisioner::Installation,
     pub settings: Arc<Settings>,
+    /// Bounds the password hashing and checking in flight (logins, new tenants' admins).
+    pub hashes: Arc<tenancy_core::hash_gate::HashGate>,
 }
 
 impl Platform {
@@ -30,6 +32,7 @@ impl Platform {
             sealer,
             installation,
             settings: Arc::new(settings),
+            hashes: Arc::new(tenancy_core::hash_gate::HashGate::for_this_machine()),
         })
     }
 }

@@ -207,3 +207,36 @@ where
             .map_err(|rejection| bad(rejection.body_text()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoded_text_must_be_utf8() {
+        assert!(decodes_to_utf8(""));
+        assert!(decodes_to_utf8("q=caf%C3%A9&limit=5"));
+        assert!(decodes_to_utf8("q=100%"), "a lone % is not an escape");
+        assert!(!decodes_to_utf8("q=%FF%FE"));
+        assert!(!decodes_to_utf8("q=%C3"), "a cut sequence");
+    }
+
+    #[test]
+    fn a_nul_anywhere_in_a_json_value_is_found_with_its_path() {
+        let clean = serde_json::json!({ "name": "Acme", "tags": ["a", "b"], "n": 1 });
+        assert_eq!(nul_in(&clean, String::new()), None);
+        let nested = serde_json::json!({ "limits": { "note": "x\u{0}y" } });
+        assert_eq!(
+            nul_in(&nested, String::new()).as_deref(),
+            Some("limits.note")
+        );
+        let listed = serde_json::json!({ "scopes": ["ok", "bad\u{0}"] });
+        assert_eq!(nul_in(&listed, String::new()).as_deref(), Some("scopes[1]"));
+        let key = serde_json::json!({ "a\u{0}": 1 });
+        assert_eq!(nul_in(&key, String::new()).as_deref(), Some("the body"));
+        assert_eq!(
+            nul_in(&serde_json::json!("\u{0}"), String::new()).as_deref(),
+            Some("the body")
+        );
+    }
+}

@@ -39,13 +39,6 @@ fn invalid_credentials() -> ApiError {
     }
 }
 
-fn busy() -> ApiError {
-    ApiError::ServiceUnavailable {
-        code: "busy",
-        detail: "too many logins at once; try again shortly".to_owned(),
-    }
-}
-
 /// A login: the attempt is claimed before the password is checked (a locked account gets
 /// no check), and every check runs under the hash gate (bounded in number and memory).
 /// Unknown and locked accounts wait as long as a check takes, without one.
@@ -57,7 +50,7 @@ async fn login(
         ApiError::validation(vec![FieldError::new("email", error.0)])
     })?;
     let password = body.password;
-    let gate = &state.auth.hashes;
+    let gate = &state.platform.hashes;
     let Some(admin) = catalog::admins::find_by_email(&state.platform.db, &email).await? else {
         gate.pretend().await;
         return Err(invalid_credentials());
@@ -73,7 +66,7 @@ async fn login(
     // The attempt stays counted when the gate is full: a storm cannot buy extra tries.
     let permit = gate.enter().await.map_err(|_| {
         state.metrics.password_check("refused");
-        busy()
+        ApiError::busy()
     })?;
     let hash = admin.password_hash.clone();
     state.metrics.password_check("verified");

@@ -78,15 +78,17 @@ pub async fn create(
         return Ok(replay);
     }
     let password = new.admin_password.clone();
-    let password_hash =
-        tokio::task::spawn_blocking(move || tenancy_core::password::hash_password(&password))
-            .await
-            .map_err(|error| {
-                ApiError::Internal(anyhow::Error::new(error).context("hash a password"))
-            })?
-            .map_err(|error| {
-                ApiError::Internal(anyhow::Error::new(error).context("hash a password"))
-            })?;
+    let password_hash = platform
+        .hashes
+        .enter()
+        .await
+        .map_err(|_| ApiError::busy())?
+        .run(move || tenancy_core::password::hash_password(&password))
+        .await
+        .map_err(|error| ApiError::Internal(anyhow::Error::new(error).context("hash a password")))?
+        .map_err(|error| {
+            ApiError::Internal(anyhow::Error::new(error).context("hash a password"))
+        })?;
 
     let id = TenantId::new();
     let role_password = SecretString::from(

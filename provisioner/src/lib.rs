@@ -29,6 +29,12 @@ pub enum ProvisionError {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error("connect to {server} as {user}: no answer within {seconds} s")]
+    ConnectTimeout {
+        server: String,
+        user: String,
+        seconds: u64,
+    },
     #[error("{action}: {}", describe(source))]
     Database {
         action: &'static str,
@@ -74,7 +80,7 @@ impl ProvisionError {
             Self::Connect { source, .. } | Self::Database { source, .. } => {
                 source.code().map(tokio_postgres::error::SqlState::code)
             }
-            Self::Migrate(_) | Self::NotOurs { .. } => None,
+            Self::Migrate(_) | Self::NotOurs { .. } | Self::ConnectTimeout { .. } => None,
         }
     }
 }

@@ -47,7 +47,12 @@ impl ServerAddress {
     }
 }
 
-/// Connects with a password; the connection is driven by a task of its own.
+/// How long a connection (TCP, TLS-less startup and authentication) may take: a server that
+/// accepts and then says nothing must not hold a caller forever.
+const CONNECT_WITHIN: Duration = Duration::from_secs(10);
+
+/// Connects with a password, within [`CONNECT_WITHIN`]; the connection is driven by a task
+/// of its own.
 pub async fn connect(
     host: &str,
     port: u16,
@@ -64,15 +69,18 @@ pub async fn connect(
         .dbname(database)
         .application_name("tenancy-provisioner")
         .connect_timeout(Duration::from_secs(5));
-    let (client, connection) =
-        config
-            .connect(NoTls)
-            .await
-            .map_err(|source| ProvisionError::Connect {
-                server: format!("{host}:{port}"),
-                user: user.to_owned(),
-                source,
-            })?;
+    let (client, connection) = tokio::time::timeout(CONNECT_WITHIN, config.connect(NoTls))
+        .await
+        .map_err(|_| ProvisionError::ConnectTimeout {
+            server: format!("{host}:{port}"),
+            user: user.to_owned(),
+            seconds: CONNECT_WITHIN.as_secs(),
+        })?
+        .map_err(|source| ProvisionError::Connect {
+            server: format!("{host}:{port}"),
+            user: user.to_owned(),
+            source,
+        })?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!(%error, "provisioner connection ended");

@@ -806,3 +806,122 @@ async fn the_jobs_lift_the_marks_of_a_migration_run_whose_process_died() {
         .expect("the run");
     assert_eq!(outcome, "interrupted");
 }
+
+/// The advisory lock key the control plane takes for a tenant's work.
+fn tenant_lock_key(id: uuid::Uuid) -> i64 {
+    let bytes: [u8; 8] = id.as_bytes()[..8].try_into().expect("8 bytes");
+    i64::from_be_bytes(bytes) ^ 0x7465_6e61_6e74_0000
+}
+
+#[tokio::test]
+async fn a_hanging_server_or_a_busy_tenant_holds_up_no_other_job() {
+    let app = ControlPlane::start_with(&[("TENANCY_DELETE_GRACE", "0s")]).await;
+    let token = app.admin_token().await;
+    app.add_server(&token, "main", &app.postgres.server, 50)
+        .await;
+    // A "server" that accepts connections and never says a word: every job that talks to
+    // it (the sweep, storage sampling) spends its connect timeout there each round.
+    let tarpit = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let tarpit_port = tarpit.local_addr().expect("address").port();
+    let _held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = tarpit.accept().await {
+            held.push(socket);
+        }
+    });
+    let mut catalog = connect(&app.database_url).await;
+    let id = uuid::Uuid::new_v4();
+    let sealed = app
+        .sealer
+        .seal_secret(
+            &format!("server:{id}:admin_password"),
+            &SecretString::from("whatever".to_owned()),
+        )
+        .expect("seal");
+    sqlx::query(
+        "INSERT INTO database_servers (id, name, host, port, admin_user, admin_password, \
+         max_tenants, connection_budget, status) \
+         VALUES ($1, 'hanging', '127.0.0.1', $2, 'postgres', $3, 10, 10, 'draining')",
+    )
+    .bind(id)
+    .bind(i32::from(tarpit_port))
+    .bind(&sealed)
+    .execute(&mut catalog)
+    .await
+    .expect("register the hanging server");
+
+    let trying = create(&app, &token, "trying").await;
+    let busy = create(&app, &token, "busy").await;
+    create(&app, &token, "gone").await;
+    // A tenant whose lock is held (as by a long backup) stays `deleting`...
+    let busy_id: uuid::Uuid = busy["id"].as_str().expect("id").parse().expect("uuid");
+    let mut holder = connect(&app.database_url).await;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(tenant_lock_key(busy_id))
+        .execute(&mut holder)
+        .await
+        .expect("hold the tenant's lock");
+    let (status, body) = app
+        .call(
+            Method::DELETE,
+            "/v1/tenants/busy?final_backup=skip",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (202, Some("deleting")),
+        "{body}"
+    );
+    // ...and blocks neither another tenant's drop nor the trials.
+    let (status, body) = app
+        .call(
+            Method::DELETE,
+            "/v1/tenants/gone?final_backup=skip",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("deleted")),
+        "{body}"
+    );
+    sqlx::query("UPDATE tenants SET plan = 'trial', trial_ends_at = now() WHERE id = $1::uuid")
+        .bind(trying["id"].as_str().expect("id"))
+        .execute(&mut catalog)
+        .await
+        .expect("end the trial");
+    let started = Instant::now();
+    eventually(Duration::from_secs(3), "the trial suspended", || async {
+        let (_, body) = app
+            .call(Method::GET, "/v1/tenants/trying", Some(&token), None)
+            .await;
+        body["status"] == "suspended"
+    })
+    .await;
+    println!(
+        "trial suspended {:?} after it ended, with a hanging server",
+        started.elapsed()
+    );
+    let (_, body) = app
+        .call(Method::GET, "/v1/tenants/busy", Some(&token), None)
+        .await;
+    assert_eq!(body["status"], "deleting");
+    // Once the lock is free, the next round drops it.
+    drop(holder);
+    eventually(
+        Duration::from_secs(5),
+        "the busy tenant dropped",
+        || async {
+            let (_, body) = app
+                .call(Method::GET, "/v1/tenants/busy", Some(&token), None)
+                .await;
+            body["status"] == "deleted"
+        },
+    )
+    .await;
+}

@@ -221,9 +221,13 @@ async fn drop_objects(platform: &Platform, id: Uuid) -> ApiResult<()> {
 
 /// Drops a deleted tenant's database and role, then marks it `deleted`. One worker at a
 /// time per tenant (the request that deleted it and the background job may both try): the
-/// tenant's advisory lock, then a fresh look at its status.
+/// tenant's advisory lock, then a fresh look at its status. A tenant whose lock is held
+/// (a backup or restore running on it) is left for the next round: nobody waits on it.
 pub async fn drop_tenant(platform: &Platform, id: Uuid) -> ApiResult<()> {
-    let lock = SessionLock::take(&platform.db, lock_key(id)).await?;
+    let Some(lock) = SessionLock::try_take(&platform.db, lock_key(id)).await? else {
+        tracing::info!(tenant_id = %id, "tenant busy; its drop waits for the next round");
+        return Ok(());
+    };
     let result = drop_locked(platform, id).await;
     lock.release().await;
     result

@@ -917,22 +917,22 @@ async fn the_database_of_a_restore_whose_process_died_is_reclaimed() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let names = database_names(&fixture.app, &tenant_id).await;
-        if !names.contains(&leftover) {
+        let status: String =
+            sqlx::query_scalar("SELECT status FROM restores WHERE database_name = $1")
+                .bind(&leftover)
+                .fetch_one(&mut catalog)
+                .await
+                .expect("read the restore");
+        if !names.contains(&leftover) && status == "failed" {
             assert_eq!(names.len(), 1, "the tenant's own database stays: {names:?}");
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the leftover database is still there"
+            "the leftover database is still there ({status})"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let status: String = sqlx::query_scalar("SELECT status FROM restores WHERE database_name = $1")
-        .bind(&leftover)
-        .fetch_one(&mut catalog)
-        .await
-        .expect("read the restore");
-    assert_eq!(status, "failed");
     // The tenant is still served from its database.
     let (_, mut database) = fixture.tenant_database("acme").await;
     let users: i64 = sqlx::query_scalar("SELECT count(*) FROM app.users")

@@ -21,8 +21,13 @@ use super::{BackupError, store, tools};
 use crate::locks::SessionLock;
 use crate::state::Platform;
 
-/// How long requests already running on the old database get to finish once the tenant
-/// is `restoring` (the routers start no new ones; they hear of it within milliseconds).
+/// How long the routers get to hear that the tenant is `restoring` before its database is
+/// fenced (they hear within milliseconds; their promise is a second). A request that
+/// started before is then finished, or ends with the fence, never half-served.
+const NOTICE: Duration = Duration::from_secs(1);
+
+/// How long requests already running on the old database get to finish once the routers
+/// start no new ones.
 const DRAIN: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Serialize)]
@@ -204,6 +209,7 @@ async fn restore_locked(
     let fenced = catalog::tenants::mark_restoring(&platform.db, tenant.0).await?;
     let restored = async {
         if fenced {
+            tokio::time::sleep(NOTICE).await;
             provisioner::tenant::fence_database(&admin, &old, tenant, DRAIN).await?;
         }
         provisioner::tenant::create_restore_target(&admin, &database, platform.installation)

@@ -246,6 +246,8 @@ pub async fn sweep_server(
     let actions = plan(&objects, &known, platform.installation, &settings, now);
     let mut result = ServerSweep::default();
     for action in actions {
+        // Changes are logged as warnings; what stays as it was, at debug (every round).
+        let changes = matches!(action, Action::Quarantine(..) | Action::Drop(..));
         let outcome = if act {
             apply(admin, &action, platform.installation).await
         } else {
@@ -268,7 +270,7 @@ pub async fn sweep_server(
                     drop_after: quarantined_at.map(|at| at + settings.quarantine),
                 };
                 if act {
-                    log_orphan(&orphan);
+                    log_orphan(&orphan, changes);
                 }
                 result.orphans.push(orphan);
             }
@@ -349,7 +351,11 @@ fn gone(error: &provisioner::ProvisionError) -> bool {
     matches!(error.sql_state(), Some("3D000" | "42704"))
 }
 
-fn log_orphan(orphan: &Orphan) {
+fn log_orphan(orphan: &Orphan, changed: bool) {
+    if !changed {
+        tracing::debug!(server = %orphan.server, kind = orphan.kind, name = %orphan.name, state = ?orphan.state, "sweep: an unknown object of this installation");
+        return;
+    }
     match orphan.state {
         OrphanState::Dropped => tracing::warn!(
             server = %orphan.server, kind = orphan.kind, name = %orphan.name,
@@ -359,7 +365,7 @@ fn log_orphan(orphan: &Orphan) {
         state => tracing::warn!(
             server = %orphan.server, kind = orphan.kind, name = %orphan.name, ?state,
             drop_after = ?orphan.drop_after,
-            "sweep: an object of this installation that the catalog does not know (`tenantctl server orphans`, `tenantctl server adopt`)"
+            "sweep: quarantined an object of this installation that the catalog does not know (`tenantctl server orphans`, `tenantctl server adopt`)"
         ),
     }
 }

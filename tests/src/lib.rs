@@ -68,8 +68,61 @@ pub struct TestPostgres {
     _dir: tempfile::TempDir,
 }
 
+/// An initialised cluster directory that tests copy instead of running `initdb` each:
+/// made once per machine (per user and PostgreSQL version) in the temporary directory,
+/// atomically (made aside, then renamed into place), and kept for later runs.
+fn cluster_template() -> &'static Path {
+    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let binaries =
+            tenancy_infra::postgres::PgBinaries::locate().expect("the PostgreSQL server binaries");
+        let version = binaries
+            .dir()
+            .parent()
+            .and_then(Path::file_name)
+            .map_or_else(
+                || "pg".to_owned(),
+                |name| name.to_string_lossy().into_owned(),
+            );
+        let uid = nix::unistd::getuid();
+        let path = std::env::temp_dir().join(format!("tenancy-test-cluster-{uid}-{version}"));
+        if path.join("data").join("PG_VERSION").is_file() {
+            return path;
+        }
+        let aside = temp_dir();
+        let mut server =
+            EmbeddedPostgres::start(PostgresOptions::for_tests(aside.path().join("data")))
+                .expect("initialise the template cluster");
+        server.stop().expect("stop the template cluster");
+        let aside = aside.keep();
+        if std::fs::rename(&aside, &path).is_err() {
+            // Another test process put its template there first.
+            let _ = std::fs::remove_dir_all(&aside);
+        }
+        path
+    })
+}
+
 impl TestPostgres {
+    /// A cluster copied from the template cluster (no `initdb`): fast. Every such cluster
+    /// has the template's `system_identifier`, so a test that registers two servers makes
+    /// the second with [`TestPostgres::start_distinct`].
     pub fn start() -> Self {
+        let dir = temp_dir();
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(cluster_template().join("data"))
+            .arg(dir.path().join("data"))
+            .status()
+            .expect("run cp");
+        assert!(copied.success(), "copy the template cluster");
+        let server = EmbeddedPostgres::start(PostgresOptions::for_tests(dir.path().join("data")))
+            .expect("start an embedded PostgreSQL cluster");
+        Self { server, _dir: dir }
+    }
+
+    /// A cluster of its own (`initdb`): another `system_identifier` than every other.
+    pub fn start_distinct() -> Self {
         let dir = temp_dir();
         let server = EmbeddedPostgres::start(PostgresOptions::for_tests(dir.path().join("data")))
             .expect("start an embedded PostgreSQL cluster");

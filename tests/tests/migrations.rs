@@ -30,7 +30,7 @@ impl Fleet {
         let migrations = dir.path().to_str().expect("utf-8 path").to_owned();
         let app = ControlPlane::start_with(&[("TENANCY_TENANT_MIGRATIONS", &migrations)]).await;
         let admin = app.admin_token().await;
-        let second = TestPostgres::start();
+        let second = TestPostgres::start_distinct();
         app.add_server(&admin, "main", &app.postgres.server, 100)
             .await;
         app.add_server(&admin, "second", &second.server, 100).await;

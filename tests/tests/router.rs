@@ -502,7 +502,7 @@ async fn a_stopped_server_gives_fast_503s_and_traffic_resumes_when_it_returns() 
     use tenancy_infra::{EmbeddedPostgres, PostgresOptions};
     let app = ControlPlane::start().await;
     let admin = app.admin_token().await;
-    let mut tenant_server = tenancy_tests::TestPostgres::start();
+    let mut tenant_server = tenancy_tests::TestPostgres::start_distinct();
     app.add_server(&admin, "tenants", &tenant_server.server, 50)
         .await;
     let (status, _) = app.create_tenant(&admin, "acme").await;

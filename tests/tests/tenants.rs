@@ -78,7 +78,7 @@ fn sql_state(error: &sqlx::Error) -> Option<String> {
 async fn a_tenant_gets_its_own_database_on_its_server_and_postgres_enforces_isolation() {
     let app = ControlPlane::start().await;
     let token = app.admin_token().await;
-    let second = TestPostgres::start();
+    let second = TestPostgres::start_distinct();
     app.add_server(&token, "main", &app.postgres.server, 50)
         .await;
     app.add_server(&token, "second", &second.server, 50).await;
@@ -198,7 +198,7 @@ async fn a_tenant_gets_its_own_database_on_its_server_and_postgres_enforces_isol
 async fn placement_spreads_tenants_over_servers_by_headroom() {
     let app = ControlPlane::start().await;
     let token = app.admin_token().await;
-    let second = TestPostgres::start();
+    let second = TestPostgres::start_distinct();
     app.add_server(&token, "main", &app.postgres.server, 20)
         .await;
     app.add_server(&token, "second", &second.server, 20).await;
@@ -220,7 +220,7 @@ async fn placement_spreads_tenants_over_servers_by_headroom() {
     assert_eq!(tenant_databases(&second.server).await.len(), 5);
 
     // A full server takes no more; when all are full, the answer says so.
-    let third = TestPostgres::start();
+    let third = TestPostgres::start_distinct();
     app.add_server(&token, "small", &third.server, 1).await;
     let (_, tenant) = app.create_tenant(&token, "tenant-10").await;
     assert_eq!(

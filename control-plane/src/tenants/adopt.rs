@@ -2,12 +2,9 @@
 //! not know (say, after the catalog was restored from an older backup) becomes a tenant
 //! again, with its data and its users, under a slug, name and plan the operator gives.
 
-use catalog::audit::{Actor, Change};
+use catalog::audit::Actor;
 use catalog::plans::FieldError;
 use catalog::tenants::Tenant;
-use rand::Rng;
-use rand::distributions::Alphanumeric;
-use secrecy::SecretString;
 use tenancy_core::{PlanName, Slug, TenantId};
 
 use super::check_name;
@@ -123,22 +120,7 @@ async fn adopt_locked(
             });
         }
     };
-    let role_password = SecretString::from(
-        rand::thread_rng()
-            .sample_iter(&Alphanumeric)
-            .take(40)
-            .map(char::from)
-            .collect::<String>(),
-    );
-    let sealed = platform
-        .sealer
-        .seal_secret(
-            &catalog::tenants::password_context(tenant.0),
-            &role_password,
-        )
-        .map_err(|error| {
-            ApiError::Internal(anyhow::Error::new(error).context("seal a role password"))
-        })?;
+    let (role_password, sealed) = super::new_role_password(platform, tenant.0)?;
     // On the server: connections allowed again, the role (new password, the plan's
     // limits), the grants. All idempotent: an adoption cut short is simply run again.
     if mark.quarantined_at.is_some() {
@@ -202,21 +184,7 @@ async fn adopt_locked(
         }
         Err(error) => return Err(error.into()),
     }
-    let adopted = catalog::tenants::get(&mut *transaction, tenant.0)
-        .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the adopted tenant vanished")))?;
-    catalog::audit::record(
-        &mut *transaction,
-        actor,
-        Change {
-            action: "tenant.adopt",
-            entity_type: "tenant",
-            entity_id: &tenant.to_string(),
-            before: None,
-            after: Some(serde_json::to_value(&adopted).unwrap_or_default()),
-        },
-    )
-    .await?;
+    let adopted = super::record_new(&mut transaction, actor, "tenant.adopt", tenant.0).await?;
     transaction.commit().await?;
     tracing::info!(tenant_id = %tenant, slug = %adoption.slug, database = %database, "tenant database adopted");
     Ok(adopted)

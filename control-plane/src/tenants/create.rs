@@ -3,12 +3,9 @@
 
 use std::time::Duration;
 
-use catalog::audit::{Actor, Change};
+use catalog::audit::Actor;
 use catalog::plans::FieldError;
 use catalog::tenants::{Reservation, Status, Tenant};
-use rand::Rng;
-use rand::distributions::Alphanumeric;
-use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use tenancy_core::{Email, PlanName, Slug, TenantId};
 use uuid::Uuid;
@@ -91,19 +88,8 @@ pub async fn create(
         })?;
 
     let id = TenantId::new();
-    let role_password = SecretString::from(
-        rand::thread_rng()
-            .sample_iter(&Alphanumeric)
-            .take(40)
-            .map(char::from)
-            .collect::<String>(),
-    );
-    let sealed = platform
-        .sealer
-        .seal_secret(&catalog::tenants::password_context(id.0), &role_password)
-        .map_err(|error| {
-            ApiError::Internal(anyhow::Error::new(error).context("seal a role password"))
-        })?;
+    // The role's password is made when its role is (from the sealed copy).
+    let (_, sealed) = super::new_role_password(platform, id.0)?;
 
     let mut transaction = platform.db.begin().await?;
     let plan = catalog::plans::get_for_update(&mut *transaction, &new.plan)
@@ -170,21 +156,7 @@ pub async fn create(
         )
         .await?;
     }
-    let tenant = catalog::tenants::get(&mut *transaction, id.0)
-        .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the reserved tenant vanished")))?;
-    catalog::audit::record(
-        &mut *transaction,
-        actor,
-        Change {
-            action: "tenant.create",
-            entity_type: "tenant",
-            entity_id: &id.to_string(),
-            before: None,
-            after: Some(serde_json::to_value(&tenant).unwrap_or_default()),
-        },
-    )
-    .await?;
+    super::record_new(&mut transaction, actor, "tenant.create", id.0).await?;
     transaction.commit().await?;
     tracing::info!(tenant_id = %id, slug = %new.slug, "tenant reserved; provisioning");
     finish_provisioning(platform, id.0, Created::New).await

@@ -12,6 +12,9 @@ use catalog::audit::{Actor, Change};
 use catalog::plans::FieldError;
 use catalog::tenants::{Status, Tenant};
 use chrono::{DateTime, Utc};
+use rand::Rng;
+use rand::distributions::Alphanumeric;
+use secrecy::SecretString;
 use tenancy_core::{PlanName, TenantId};
 use uuid::Uuid;
 
@@ -259,6 +262,53 @@ async fn audit(
     )
     .await?;
     Ok(())
+}
+
+/// A new random password for a tenant's role, and the same sealed for the catalog.
+pub(crate) fn new_role_password(
+    platform: &Platform,
+    id: Uuid,
+) -> ApiResult<(SecretString, Vec<u8>)> {
+    let password = SecretString::from(
+        rand::thread_rng()
+            .sample_iter(&Alphanumeric)
+            .take(40)
+            .map(char::from)
+            .collect::<String>(),
+    );
+    let sealed = platform
+        .sealer
+        .seal_secret(&catalog::tenants::password_context(id), &password)
+        .map_err(|error| {
+            ApiError::Internal(anyhow::Error::new(error).context("seal a role password"))
+        })?;
+    Ok((password, sealed))
+}
+
+/// The audit entry of a tenant that comes into the catalog (created, adopted): the tenant
+/// as it is now in `transaction`, which it returns.
+async fn record_new(
+    transaction: &mut sqlx::PgTransaction<'_>,
+    actor: &Actor,
+    action: &str,
+    id: Uuid,
+) -> ApiResult<Tenant> {
+    let tenant = catalog::tenants::get(&mut **transaction, id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the new tenant vanished")))?;
+    catalog::audit::record(
+        &mut **transaction,
+        actor,
+        Change {
+            action,
+            entity_type: "tenant",
+            entity_id: &id.to_string(),
+            before: None,
+            after: Some(serde_json::to_value(&tenant).unwrap_or_default()),
+        },
+    )
+    .await?;
+    Ok(tenant)
 }
 
 /// Moves a tenant to `next` if its lifecycle allows it (409 otherwise).

@@ -2,53 +2,24 @@
 //! database, role and its password, plan limits), read from the catalog and cached.
 //!
 //! An entry is dropped as soon as the catalog announces a change (`LISTEN`, see
-//! [`spawn_listener`]); a TTL is the safety net, and "no such tenant" is remembered briefly
+//! [`crate::listener`]); a TTL is the safety net, and "no such tenant" is remembered briefly
 //! so that a stream of bad tokens does not become a stream of catalog reads.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use catalog::tenants::Status;
-use secrecy::SecretString;
+use parking_lot::RwLock;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tenancy_core::TenantId;
 use tenancy_core::sealing::Sealer;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::error::{RouterError, RouterResult};
 use crate::metrics::Metrics;
-use crate::pools::Pools;
-
-/// Where a tenant's database lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerRef {
-    pub id: Uuid,
-    pub host: String,
-    pub port: u16,
-    pub connection_budget: u32,
-}
-
-/// One tenant, as the router needs it.
-#[derive(Debug)]
-pub struct TenantEntry {
-    pub id: TenantId,
-    pub slug: String,
-    pub status: Status,
-    pub plan: String,
-    pub server: Option<ServerRef>,
-    pub database: Option<String>,
-    pub role: Option<String>,
-    pub password: Option<SecretString>,
-    pub max_connections: u32,
-    pub statement_timeout_ms: u32,
-    pub requests_per_minute: u32,
-    pub storage_exceeded: bool,
-    pub migrating: bool,
-}
+use crate::tenant::{ServerRef, TenantEntry};
 
 enum Cached {
     Found(Arc<TenantEntry>, Instant),
@@ -119,9 +90,7 @@ impl Directory {
             if let Some(delay) = self.read_delay {
                 tokio::time::sleep(delay).await;
             }
-            let Ok(mut entries) = self.entries.write() else {
-                return Ok(entry);
-            };
+            let mut entries = self.entries.write();
             // A change announced while reading may be newer than what was read: read again
             // rather than serve, or cache, what the catalog said before it.
             if self.generation.load(Ordering::SeqCst) == generation {
@@ -138,7 +107,7 @@ impl Directory {
     }
 
     fn cached(&self, id: Uuid) -> Option<Option<Arc<TenantEntry>>> {
-        let entries = self.entries.read().ok()?;
+        let entries = self.entries.read();
         match entries.get(&id)? {
             Cached::Found(entry, at) if at.elapsed() < self.ttl => Some(Some(entry.clone())),
             Cached::Missing(at) if at.elapsed() < self.negative_ttl => Some(None),
@@ -189,17 +158,14 @@ impl Directory {
     }
 
     pub fn invalidate(&self, id: Uuid) {
-        if let Ok(mut entries) = self.entries.write() {
-            self.generation.fetch_add(1, Ordering::SeqCst);
-            entries.remove(&id);
-        }
+        let mut entries = self.entries.write();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        entries.remove(&id);
     }
 
     /// Drops the entries of every tenant on a plan; returns their ids.
     pub fn invalidate_plan(&self, plan: &str) -> Vec<Uuid> {
-        let Ok(mut entries) = self.entries.write() else {
-            return Vec::new();
-        };
+        let mut entries = self.entries.write();
         self.generation.fetch_add(1, Ordering::SeqCst);
         let ids: Vec<Uuid> = entries
             .iter()
@@ -215,63 +181,8 @@ impl Directory {
     }
 
     pub fn clear(&self) {
-        if let Ok(mut entries) = self.entries.write() {
-            self.generation.fetch_add(1, Ordering::SeqCst);
-            entries.clear();
-        }
-    }
-}
-
-/// Listens for catalog changes and drops the affected entries and pools within
-/// milliseconds. While the listener is down (catalog restart), every entry and pool is
-/// dropped when it comes back, since notifications may have been missed.
-pub fn spawn_listener(
-    catalog: PgPool,
-    directory: Arc<Directory>,
-    pools: Arc<Pools>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            match listen(&catalog, &directory, &pools).await {
-                Ok(()) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "directory listener lost the catalog; reconnecting")
-                }
-            }
-            directory.clear();
-            pools.clear();
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    })
-}
-
-async fn listen(catalog: &PgPool, directory: &Directory, pools: &Pools) -> Result<(), sqlx::Error> {
-    let mut listener = PgListener::connect_with(catalog).await?;
-    listener.listen(catalog::directory::CHANNEL).await?;
-    // Anything cached before the listener was up may be stale.
-    directory.clear();
-    pools.clear();
-    loop {
-        let Some(notification) = listener.try_recv().await? else {
-            // The connection dropped (and is re-established on the next call): whatever
-            // was announced meanwhile is lost, so forget everything.
-            directory.clear();
-            pools.clear();
-            continue;
-        };
-        let payload = notification.payload();
-        if let Some(id) = payload
-            .strip_prefix("tenant:")
-            .and_then(|id| Uuid::parse_str(id).ok())
-        {
-            directory.invalidate(id);
-            pools.remove(id);
-        } else if let Some(plan) = payload.strip_prefix("plan:") {
-            for id in directory.invalidate_plan(plan) {
-                pools.remove(id);
-            }
-        } else if payload.starts_with("server:") {
-            directory.clear();
-        }
+        let mut entries = self.entries.write();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        entries.clear();
     }
 }

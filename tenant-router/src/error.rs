@@ -122,14 +122,19 @@ impl From<tokio_postgres::Error> for RouterError {
             .map(|code| code.code().to_owned())
             .unwrap_or_default();
         if code.starts_with("08") || code.starts_with("57P") || code == "53300" {
-            tracing::warn!(error = %provisioner::describe(&error), "tenant database unavailable");
+            tracing::warn!(error = %describe(&error), "tenant database unavailable");
             return Self::ServerUnavailable;
         }
-        Self::Internal(anyhow::anyhow!(
-            "tenant database: {}",
-            provisioner::describe(&error)
-        ))
+        Self::Internal(anyhow::anyhow!("tenant database: {}", describe(&error)))
     }
+}
+
+/// The server's own message and SQLSTATE (tokio-postgres' `Display` says only "db error").
+fn describe(error: &tokio_postgres::Error) -> String {
+    error.as_db_error().map_or_else(
+        || error.to_string(),
+        |db| format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+    )
 }
 
 impl IntoResponse for RouterError {

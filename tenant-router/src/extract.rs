@@ -8,10 +8,10 @@ use axum::http::{header, request::Parts};
 use catalog::tenants::Status;
 use tenancy_core::claims::TenantClaims;
 
-use crate::directory::TenantEntry;
 use crate::error::{RouterError, RouterResult};
 use crate::pools::{Connection, TenantPool};
 use crate::state::AppState;
+use crate::tenant::TenantEntry;
 
 /// The tenant a request acts for: verified token, directory entry, and its pool. Handlers
 /// never look a tenant up themselves.

@@ -9,9 +9,11 @@ pub mod error;
 pub mod extract;
 pub mod http;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod pools;
 pub mod state;
+pub mod tenant;
 pub mod usage;
 
 use std::future::Future;
@@ -70,7 +72,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Router> {
     let pools = Arc::new(pools::Pools::new(config.pool_wait));
     let usage = Arc::new(usage::UsageCounter::default());
     let tasks = vec![
-        directory::spawn_listener(catalog.clone(), directory.clone(), pools.clone()),
+        listener::spawn_listener(catalog.clone(), directory.clone(), pools.clone()),
         pools::spawn_maintenance(pools.clone(), config.pool_idle),
         usage::spawn_flusher(usage.clone(), catalog.clone(), config.usage_flush),
     ];

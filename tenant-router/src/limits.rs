@@ -1,11 +1,17 @@
 //! Per-tenant token buckets for the plan's `requests_per_minute`: a bucket holds a minute's
-//! worth of requests and refills continuously.
+//! worth of requests and refills continuously. A bucket that has refilled is the same as
+//! none, so the map is pruned of those when it grows: it holds the tenants active in the
+//! last minute, not every tenant ever seen.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
+
 use uuid::Uuid;
+
+/// Buckets held before the full ones are pruned.
+const PRUNE_AT: usize = 10_000;
 
 #[derive(Default)]
 pub struct RateLimiter {
@@ -22,10 +28,13 @@ impl RateLimiter {
     pub fn take(&self, tenant: Uuid, per_minute: u32) -> Result<(), Duration> {
         let capacity = f64::from(per_minute.max(1));
         let per_second = capacity / 60.0;
-        let Ok(mut buckets) = self.buckets.lock() else {
-            return Ok(());
-        };
+        let mut buckets = self.buckets.lock();
         let now = Instant::now();
+        if buckets.len() >= PRUNE_AT {
+            // A bucket untouched for a minute is full again: forget it.
+            buckets
+                .retain(|_, bucket| now.duration_since(bucket.refilled) < Duration::from_secs(60));
+        }
         let bucket = buckets.entry(tenant).or_insert(Bucket {
             tokens: capacity,
             refilled: now,
@@ -59,5 +68,19 @@ mod tests {
             limiter.take(second, 60).is_ok(),
             "another tenant has its own bucket"
         );
+    }
+
+    #[test]
+    fn the_bucket_map_keeps_only_recent_tenants() {
+        let limiter = RateLimiter::default();
+        for _ in 0..PRUNE_AT {
+            assert!(limiter.take(Uuid::new_v4(), 60).is_ok());
+        }
+        // Age every bucket past a minute, then one more tenant prunes them.
+        for bucket in limiter.buckets.lock().values_mut() {
+            bucket.refilled -= Duration::from_secs(61);
+        }
+        assert!(limiter.take(Uuid::new_v4(), 60).is_ok());
+        assert_eq!(limiter.buckets.lock().len(), 1);
     }
 }

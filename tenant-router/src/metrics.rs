@@ -82,33 +82,45 @@ impl Metrics {
             .inc();
     }
 
-    /// The metrics in the OpenMetrics text format, with the pool gauges read now.
-    pub fn render(&self, pools: &crate::pools::Pools) -> String {
-        for gate in pools.gates() {
+    /// The metrics in the OpenMetrics text format, with the pool gauges from `pools`.
+    pub fn render(&self, pools: &PoolStats) -> String {
+        for server in &pools.servers {
             let labels = ServerLabels {
-                server: gate.server.id.to_string(),
+                server: server.server.to_string(),
             };
             self.server_connections
                 .get_or_create(&labels)
-                .set(i64::from(gate.open_connections()));
+                .set(i64::from(server.open_connections));
             self.breaker_open
                 .get_or_create(&labels)
-                .set(i64::from(gate.breaker.is_open()));
-        }
-        for (server, waiting) in pools.waiting_by_server() {
-            let labels = ServerLabels {
-                server: server.to_string(),
-            };
+                .set(i64::from(server.breaker_open));
             self.waiting
                 .get_or_create(&labels)
-                .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+                .set(i64::try_from(server.waiting).unwrap_or(i64::MAX));
         }
         self.open_pools
-            .set(i64::try_from(pools.open_pools()).unwrap_or(i64::MAX));
+            .set(i64::try_from(pools.open_pools).unwrap_or(i64::MAX));
         let mut text = String::new();
         if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
             tracing::error!(%error, "encode metrics");
         }
         text
     }
+}
+
+/// The pools' state at one moment, for [`Metrics::render`] (metrics never reach into the
+/// pools themselves).
+#[derive(Debug, Clone, Default)]
+pub struct PoolStats {
+    pub servers: Vec<ServerStats>,
+    pub open_pools: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerStats {
+    pub server: uuid::Uuid,
+    pub open_connections: u32,
+    pub breaker_open: bool,
+    /// Requests waiting for a connection to this server.
+    pub waiting: usize,
 }

@@ -2,10 +2,11 @@
 //! seconds (one statement for all tenants). A failed flush keeps its counts for the next.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use parking_lot::Mutex;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -20,28 +21,21 @@ impl UsageCounter {
         let hour = Utc::now()
             .duration_trunc(TimeDelta::hours(1))
             .unwrap_or_else(|_| Utc::now());
-        if let Ok(mut counts) = self.counts.lock() {
-            *counts.entry((tenant, hour)).or_default() += 1;
-        }
+        *self.counts.lock().entry((tenant, hour)).or_default() += 1;
     }
 
     fn drain(&self) -> Vec<(Uuid, DateTime<Utc>, i64)> {
         self.counts
             .lock()
-            .map(|mut counts| {
-                counts
-                    .drain()
-                    .map(|((tenant, hour), count)| (tenant, hour, count))
-                    .collect()
-            })
-            .unwrap_or_default()
+            .drain()
+            .map(|((tenant, hour), count)| (tenant, hour, count))
+            .collect()
     }
 
     fn restore(&self, rows: Vec<(Uuid, DateTime<Utc>, i64)>) {
-        if let Ok(mut counts) = self.counts.lock() {
-            for (tenant, hour, count) in rows {
-                *counts.entry((tenant, hour)).or_default() += count;
-            }
+        let mut counts = self.counts.lock();
+        for (tenant, hour, count) in rows {
+            *counts.entry((tenant, hour)).or_default() += count;
         }
     }
 

@@ -45,6 +45,6 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.render(&state.pools),
+        state.metrics.render(&state.pools.stats()),
     )
 }

@@ -5,154 +5,31 @@
 //! Fairness: one tenant may hold at most half of a server's budget, and a request that finds
 //! the budget spent first closes other tenants' idle connections on that server.
 
+mod breaker;
+mod gate;
+mod maintenance;
+
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deadpool::managed::{
-    self, Metrics as ObjectMetrics, Pool, PoolError, RecycleError, RecycleResult, Timeouts,
-};
-use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod};
+use deadpool::managed::{self, Pool, PoolError, Timeouts};
+use deadpool_postgres::{ManagerConfig, RecyclingMethod};
+use parking_lot::Mutex;
 use secrecy::ExposeSecret;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-use crate::directory::{ServerRef, TenantEntry};
+pub use breaker::Breaker;
+pub use gate::{ConnectError, GatedClient, GatedManager, ServerGate};
+pub use maintenance::spawn_maintenance;
+
 use crate::error::{RouterError, RouterResult};
+use crate::metrics::PoolStats;
+use crate::tenant::{ServerRef, TenantEntry};
 
 /// Idle connections of other tenants closed when a request finds its server's budget spent.
 const EVICT_AT_ONCE: usize = 2;
-
-/// Consecutive connection failures that open a server's breaker.
-const BREAKER_THRESHOLD: u32 = 3;
-
-/// A server's circuit breaker: after repeated connection failures requests fail fast until
-/// a health check (or a trial connection after the cool-down) succeeds.
-#[derive(Debug, Default)]
-pub struct Breaker {
-    state: Mutex<BreakerState>,
-}
-
-#[derive(Debug, Default)]
-struct BreakerState {
-    failures: u32,
-    open_until: Option<Instant>,
-}
-
-impl Breaker {
-    pub fn is_open(&self) -> bool {
-        self.state
-            .lock()
-            .map(|state| state.open_until.is_some_and(|until| until > Instant::now()))
-            .unwrap_or(false)
-    }
-
-    pub fn failure(&self) {
-        if let Ok(mut state) = self.state.lock() {
-            state.failures += 1;
-            if state.failures >= BREAKER_THRESHOLD {
-                state.open_until = Some(Instant::now() + Duration::from_secs(5));
-            }
-        }
-    }
-
-    pub fn success(&self) {
-        if let Ok(mut state) = self.state.lock() {
-            state.failures = 0;
-            state.open_until = None;
-        }
-    }
-
-    /// A health check saw the server answer: let requests try again (one more failure
-    /// opens the breaker again).
-    fn heal(&self) {
-        if let Ok(mut state) = self.state.lock() {
-            state.failures = BREAKER_THRESHOLD - 1;
-            state.open_until = None;
-        }
-    }
-}
-
-/// What the router holds per database server.
-pub struct ServerGate {
-    pub server: ServerRef,
-    permits: Arc<Semaphore>,
-    pub breaker: Breaker,
-}
-
-impl ServerGate {
-    /// Connections the router holds open on this server now.
-    pub fn open_connections(&self) -> u32 {
-        let available = u32::try_from(self.permits.available_permits()).unwrap_or(0);
-        self.server.connection_budget.saturating_sub(available)
-    }
-}
-
-/// A pooled connection and the server permit it holds while open.
-pub struct GatedClient {
-    pub client: ClientWrapper,
-    _permit: OwnedSemaphorePermit,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("the server's connection budget is spent")]
-    Budget,
-    #[error("the server's circuit breaker is open")]
-    BreakerOpen,
-    #[error("connect: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
-}
-
-pub struct GatedManager {
-    inner: deadpool_postgres::Manager,
-    gate: Arc<ServerGate>,
-    wait: Duration,
-}
-
-impl managed::Manager for GatedManager {
-    type Type = GatedClient;
-    type Error = ConnectError;
-
-    async fn create(&self) -> Result<GatedClient, ConnectError> {
-        if self.gate.breaker.is_open() {
-            return Err(ConnectError::BreakerOpen);
-        }
-        let permit = tokio::time::timeout(self.wait, self.gate.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| ConnectError::Budget)?
-            .map_err(|_| ConnectError::Budget)?;
-        match managed::Manager::create(&self.inner).await {
-            Ok(client) => {
-                self.gate.breaker.success();
-                Ok(GatedClient {
-                    client,
-                    _permit: permit,
-                })
-            }
-            Err(error) => {
-                if error.as_db_error().is_none() {
-                    self.gate.breaker.failure();
-                }
-                Err(error.into())
-            }
-        }
-    }
-
-    async fn recycle(
-        &self,
-        object: &mut GatedClient,
-        metrics: &ObjectMetrics,
-    ) -> RecycleResult<ConnectError> {
-        managed::Manager::recycle(&self.inner, &mut object.client, metrics)
-            .await
-            .map_err(|error| match error {
-                RecycleError::Message(message) => RecycleError::Message(message),
-                RecycleError::Backend(error) => RecycleError::Backend(error.into()),
-            })
-    }
-}
 
 /// A tenant's pool.
 pub struct TenantPool {
@@ -190,9 +67,7 @@ pub type Connection = managed::Object<GatedManager>;
 impl TenantPool {
     /// A connection, waiting at most the configured time.
     pub async fn connection(&self, pools: &Pools) -> RouterResult<Connection> {
-        if let Ok(mut last_used) = self.last_used.lock() {
-            *last_used = Instant::now();
-        }
+        *self.last_used.lock() = Instant::now();
         if self.gate.breaker.is_open() {
             return Err(RouterError::ServerUnavailable);
         }
@@ -211,10 +86,7 @@ impl TenantPool {
     }
 
     fn idle_for(&self) -> Duration {
-        self.last_used
-            .lock()
-            .map(|at| at.elapsed())
-            .unwrap_or_default()
+        self.last_used.lock().elapsed()
     }
 }
 
@@ -238,10 +110,7 @@ impl Pools {
     /// server, database or credential (the entry changed since) is closed and replaced:
     /// no request ever runs on a database its tenant no longer uses.
     pub fn pool_for(&self, entry: &TenantEntry) -> RouterResult<Arc<TenantPool>> {
-        let mut pools = self
-            .pools
-            .lock()
-            .map_err(|_| RouterError::Internal(anyhow::anyhow!("pool map poisoned")))?;
+        let mut pools = self.pools.lock();
         if let Some(pool) = pools.get(&entry.id.0) {
             if pool.target.matches(entry) {
                 return Ok(pool.clone());
@@ -308,34 +177,16 @@ impl Pools {
     }
 
     fn gate_for(&self, server: &ServerRef) -> Arc<ServerGate> {
-        let Ok(mut gates) = self.gates.lock() else {
-            return Arc::new(ServerGate {
-                server: server.clone(),
-                permits: Arc::new(Semaphore::new(0)),
-                breaker: Breaker::default(),
-            });
-        };
-        gates
+        self.gates
+            .lock()
             .entry(server.id)
-            .or_insert_with(|| {
-                Arc::new(ServerGate {
-                    server: server.clone(),
-                    permits: Arc::new(Semaphore::new(
-                        usize::try_from(server.connection_budget).unwrap_or(1),
-                    )),
-                    breaker: Breaker::default(),
-                })
-            })
+            .or_insert_with(|| Arc::new(ServerGate::new(server)))
             .clone()
     }
 
     /// Closes a tenant's pool (its connections close as they come back).
     pub fn remove(&self, tenant: Uuid) {
-        let removed = self
-            .pools
-            .lock()
-            .ok()
-            .and_then(|mut pools| pools.remove(&tenant));
+        let removed = self.pools.lock().remove(&tenant);
         if let Some(pool) = removed {
             pool.pool.close();
         }
@@ -343,11 +194,8 @@ impl Pools {
 
     /// Closes every tenant pool (after notifications may have been missed).
     pub fn clear(&self) {
-        let removed: Vec<Arc<TenantPool>> = self
-            .pools
-            .lock()
-            .map(|mut pools| pools.drain().map(|(_, pool)| pool).collect())
-            .unwrap_or_default();
+        let removed: Vec<Arc<TenantPool>> =
+            self.pools.lock().drain().map(|(_, pool)| pool).collect();
         for pool in removed {
             pool.pool.close();
         }
@@ -359,14 +207,10 @@ impl Pools {
         let mut victims: Vec<Arc<TenantPool>> = self
             .pools
             .lock()
-            .map(|pools| {
-                pools
-                    .values()
-                    .filter(|pool| pool.gate.server.id == server && pool.tenant != except)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
+            .values()
+            .filter(|pool| pool.gate.server.id == server && pool.tenant != except)
+            .cloned()
+            .collect();
         victims.sort_by_key(|pool| std::cmp::Reverse(pool.idle_for()));
         let mut to_free = EVICT_AT_ONCE;
         for pool in victims {
@@ -386,10 +230,7 @@ impl Pools {
 
     /// Closes pools unused for `idle`, and connections idle that long in the others.
     pub fn collect_idle(&self, idle: Duration) {
-        let Ok(mut pools) = self.pools.lock() else {
-            return;
-        };
-        pools.retain(|_, pool| {
+        self.pools.lock().retain(|_, pool| {
             if pool.idle_for() >= idle {
                 pool.pool.close();
                 false
@@ -401,53 +242,30 @@ impl Pools {
     }
 
     pub fn gates(&self) -> Vec<Arc<ServerGate>> {
-        self.gates
-            .lock()
-            .map(|gates| gates.values().cloned().collect())
-            .unwrap_or_default()
+        self.gates.lock().values().cloned().collect()
     }
 
-    /// Requests waiting for a connection, per server.
-    pub fn waiting_by_server(&self) -> HashMap<Uuid, usize> {
-        let mut waiting = HashMap::new();
-        if let Ok(pools) = self.pools.lock() {
-            for pool in pools.values() {
-                *waiting.entry(pool.gate.server.id).or_insert(0) += pool.pool.status().waiting;
-            }
+    /// What the metrics show of the pools and gates, read now.
+    pub fn stats(&self) -> PoolStats {
+        let mut waiting: HashMap<Uuid, usize> = HashMap::new();
+        let pools = self.pools.lock();
+        for pool in pools.values() {
+            *waiting.entry(pool.gate.server.id).or_insert(0) += pool.pool.status().waiting;
         }
-        waiting
-    }
-
-    pub fn open_pools(&self) -> usize {
-        self.pools.lock().map(|pools| pools.len()).unwrap_or(0)
-    }
-}
-
-/// Health checks for servers whose breaker is open (a TCP connect), and the idle collector.
-pub fn spawn_maintenance(pools: Arc<Pools>, idle: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(Duration::from_millis(500));
-        let mut rounds: u32 = 0;
-        loop {
-            ticker.tick().await;
-            rounds = rounds.wrapping_add(1);
-            for gate in pools.gates() {
-                if gate.breaker.is_open() {
-                    let address = (gate.server.host.as_str(), gate.server.port);
-                    let probe = tokio::time::timeout(
-                        Duration::from_millis(300),
-                        tokio::net::TcpStream::connect(address),
-                    )
-                    .await;
-                    if matches!(probe, Ok(Ok(_))) {
-                        tracing::info!(server = %gate.server.id, "server answers again; closing its breaker");
-                        gate.breaker.heal();
-                    }
-                }
-            }
-            if rounds.is_multiple_of(20) {
-                pools.collect_idle(idle);
-            }
+        let open_pools = pools.len();
+        drop(pools);
+        PoolStats {
+            servers: self
+                .gates()
+                .iter()
+                .map(|gate| crate::metrics::ServerStats {
+                    server: gate.server.id,
+                    open_connections: gate.open_connections(),
+                    breaker_open: gate.breaker.is_open(),
+                    waiting: waiting.get(&gate.server.id).copied().unwrap_or(0),
+                })
+                .collect(),
+            open_pools,
         }
-    })
+    }
 }

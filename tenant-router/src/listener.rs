@@ -1,0 +1,68 @@
+//! The catalog's change notifications (`LISTEN tenancy_directory`): each drops the
+//! affected directory entries and pools within milliseconds; a lost connection drops them
+//! all (notifications may have been missed meanwhile).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::directory::Directory;
+use crate::pools::Pools;
+
+/// Listens for catalog changes and drops the affected entries and pools within
+/// milliseconds. While the listener is down (catalog restart), every entry and pool is
+/// dropped when it comes back, since notifications may have been missed.
+pub fn spawn_listener(
+    catalog: PgPool,
+    directory: Arc<Directory>,
+    pools: Arc<Pools>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match listen(&catalog, &directory, &pools).await {
+                Ok(()) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "directory listener lost the catalog; reconnecting")
+                }
+            }
+            directory.clear();
+            pools.clear();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
+async fn listen(catalog: &PgPool, directory: &Directory, pools: &Pools) -> Result<(), sqlx::Error> {
+    let mut listener = PgListener::connect_with(catalog).await?;
+    listener.listen(catalog::directory::CHANNEL).await?;
+    // Anything cached before the listener was up may be stale.
+    directory.clear();
+    pools.clear();
+    loop {
+        let Some(notification) = listener.try_recv().await? else {
+            // The connection dropped (and is re-established on the next call): whatever
+            // was announced meanwhile is lost, so forget everything.
+            directory.clear();
+            pools.clear();
+            continue;
+        };
+        let payload = notification.payload();
+        if let Some(id) = payload
+            .strip_prefix("tenant:")
+            .and_then(|id| Uuid::parse_str(id).ok())
+        {
+            directory.invalidate(id);
+            pools.remove(id);
+        } else if let Some(plan) = payload.strip_prefix("plan:") {
+            for id in directory.invalidate_plan(plan) {
+                pools.remove(id);
+            }
+        } else if payload.starts_with("server:") {
+            directory.clear();
+        }
+    }
+}

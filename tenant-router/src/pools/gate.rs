@@ -1,0 +1,105 @@
+//! Per database server, what every tenant pool on it shares: a semaphore of
+//! `connection_budget` permits (each open connection holds one) and a circuit breaker; and
+//! the deadpool manager that takes a permit before it connects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool::managed::{self, Metrics as ObjectMetrics, RecycleError, RecycleResult};
+use deadpool_postgres::ClientWrapper;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::breaker::Breaker;
+use crate::tenant::ServerRef;
+
+/// What the router holds per database server.
+pub struct ServerGate {
+    pub server: ServerRef,
+    pub(super) permits: Arc<Semaphore>,
+    pub breaker: Breaker,
+}
+
+impl ServerGate {
+    pub fn new(server: &ServerRef) -> Self {
+        Self {
+            server: server.clone(),
+            permits: Arc::new(Semaphore::new(
+                usize::try_from(server.connection_budget).unwrap_or(1),
+            )),
+            breaker: Breaker::default(),
+        }
+    }
+}
+
+impl ServerGate {
+    /// Connections the router holds open on this server now.
+    pub fn open_connections(&self) -> u32 {
+        let available = u32::try_from(self.permits.available_permits()).unwrap_or(0);
+        self.server.connection_budget.saturating_sub(available)
+    }
+}
+
+/// A pooled connection and the server permit it holds while open.
+pub struct GatedClient {
+    pub client: ClientWrapper,
+    _permit: OwnedSemaphorePermit,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("the server's connection budget is spent")]
+    Budget,
+    #[error("the server's circuit breaker is open")]
+    BreakerOpen,
+    #[error("connect: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+pub struct GatedManager {
+    pub(super) inner: deadpool_postgres::Manager,
+    pub(super) gate: Arc<ServerGate>,
+    pub(super) wait: Duration,
+}
+
+impl managed::Manager for GatedManager {
+    type Type = GatedClient;
+    type Error = ConnectError;
+
+    async fn create(&self) -> Result<GatedClient, ConnectError> {
+        if self.gate.breaker.is_open() {
+            return Err(ConnectError::BreakerOpen);
+        }
+        let permit = tokio::time::timeout(self.wait, self.gate.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| ConnectError::Budget)?
+            .map_err(|_| ConnectError::Budget)?;
+        match managed::Manager::create(&self.inner).await {
+            Ok(client) => {
+                self.gate.breaker.success();
+                Ok(GatedClient {
+                    client,
+                    _permit: permit,
+                })
+            }
+            Err(error) => {
+                if error.as_db_error().is_none() {
+                    self.gate.breaker.failure();
+                }
+                Err(error.into())
+            }
+        }
+    }
+
+    async fn recycle(
+        &self,
+        object: &mut GatedClient,
+        metrics: &ObjectMetrics,
+    ) -> RecycleResult<ConnectError> {
+        managed::Manager::recycle(&self.inner, &mut object.client, metrics)
+            .await
+            .map_err(|error| match error {
+                RecycleError::Message(message) => RecycleError::Message(message),
+                RecycleError::Backend(error) => RecycleError::Backend(error.into()),
+            })
+    }
+}

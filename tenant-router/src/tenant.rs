@@ -1,0 +1,33 @@
+//! A tenant as the router needs it: what the directory caches and the pools are bound to.
+
+use catalog::tenants::Status;
+use secrecy::SecretString;
+use tenancy_core::TenantId;
+use uuid::Uuid;
+
+/// Where a tenant's database lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerRef {
+    pub id: Uuid,
+    pub host: String,
+    pub port: u16,
+    pub connection_budget: u32,
+}
+
+/// One tenant, as the router needs it.
+#[derive(Debug)]
+pub struct TenantEntry {
+    pub id: TenantId,
+    pub slug: String,
+    pub status: Status,
+    pub plan: String,
+    pub server: Option<ServerRef>,
+    pub database: Option<String>,
+    pub role: Option<String>,
+    pub password: Option<SecretString>,
+    pub max_connections: u32,
+    pub statement_timeout_ms: u32,
+    pub requests_per_minute: u32,
+    pub storage_exceeded: bool,
+    pub migrating: bool,
+}

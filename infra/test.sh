@@ -31,6 +31,17 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The crate graph: the operations library (provisioner) knows no HTTP framework, and
+# tenantctl needs the services only for `dev`.
+if cargo tree -p provisioner --locked -e normal | grep -E '(axum|tower-http|tenancy-http) v'; then
+  echo "test.sh: provisioner (the operations library) must not depend on an HTTP framework" >&2
+  exit 1
+fi
+if cargo tree -p tenantctl --no-default-features --locked -e normal | grep -E '(control-plane|tenant-router|axum) v'; then
+  echo "test.sh: tenantctl without its dev feature must not depend on the services" >&2
+  exit 1
+fi
+cargo build -p tenantctl --no-default-features --locked
 # The end-to-end tests run the real binaries; build them once, up front.
 cargo build --workspace --bins --locked
 log=$(mktemp)

@@ -104,33 +104,7 @@ pub struct Config {
     pub restore_keep: Duration,
 }
 
-/// What the sweep does with databases and roles that carry this installation's mark but
-/// that the catalog does not know.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SweepArgs {
-    /// `off`: no sweep; `report`: log and count them; `quarantine`: also close them to
-    /// connections, and drop them once quarantined for TENANCY_SWEEP_QUARANTINE.
-    #[arg(long = "sweep", env = "TENANCY_SWEEP", default_value = "quarantine")]
-    pub mode: crate::sweep::SweepMode,
-
-    /// How long an object stays quarantined (and can be adopted back) before it is dropped.
-    #[arg(long = "sweep-quarantine", env = "TENANCY_SWEEP_QUARANTINE", default_value = "7d", value_parser = humantime::parse_duration)]
-    pub quarantine: Duration,
-
-    /// Objects younger than this (by their mark) are never quarantined.
-    #[arg(long = "sweep-min-age", env = "TENANCY_SWEEP_MIN_AGE", default_value = "1h", value_parser = humantime::parse_duration)]
-    pub min_age: Duration,
-}
-
-impl SweepArgs {
-    pub fn settings(&self) -> crate::sweep::SweepSettings {
-        crate::sweep::SweepSettings {
-            mode: self.mode,
-            quarantine: self.quarantine,
-            min_age: self.min_age,
-        }
-    }
-}
+pub use provisioner::sweep::SweepArgs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -5,6 +5,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use catalog::plans::FieldError;
+use provisioner::error::OpsError;
 use tenancy_http::Problem;
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -44,52 +45,56 @@ pub enum ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
+        OpsError::from(error).into()
+    }
+}
+
+/// The operations' errors, one to one: the only place they meet HTTP.
+impl From<OpsError> for ApiError {
+    fn from(error: OpsError) -> Self {
         match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                tracing::warn!(%error, "catalog unavailable");
-                Self::Unavailable
+            OpsError::Validation {
+                code,
+                detail,
+                errors,
+            } => Self::Validation {
+                code,
+                detail,
+                errors,
+            },
+            OpsError::BadRequest(detail) => Self::BadRequest(detail),
+            OpsError::NotFound { code, detail } => Self::NotFound { code, detail },
+            OpsError::Conflict { code, detail } => Self::Conflict { code, detail },
+            OpsError::ServiceUnavailable { code, detail } => {
+                Self::ServiceUnavailable { code, detail }
             }
-            // Class 08 (connection exception) and 57 (operator intervention, e.g. the
-            // server shutting down) mean the catalog is away, not that we are broken.
-            sqlx::Error::Database(ref database)
-                if database
-                    .code()
-                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57")) =>
-            {
-                tracing::warn!(%error, "catalog unavailable");
-                Self::Unavailable
-            }
-            other => Self::Internal(anyhow::Error::new(other).context("query the catalog")),
+            OpsError::Unavailable => Self::Unavailable,
+            OpsError::Internal(error) => Self::Internal(error),
         }
+    }
+}
+
+impl From<provisioner::backups::BackupError> for ApiError {
+    fn from(error: provisioner::backups::BackupError) -> Self {
+        OpsError::from(error).into()
     }
 }
 
 impl ApiError {
     pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::NotFound {
-            code,
-            detail: detail.into(),
-        }
+        OpsError::not_found(code, detail).into()
     }
 
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Conflict {
-            code,
-            detail: detail.into(),
-        }
+        OpsError::conflict(code, detail).into()
     }
 
     pub fn validation(errors: Vec<FieldError>) -> Self {
-        let detail = errors
-            .iter()
-            .map(|error| format!("{}: {}", error.field, error.message))
-            .collect::<Vec<_>>()
-            .join("; ");
-        Self::Validation {
-            code: "validation_failed",
-            detail,
-            errors,
-        }
+        OpsError::validation(errors).into()
+    }
+
+    pub fn busy() -> Self {
+        OpsError::busy().into()
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -135,16 +140,6 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(name, value);
         }
         response
-    }
-}
-
-impl ApiError {
-    /// 503 `busy`: too many password checks at once (the hash gate is full).
-    pub fn busy() -> Self {
-        Self::ServiceUnavailable {
-            code: "busy",
-            detail: "too many password checks at once; try again shortly".to_owned(),
-        }
     }
 }
 

@@ -1,22 +1,22 @@
-//! The control plane: the super-admins' HTTP API over the catalog database.
+//! The control plane: the super-admins' HTTP API over the catalog database, and the
+//! scheduler of the background jobs. What it does to tenants, servers and databases is
+//! the operations library's (`provisioner`); this crate is HTTP around it, mapping its
+//! one error type into problem documents ([`error`]).
 //!
 //! `main.rs` parses configuration and calls [`run`]; `tenantctl dev` and the tests build the
 //! state with [`build_state`] and serve it with [`serve`] on a listener of their own.
 
 pub mod auth;
-pub mod backups;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod http;
 pub mod jobs;
-pub mod locks;
 pub mod metrics;
-pub mod migrations;
-pub mod servers;
 pub mod state;
-pub mod sweep;
-pub mod tenants;
+
+// The operations, under the names the handlers use.
+pub use provisioner::{backups, migrations, servers, sweep, tenants};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,62 +1,12 @@
-//! The state every handler receives explicitly, and the platform context that the HTTP
-//! handlers and `tenantctl` share.
+//! The state every handler receives explicitly: the platform (the operations' context,
+//! shared with `tenantctl`), the token signer and verifier, the metrics.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use sqlx::PgPool;
-use tenancy_core::sealing::Sealer;
+pub use provisioner::platform::{Platform, Settings};
 
 use crate::auth::AdminAuth;
 use crate::metrics::Metrics;
-
-/// What the tenant and server operations need: the catalog, the key that seals passwords in
-/// it, and the operating settings. Cheap to clone.
-#[derive(Clone)]
-pub struct Platform {
-    pub db: PgPool,
-    pub sealer: Sealer,
-    /// This installation's id: the ownership mark of everything it creates on servers.
-    pub installation: provisioner::Installation,
-    pub settings: Arc<Settings>,
-    /// Bounds the password hashing and checking in flight (logins, new tenants' admins).
-    pub hashes: Arc<tenancy_core::hash_gate::HashGate>,
-}
-
-impl Platform {
-    /// A platform on `db`: its installation id comes from the catalog.
-    pub async fn new(db: PgPool, sealer: Sealer, settings: Settings) -> Result<Self, sqlx::Error> {
-        let installation = provisioner::Installation(catalog::installation::id(&db).await?);
-        Ok(Self {
-            db,
-            sealer,
-            installation,
-            settings: Arc::new(settings),
-            hashes: Arc::new(tenancy_core::hash_gate::HashGate::for_this_machine()),
-        })
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// How long a deleted tenant's database is kept before it is dropped.
-    pub delete_grace: Duration,
-    /// Databases each server keeps cloned ahead of demand.
-    pub warm_pool_size: u32,
-    /// Test-only: abort the process right after this provisioning step.
-    pub fault_after_step: Option<String>,
-    /// The tenant schema migrations templates are prepared with and fleet runs apply.
-    pub migrations: tenant_schema::MigrationSet,
-    /// Where backups go; None when no bucket is configured.
-    pub backup_store: Option<crate::backups::Store>,
-    /// Whether the background jobs back tenants up (each plan says how often) and apply
-    /// the plans' retention.
-    pub scheduled_backups: bool,
-    /// What the sweep may do with objects of ours that the catalog does not know.
-    pub sweep: crate::sweep::SweepSettings,
-    /// How long a restore keeps the database it replaced.
-    pub restore_keep: Duration,
-}
 
 #[derive(Clone)]
 pub struct AppState {

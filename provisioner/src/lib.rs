@@ -1,20 +1,41 @@
-//! Database operations on the servers that hold tenant databases: prepare a server and its
-//! template database, create a tenant's role and database (a clone of the template), set the
-//! plan's limits on the role, drop a tenant, and list what exists on a server.
+//! The operations library: everything the platform does to tenants, servers and their
+//! databases, shared by the control plane (HTTP, jobs) and `tenantctl`. No HTTP here: one
+//! error type ([`error::OpsError`]) that the control plane maps once into problem
+//! documents.
 //!
-//! This is the only crate that issues DDL on tenant servers. Every SQL identifier it builds
-//! comes from [`names`], which derives names from a [`tenancy_core::TenantId`] only.
-//! Every operation is idempotent, so a provisioning interrupted at any point can be re-run.
+//! Two layers:
+//! - **Per-server DDL** ([`names`], [`mark`], [`server`], [`template`], [`tenant`],
+//!   [`backup`]): prepare a server and its template database, create a tenant's role and
+//!   database (a clone of the template), set the plan's limits on the role, quarantine and
+//!   drop what this installation made, list what exists on a server. These modules touch
+//!   no catalog. This is the only code that issues DDL on tenant servers; every SQL
+//!   identifier comes from [`names`], derived from ids only; every operation is
+//!   idempotent.
+//! - **Orchestration over the catalog** ([`platform`], [`error`], [`locks`], [`tenants`],
+//!   [`servers`], [`migrations`], [`backups`], [`sweep`], [`jobs`]): tenants and their
+//!   provisioning steps, placement, fleet migrations, backups and restores, the sweep, the
+//!   background jobs' bodies.
 
 pub mod backup;
+pub mod backups;
+pub mod error;
+pub mod jobs;
+pub mod locks;
 pub mod mark;
+pub mod migrations;
 pub mod names;
+pub mod platform;
 pub mod server;
+pub mod servers;
+pub mod sweep;
 pub mod template;
 pub mod tenant;
+pub mod tenants;
 
+pub use error::{OpsError, OpsResult};
 pub use mark::{Installation, Mark};
 pub use names::{DatabaseName, RoleName};
+pub use platform::{Platform, Settings};
 pub use server::ServerAddress;
 pub use tenant::{DatabaseObject, RoleLimits, RoleObject, TenantObjects};
 pub use tokio_postgres;

@@ -2,7 +2,7 @@
 
 use anyhow::anyhow;
 use catalog::backups::Backup;
-use control_plane::backups::{self, Trigger};
+use provisioner::backups::{self, Trigger};
 use uuid::Uuid;
 
 use crate::output::{cell, print};

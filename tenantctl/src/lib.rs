@@ -2,6 +2,7 @@
 
 mod admin;
 mod backup;
+#[cfg(feature = "dev")]
 mod dev;
 mod migrate;
 mod output;
@@ -44,6 +45,7 @@ pub enum Command {
     #[command(subcommand)]
     Migrate(migrate::MigrateCommand),
     /// Run the whole platform locally on an embedded PostgreSQL and S3 endpoint.
+    #[cfg(feature = "dev")]
     Dev(dev::DevArgs),
 }
 
@@ -62,6 +64,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(command) => tenant::run(command, cli.json).await,
         Command::Migrate(command) => migrate::run(command, cli.json).await,
         Command::Backup(command) => backup::run(command, cli.json).await,
+        #[cfg(feature = "dev")]
         Command::Dev(args) => dev::run(args).await,
     }
 }

@@ -5,8 +5,8 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use control_plane::migrations::{self, Event, ItemResult, Outcome, RunError, RunOptions};
 use indicatif::{ProgressBar, ProgressStyle};
+use provisioner::migrations::{self, Event, ItemResult, Outcome, RunError, RunOptions};
 
 use crate::output::{cell, print};
 use crate::platform::PlatformArgs;
@@ -143,7 +143,7 @@ pub async fn run(command: MigrateCommand, json: bool) -> anyhow::Result<()> {
 }
 
 async fn status(
-    platform: &control_plane::Platform,
+    platform: &provisioner::Platform,
     json: bool,
     verify: Option<u16>,
 ) -> anyhow::Result<()> {
@@ -230,7 +230,7 @@ async fn status(
 }
 
 async fn run_migrations(
-    platform: &control_plane::Platform,
+    platform: &provisioner::Platform,
     options: &RunOptions,
     json: bool,
 ) -> anyhow::Result<()> {

@@ -32,10 +32,10 @@ pub struct PlatformArgs {
     pub tenant_migrations: Option<PathBuf>,
 
     #[command(flatten)]
-    pub s3: control_plane::backups::S3Args,
+    pub s3: provisioner::backups::S3Args,
 
     #[command(flatten)]
-    pub sweep: control_plane::config::SweepArgs,
+    pub sweep: provisioner::sweep::SweepArgs,
 
     /// How long a restore keeps the database it replaced.
     #[arg(long, env = "TENANCY_RESTORE_KEEP", default_value = "24h", value_parser = humantime::parse_duration)]
@@ -50,7 +50,7 @@ impl PlatformArgs {
         )?)
     }
 
-    pub async fn connect(&self) -> anyhow::Result<control_plane::Platform> {
+    pub async fn connect(&self) -> anyhow::Result<provisioner::Platform> {
         let key = load_secret(
             "the catalog key",
             self.catalog_key.clone(),
@@ -70,15 +70,15 @@ impl PlatformArgs {
         catalog::migrate(&db)
             .await
             .context("apply the catalog migrations")?;
-        control_plane::Platform::new(
+        provisioner::Platform::new(
             db,
             sealer,
-            control_plane::Settings {
+            provisioner::Settings {
                 delete_grace: self.delete_grace,
                 warm_pool_size: 0,
                 fault_after_step: None,
                 migrations: self.migrations()?,
-                backup_store: control_plane::backups::Store::from_args(&self.s3)?,
+                backup_store: provisioner::backups::Store::from_args(&self.s3)?,
                 scheduled_backups: false,
                 sweep: self.sweep.settings(),
                 restore_keep: self.restore_keep,

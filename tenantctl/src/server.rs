@@ -78,10 +78,10 @@ pub async fn run(command: ServerCommand, json: bool) -> anyhow::Result<()> {
                 Err(_) => crate::admin::read_password()?,
             };
             let platform = platform.connect().await?;
-            let server = control_plane::servers::register(
+            let server = provisioner::servers::register(
                 &platform,
                 &crate::admin::operator(),
-                control_plane::servers::NewServerRequest {
+                provisioner::servers::NewServerRequest {
                     name,
                     host,
                     port: i64::from(port),
@@ -106,7 +106,7 @@ pub async fn run(command: ServerCommand, json: bool) -> anyhow::Result<()> {
         }
         ServerCommand::Orphans { platform } => {
             let platform = platform.connect().await?;
-            let orphans = control_plane::sweep::orphans(&platform).await?;
+            let orphans = provisioner::sweep::orphans(&platform).await?;
             let rows = orphans
                 .iter()
                 .map(|orphan| {
@@ -139,10 +139,10 @@ pub async fn run(command: ServerCommand, json: bool) -> anyhow::Result<()> {
             plan,
         } => {
             let platform = platform.connect().await?;
-            let tenant = control_plane::tenants::adopt(
+            let tenant = provisioner::tenants::adopt(
                 &platform,
                 &crate::admin::operator(),
-                control_plane::tenants::Adoption {
+                provisioner::tenants::Adoption {
                     server,
                     database,
                     slug: slug.parse().map_err(|error: tenancy_core::IdError| {

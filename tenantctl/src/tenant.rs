@@ -2,7 +2,7 @@
 
 use anyhow::anyhow;
 use catalog::tenants::{Status, Tenant};
-use control_plane::tenants::{Created, ListQuery, NewTenant};
+use provisioner::tenants::{Created, ListQuery, NewTenant};
 
 use crate::output::{cell, print};
 use crate::platform::PlatformArgs;
@@ -108,7 +108,7 @@ pub async fn run(command: TenantCommand, json: bool) -> anyhow::Result<()> {
                 admin_password: crate::admin::read_password()?,
             };
             let platform = platform.connect().await?;
-            match control_plane::tenants::create(&platform, &actor, new, None).await? {
+            match provisioner::tenants::create(&platform, &actor, new, None).await? {
                 Created::New(tenant) | Created::Replayed(tenant) => one(json, &tenant),
                 Created::Pending(tenant) => {
                     one(json, &tenant)?;
@@ -127,7 +127,7 @@ pub async fn run(command: TenantCommand, json: bool) -> anyhow::Result<()> {
             let mut items = Vec::new();
             let mut cursor = None;
             loop {
-                let page = control_plane::tenants::list(
+                let page = provisioner::tenants::list(
                     &platform,
                     ListQuery {
                         status: status.clone(),
@@ -148,13 +148,13 @@ pub async fn run(command: TenantCommand, json: bool) -> anyhow::Result<()> {
         }
         TenantCommand::Show { platform, slug } => {
             let platform = platform.connect().await?;
-            one(json, &control_plane::tenants::get(&platform, &slug).await?)
+            one(json, &provisioner::tenants::get(&platform, &slug).await?)
         }
         TenantCommand::Suspend { platform, slug } => {
             let platform = platform.connect().await?;
             one(
                 json,
-                &control_plane::tenants::transition(&platform, &actor, &slug, Status::Suspended)
+                &provisioner::tenants::transition(&platform, &actor, &slug, Status::Suspended)
                     .await?,
             )
         }
@@ -162,8 +162,7 @@ pub async fn run(command: TenantCommand, json: bool) -> anyhow::Result<()> {
             let platform = platform.connect().await?;
             one(
                 json,
-                &control_plane::tenants::transition(&platform, &actor, &slug, Status::Active)
-                    .await?,
+                &provisioner::tenants::transition(&platform, &actor, &slug, Status::Active).await?,
             )
         }
         TenantCommand::Delete {
@@ -173,13 +172,13 @@ pub async fn run(command: TenantCommand, json: bool) -> anyhow::Result<()> {
         } => {
             let platform = platform.connect().await?;
             let final_backup = if no_final_backup {
-                control_plane::tenants::FinalBackup::Waived
+                provisioner::tenants::FinalBackup::Waived
             } else {
-                control_plane::tenants::FinalBackup::Required
+                provisioner::tenants::FinalBackup::Required
             };
             one(
                 json,
-                &control_plane::tenants::delete(&platform, &actor, &slug, final_backup).await?,
+                &provisioner::tenants::delete(&platform, &actor, &slug, final_backup).await?,
             )
         }
     }

@@ -142,7 +142,8 @@ async fn list(
 
 /// A slug from the path; one that cannot be a slug names no tenant.
 fn path_slug(raw: &str) -> ApiResult<Slug> {
-    raw.parse().map_err(|_| crate::tenants::not_found(raw))
+    raw.parse()
+        .map_err(|_| crate::tenants::not_found(raw).into())
 }
 
 async fn show(

@@ -193,8 +193,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         admin_token_ttl: Duration::from_secs(3600),
         tenant_migrations: None,
         scheduled_backups: true,
-        sweep: control_plane::config::SweepArgs {
-            mode: control_plane::sweep::SweepMode::Quarantine,
+        sweep: provisioner::sweep::SweepArgs {
+            mode: provisioner::sweep::SweepMode::Quarantine,
             quarantine: Duration::from_secs(7 * 86_400),
             min_age: Duration::from_secs(3_600),
         },

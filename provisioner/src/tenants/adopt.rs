@@ -8,9 +8,9 @@ use catalog::tenants::Tenant;
 use tenancy_core::{PlanName, Slug, TenantId};
 
 use super::check_name;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{OpsError, OpsResult};
 use crate::locks::SessionLock;
-use crate::state::Platform;
+use crate::platform::Platform;
 
 /// What to adopt, and as what.
 #[derive(Debug, Clone)]
@@ -28,14 +28,14 @@ pub struct Adoption {
 /// the catalog does not know. Its quarantine is lifted, the tenant role gets a new password
 /// and the plan's limits, grants are re-applied, and the tenant is recorded `active` with
 /// its audit entry. Runs under the sweep's lock, so no sweep quarantines it meanwhile.
-pub async fn adopt(platform: &Platform, actor: &Actor, adoption: Adoption) -> ApiResult<Tenant> {
+pub async fn adopt(platform: &Platform, actor: &Actor, adoption: Adoption) -> OpsResult<Tenant> {
     if let Some(error) = check_name(&adoption.name) {
-        return Err(ApiError::validation(vec![error]));
+        return Err(OpsError::validation(vec![error]));
     }
-    let database = provisioner::DatabaseName::parse(&adoption.database)
+    let database = crate::DatabaseName::parse(&adoption.database)
         .filter(|name| name.tenant().is_some())
         .ok_or_else(|| {
-            ApiError::validation(vec![FieldError::new(
+            OpsError::validation(vec![FieldError::new(
                 "database",
                 "a tenant database name: t_<32 hex>[_<8 hex>]",
             )])
@@ -47,7 +47,7 @@ pub async fn adopt(platform: &Platform, actor: &Actor, adoption: Adoption) -> Ap
         .into_iter()
         .find(|plan| plan.name == adoption.plan.as_str())
         .ok_or_else(|| {
-            ApiError::validation(vec![FieldError::new(
+            OpsError::validation(vec![FieldError::new(
                 "plan",
                 format!("no plan named `{}`", adoption.plan),
             )])
@@ -57,7 +57,7 @@ pub async fn adopt(platform: &Platform, actor: &Actor, adoption: Adoption) -> Ap
         .into_iter()
         .find(|server| server.name == adoption.server)
         .ok_or_else(|| {
-            ApiError::not_found(
+            OpsError::not_found(
                 "server_not_found",
                 format!("no server `{}`", adoption.server),
             )
@@ -66,7 +66,7 @@ pub async fn adopt(platform: &Platform, actor: &Actor, adoption: Adoption) -> Ap
         .await?
         .is_some()
     {
-        return Err(ApiError::conflict(
+        return Err(OpsError::conflict(
             "tenant_known",
             format!("the catalog knows tenant {tenant} already: there is nothing to adopt"),
         ));
@@ -87,33 +87,33 @@ async fn adopt_locked(
     adoption: &Adoption,
     plan: &catalog::plans::Plan,
     server_id: uuid::Uuid,
-    database: &provisioner::DatabaseName,
+    database: &crate::DatabaseName,
     tenant: TenantId,
-) -> ApiResult<Tenant> {
+) -> OpsResult<Tenant> {
     let address = crate::servers::address(platform, server_id).await?;
     let admin = address
         .connect("postgres")
         .await
         .map_err(super::unavailable_server)?;
-    let mark = provisioner::mark::database_mark(&admin, database)
+    let mark = crate::mark::database_mark(&admin, database)
         .await
         .map_err(super::unavailable_server)?;
     let mark = match mark {
         Some(mark) if mark.is_of(platform.installation) => mark,
         Some(_) | None => {
-            let exists = provisioner::tenant::list_objects(&admin)
+            let exists = crate::tenant::list_objects(&admin)
                 .await
                 .map_err(super::unavailable_server)?
                 .has_database(database);
             return Err(if exists {
-                ApiError::conflict(
+                OpsError::conflict(
                     "not_ours",
                     format!(
                         "database {database} does not carry this installation's ownership mark; it is not adopted"
                     ),
                 )
             } else {
-                ApiError::not_found(
+                OpsError::not_found(
                     "database_not_found",
                     format!("no database {database} on server `{}`", adoption.server),
                 )
@@ -124,15 +124,15 @@ async fn adopt_locked(
     // On the server: connections allowed again, the role (new password, the plan's
     // limits), the grants. All idempotent: an adoption cut short is simply run again.
     if mark.quarantined_at.is_some() {
-        provisioner::tenant::release_database(&admin, database, mark)
+        crate::tenant::release_database(&admin, database, mark)
             .await
             .map_err(super::unavailable_server)?;
     }
-    let limits = provisioner::RoleLimits {
+    let limits = crate::RoleLimits {
         max_connections: plan.limits.max_connections,
         statement_timeout_ms: plan.limits.statement_timeout_ms,
     };
-    provisioner::tenant::ensure_role(
+    crate::tenant::ensure_role(
         &admin,
         tenant,
         &role_password,
@@ -141,18 +141,18 @@ async fn adopt_locked(
     )
     .await
     .map_err(super::unavailable_server)?;
-    let role = provisioner::RoleName::for_tenant(tenant);
-    if let Some(role_mark) = provisioner::mark::role_mark(&admin, &role)
+    let role = crate::RoleName::for_tenant(tenant);
+    if let Some(role_mark) = crate::mark::role_mark(&admin, &role)
         .await
         .map_err(super::unavailable_server)?
         .filter(|mark| mark.quarantined_at.is_some())
     {
-        provisioner::tenant::release_role(&admin, &role, role_mark)
+        crate::tenant::release_role(&admin, &role, role_mark)
             .await
             .map_err(super::unavailable_server)?;
     }
     let schema_version =
-        provisioner::tenant::finish_restored_database(&address, &admin, database, tenant)
+        crate::tenant::finish_restored_database(&address, &admin, database, tenant)
             .await
             .map_err(super::unavailable_server)?;
 
@@ -177,7 +177,7 @@ async fn adopt_locked(
         Err(sqlx::Error::Database(error))
             if error.constraint() == Some("tenants_slug_live_key") =>
         {
-            return Err(ApiError::conflict(
+            return Err(OpsError::conflict(
                 "tenant_exists",
                 format!("a tenant `{}` exists", adoption.slug),
             ));

@@ -11,8 +11,8 @@ use catalog::tenants::Status;
 use tenancy_core::TenantId;
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult};
-use crate::state::Platform;
+use crate::error::{OpsError, OpsResult};
+use crate::platform::Platform;
 
 /// The steps, in order; a tenant's `provisioning_step` is the last one done.
 const STEPS: [&str; 4] = ["reserved", "role", "database", "configured"];
@@ -37,7 +37,7 @@ pub(crate) fn lock_key(id: Uuid) -> i64 {
 }
 
 /// Provisions a reserved tenant, or finishes an interrupted provisioning.
-pub async fn provision(platform: &Platform, id: Uuid) -> ApiResult<Outcome> {
+pub async fn provision(platform: &Platform, id: Uuid) -> OpsResult<Outcome> {
     let Some(lock) = SessionLock::try_take(&platform.db, lock_key(id)).await? else {
         return Ok(Outcome::Busy);
     };
@@ -65,17 +65,17 @@ pub async fn provision(platform: &Platform, id: Uuid) -> ApiResult<Outcome> {
 #[derive(Debug, thiserror::Error)]
 enum StepError {
     #[error("{0}")]
-    Server(#[from] provisioner::ProvisionError),
+    Server(#[from] crate::ProvisionError),
     #[error("{0}")]
-    Api(#[from] ApiError),
+    Api(#[from] OpsError),
     #[error("the catalog: {0}")]
     Catalog(#[from] sqlx::Error),
 }
 
-async fn run_steps(platform: &Platform, id: Uuid) -> Result<Outcome, ApiError> {
+async fn run_steps(platform: &Platform, id: Uuid) -> Result<Outcome, OpsError> {
     let state = catalog::tenants::provisioning_state(&platform.db, id)
         .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("tenant {id} is not in the catalog")))?;
+        .ok_or_else(|| OpsError::Internal(anyhow::anyhow!("tenant {id} is not in the catalog")))?;
     if state.status != Status::Provisioning.as_str() {
         return Ok(Outcome::NotPending);
     }
@@ -83,7 +83,7 @@ async fn run_steps(platform: &Platform, id: Uuid) -> Result<Outcome, ApiError> {
         Ok(()) => Ok(Outcome::Active),
         // Failures of the catalog itself are not the tenant's: leave it for a retry.
         Err(StepError::Catalog(error)) => Err(error.into()),
-        Err(other) => Err(ApiError::Internal(anyhow::anyhow!("{other}"))),
+        Err(other) => Err(OpsError::Internal(anyhow::anyhow!("{other}"))),
     }
 }
 
@@ -95,7 +95,7 @@ async fn steps(
     let tenant = TenantId(id);
     let server_id = state
         .server_id
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("tenant {id} has no server")))?;
+        .ok_or_else(|| OpsError::Internal(anyhow::anyhow!("tenant {id} has no server")))?;
     let address = crate::servers::address(platform, server_id).await?;
     let done = state
         .provisioning_step
@@ -105,25 +105,25 @@ async fn steps(
     let admin = address.connect("postgres").await?;
     if done < 1 {
         let sealed = state.app_password.as_deref().ok_or_else(|| {
-            ApiError::Internal(anyhow::anyhow!("tenant {id} has no role password"))
+            OpsError::Internal(anyhow::anyhow!("tenant {id} has no role password"))
         })?;
         let password = platform
             .sealer
             .open_secret(&catalog::tenants::password_context(id), sealed)
             .map_err(|error| {
-                ApiError::Internal(anyhow::Error::new(error).context("open a role password"))
+                OpsError::Internal(anyhow::Error::new(error).context("open a role password"))
             })?;
-        let limits = provisioner::RoleLimits {
+        let limits = crate::RoleLimits {
             max_connections: state.max_connections,
             statement_timeout_ms: state.statement_timeout_ms,
         };
-        provisioner::tenant::ensure_role(&admin, tenant, &password, limits, platform.installation)
+        crate::tenant::ensure_role(&admin, tenant, &password, limits, platform.installation)
             .await?;
         step_done(platform, id, "role").await?;
     }
     if done < 2 {
         if !adopt_warm_database(platform, &admin, server_id, tenant).await? {
-            provisioner::tenant::ensure_database(&admin, tenant, platform.installation).await?;
+            crate::tenant::ensure_database(&admin, tenant, platform.installation).await?;
         }
         step_done(platform, id, "database").await?;
     }
@@ -133,17 +133,16 @@ async fn steps(
             .first_admin_email
             .as_deref()
             .zip(state.first_admin_password_hash.as_deref());
-        schema_version =
-            provisioner::tenant::configure_database(&address, tenant, first_admin).await?;
+        schema_version = crate::tenant::configure_database(&address, tenant, first_admin).await?;
         step_done(platform, id, "configured").await?;
     }
     if schema_version.is_none() {
         let client = address
-            .connect(provisioner::DatabaseName::for_tenant(tenant).as_str())
+            .connect(crate::DatabaseName::for_tenant(tenant).as_str())
             .await?;
         schema_version = tenant_schema::applied_version(&client)
             .await
-            .map_err(|source| provisioner::ProvisionError::Database {
+            .map_err(|source| crate::ProvisionError::Database {
                 action: "read the schema version",
                 source,
             })?;
@@ -159,11 +158,11 @@ async fn steps(
 /// sees the database without its row.
 async fn adopt_warm_database(
     platform: &Platform,
-    admin: &provisioner::tokio_postgres::Client,
+    admin: &tokio_postgres::Client,
     server_id: Uuid,
     tenant: TenantId,
 ) -> Result<bool, StepError> {
-    if provisioner::tenant::tenant_database_exists(admin, tenant).await? {
+    if crate::tenant::tenant_database_exists(admin, tenant).await? {
         return Ok(false);
     }
     let Some(version) = catalog::servers::get(&platform.db, server_id)
@@ -178,8 +177,8 @@ async fn adopt_warm_database(
         else {
             return Ok(false);
         };
-        let adopted = match provisioner::DatabaseName::parse(&name) {
-            Some(warm) => provisioner::tenant::adopt_warm_database(admin, &warm, tenant).await?,
+        let adopted = match crate::DatabaseName::parse(&name) {
+            Some(warm) => crate::tenant::adopt_warm_database(admin, &warm, tenant).await?,
             None => false,
         };
         catalog::warm::forget(&mut *transaction, &name).await?;
@@ -202,10 +201,10 @@ async fn step_done(platform: &Platform, id: Uuid, step: &'static str) -> Result<
 }
 
 /// Drops a tenant's database and role on its server. Idempotent.
-async fn drop_objects(platform: &Platform, id: Uuid) -> ApiResult<()> {
+async fn drop_objects(platform: &Platform, id: Uuid) -> OpsResult<()> {
     let tenant = catalog::tenants::get(&platform.db, id)
         .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("tenant {id} is not in the catalog")))?;
+        .ok_or_else(|| OpsError::Internal(anyhow::anyhow!("tenant {id} is not in the catalog")))?;
     let Some(server_id) = tenant.server_id else {
         return Ok(());
     };
@@ -214,7 +213,7 @@ async fn drop_objects(platform: &Platform, id: Uuid) -> ApiResult<()> {
         .connect("postgres")
         .await
         .map_err(super::unavailable_server)?;
-    provisioner::tenant::drop_tenant(&admin, TenantId(id), platform.installation)
+    crate::tenant::drop_tenant(&admin, TenantId(id), platform.installation)
         .await
         .map_err(super::unavailable_server)
 }
@@ -223,7 +222,7 @@ async fn drop_objects(platform: &Platform, id: Uuid) -> ApiResult<()> {
 /// time per tenant (the request that deleted it and the background job may both try): the
 /// tenant's advisory lock, then a fresh look at its status. A tenant whose lock is held
 /// (a backup or restore running on it) is left for the next round: nobody waits on it.
-pub async fn drop_tenant(platform: &Platform, id: Uuid) -> ApiResult<()> {
+pub async fn drop_tenant(platform: &Platform, id: Uuid) -> OpsResult<()> {
     let Some(lock) = SessionLock::try_take(&platform.db, lock_key(id)).await? else {
         tracing::info!(tenant_id = %id, "tenant busy; its drop waits for the next round");
         return Ok(());
@@ -233,7 +232,7 @@ pub async fn drop_tenant(platform: &Platform, id: Uuid) -> ApiResult<()> {
     result
 }
 
-async fn drop_locked(platform: &Platform, id: Uuid) -> ApiResult<()> {
+async fn drop_locked(platform: &Platform, id: Uuid) -> OpsResult<()> {
     let Some(before) = catalog::tenants::get(&platform.db, id).await? else {
         return Ok(());
     };
@@ -262,7 +261,7 @@ async fn drop_locked(platform: &Platform, id: Uuid) -> ApiResult<()> {
 /// A deleted tenant's database is dropped only once a final backup of it is complete (a
 /// failed one keeps the database; the drop is retried), unless an operator waived it. A
 /// tenant without a database (its provisioning failed) has nothing to back up.
-async fn final_backup(platform: &Platform, tenant: &catalog::tenants::Tenant) -> ApiResult<()> {
+async fn final_backup(platform: &Platform, tenant: &catalog::tenants::Tenant) -> OpsResult<()> {
     if tenant.final_backup_waived
         || catalog::backups::has_final(&platform.db, tenant.id).await?
         || !has_database(platform, tenant).await?
@@ -270,7 +269,7 @@ async fn final_backup(platform: &Platform, tenant: &catalog::tenants::Tenant) ->
         return Ok(());
     }
     if platform.settings.backup_store.is_none() {
-        return Err(ApiError::ServiceUnavailable {
+        return Err(OpsError::ServiceUnavailable {
             code: "final_backup_failed",
             detail: "the tenant is deleted, but backups are not configured: its database is kept until a final backup can be taken".to_owned(),
         });
@@ -284,7 +283,7 @@ async fn final_backup(platform: &Platform, tenant: &catalog::tenants::Tenant) ->
     .await
     .map_err(|error| {
         tracing::warn!(tenant_id = %tenant.id, %error, "final backup failed; the database is kept");
-        ApiError::ServiceUnavailable {
+        OpsError::ServiceUnavailable {
             code: "final_backup_failed",
             detail: "the tenant is deleted, but its final backup failed: its database is kept and the drop is retried".to_owned(),
         }
@@ -293,11 +292,11 @@ async fn final_backup(platform: &Platform, tenant: &catalog::tenants::Tenant) ->
 }
 
 /// Whether the tenant's database exists on its server.
-async fn has_database(platform: &Platform, tenant: &catalog::tenants::Tenant) -> ApiResult<bool> {
+async fn has_database(platform: &Platform, tenant: &catalog::tenants::Tenant) -> OpsResult<bool> {
     let (Some(server_id), Some(name)) = (tenant.server_id, tenant.database_name.as_deref()) else {
         return Ok(false);
     };
-    let Some(database) = provisioner::DatabaseName::parse(name) else {
+    let Some(database) = crate::DatabaseName::parse(name) else {
         return Ok(false);
     };
     let address = crate::servers::address(platform, server_id).await?;
@@ -305,7 +304,7 @@ async fn has_database(platform: &Platform, tenant: &catalog::tenants::Tenant) ->
         .connect("postgres")
         .await
         .map_err(super::unavailable_server)?;
-    Ok(provisioner::tenant::list_objects(&admin)
+    Ok(crate::tenant::list_objects(&admin)
         .await
         .map_err(super::unavailable_server)?
         .has_database(&database))

@@ -18,13 +18,13 @@ use secrecy::SecretString;
 use tenancy_core::{PlanName, TenantId};
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult};
-use crate::state::Platform;
+use crate::error::{OpsError, OpsResult};
+use crate::platform::Platform;
 
-pub(crate) async fn load(platform: &Platform, id: Uuid) -> ApiResult<Tenant> {
+pub(crate) async fn load(platform: &Platform, id: Uuid) -> OpsResult<Tenant> {
     catalog::tenants::get(&platform.db, id)
         .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("tenant {id} vanished")))
+        .ok_or_else(|| OpsError::Internal(anyhow::anyhow!("tenant {id} vanished")))
 }
 
 pub(crate) fn check_name(name: &str) -> Option<FieldError> {
@@ -32,16 +32,16 @@ pub(crate) fn check_name(name: &str) -> Option<FieldError> {
     (!(1..=200).contains(&length)).then(|| FieldError::new("name", "must be 1 to 200 characters"))
 }
 
-fn internal(context: &'static str) -> impl FnOnce(anyhow::Error) -> ApiError {
-    move |error| ApiError::Internal(error.context(context))
+fn internal(context: &'static str) -> impl FnOnce(anyhow::Error) -> OpsError {
+    move |error| OpsError::Internal(error.context(context))
 }
 
-pub fn not_found(slug: &str) -> ApiError {
-    ApiError::not_found("tenant_not_found", format!("no tenant `{slug}`"))
+pub fn not_found(slug: &str) -> OpsError {
+    OpsError::not_found("tenant_not_found", format!("no tenant `{slug}`"))
 }
 
 /// The live tenant with this slug (or the latest deleted one).
-pub async fn get(platform: &Platform, slug: &str) -> ApiResult<Tenant> {
+pub async fn get(platform: &Platform, slug: &str) -> OpsResult<Tenant> {
     catalog::tenants::find_by_slug(&platform.db, slug)
         .await?
         .ok_or_else(|| not_found(slug))
@@ -60,24 +60,24 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
-pub async fn list(platform: &Platform, query: ListQuery) -> ApiResult<Page> {
+pub async fn list(platform: &Platform, query: ListQuery) -> OpsResult<Page> {
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::BadRequest(
+        return Err(OpsError::BadRequest(
             "`limit` must be between 1 and 500".to_owned(),
         ));
     }
     if let Some(status) = &query.status
         && Status::parse(status).is_none()
     {
-        return Err(ApiError::BadRequest(format!(
+        return Err(OpsError::BadRequest(format!(
             "`status` must be one of provisioning, active, suspended, restoring, deleting, deleted, failed; not `{status}`"
         )));
     }
     if let Some(plan) = &query.plan
         && plan.parse::<PlanName>().is_err()
     {
-        return Err(ApiError::BadRequest(
+        return Err(OpsError::BadRequest(
             "`plan` is not a plan name (a-z, 0-9, '-' and '_', up to 63 characters)".to_owned(),
         ));
     }
@@ -108,9 +108,9 @@ fn encode_cursor(created_at: DateTime<Utc>, id: Uuid) -> String {
         .encode(format!("{}|{id}", created_at.to_rfc3339()))
 }
 
-fn decode_cursor(cursor: &str) -> ApiResult<(DateTime<Utc>, Uuid)> {
+fn decode_cursor(cursor: &str) -> OpsResult<(DateTime<Utc>, Uuid)> {
     use base64::Engine;
-    let bad = || ApiError::BadRequest("`cursor` is not a cursor this API gave out".to_owned());
+    let bad = || OpsError::BadRequest("`cursor` is not a cursor this API gave out".to_owned());
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
         .map_err(|_| bad())?;
@@ -129,9 +129,9 @@ pub async fn update(
     slug: &str,
     name: Option<String>,
     plan: Option<PlanName>,
-) -> ApiResult<Tenant> {
+) -> OpsResult<Tenant> {
     if let Some(error) = name.as_deref().and_then(check_name) {
-        return Err(ApiError::validation(vec![error]));
+        return Err(OpsError::validation(vec![error]));
     }
     let mut transaction = platform.db.begin().await?;
     let before = catalog::tenants::lock_by_slug(&mut *transaction, slug)
@@ -142,7 +142,7 @@ pub async fn update(
         Some(plan) => catalog::plans::get_for_update(&mut *transaction, &plan)
             .await?
             .ok_or_else(|| {
-                ApiError::validation(vec![FieldError::new(
+                OpsError::validation(vec![FieldError::new(
                     "plan",
                     format!("no plan named `{plan}`"),
                 )])
@@ -155,7 +155,7 @@ pub async fn update(
                 .map_err(|error| internal("parse a stored plan name")(anyhow::anyhow!(error)))?,
         )
         .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the tenant's plan vanished")))?,
+        .ok_or_else(|| OpsError::Internal(anyhow::anyhow!("the tenant's plan vanished")))?,
     };
     if new_name == before.name && new_plan.name == before.plan {
         return Ok(before);
@@ -173,10 +173,10 @@ pub async fn update(
             .connect("postgres")
             .await
             .map_err(unavailable_server)?;
-        provisioner::tenant::apply_limits(
+        crate::tenant::apply_limits(
             &admin,
             TenantId(before.id),
-            provisioner::RoleLimits {
+            crate::RoleLimits {
                 max_connections: new_plan.limits.max_connections,
                 statement_timeout_ms: new_plan.limits.statement_timeout_ms,
             },
@@ -186,7 +186,7 @@ pub async fn update(
     }
     let after = catalog::tenants::get(&mut *transaction, before.id)
         .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the tenant vanished")))?;
+        .ok_or_else(|| OpsError::Internal(anyhow::anyhow!("the tenant vanished")))?;
     audit(&mut transaction, actor, "tenant.update", &before, &after).await?;
     transaction.commit().await?;
     Ok(after)
@@ -194,7 +194,7 @@ pub async fn update(
 
 /// Sets a plan's database-enforced limits on the role of every live tenant on it, server by
 /// server. Errors are logged per server and do not stop the others.
-pub async fn apply_plan_limits(platform: &Platform, plan: &str) -> ApiResult<usize> {
+pub async fn apply_plan_limits(platform: &Platform, plan: &str) -> OpsResult<usize> {
     let Some(plan_row) = catalog::plans::list(&platform.db)
         .await?
         .into_iter()
@@ -202,7 +202,7 @@ pub async fn apply_plan_limits(platform: &Platform, plan: &str) -> ApiResult<usi
     else {
         return Ok(0);
     };
-    let limits = provisioner::RoleLimits {
+    let limits = crate::RoleLimits {
         max_connections: plan_row.limits.max_connections,
         statement_timeout_ms: plan_row.limits.statement_timeout_ms,
     };
@@ -221,7 +221,7 @@ pub async fn apply_plan_limits(platform: &Platform, plan: &str) -> ApiResult<usi
             }
         };
         for tenant in tenants {
-            match provisioner::tenant::apply_limits(&admin, TenantId(tenant), limits).await {
+            match crate::tenant::apply_limits(&admin, TenantId(tenant), limits).await {
                 Ok(()) => applied += 1,
                 Err(error) => {
                     tracing::error!(tenant_id = %tenant, %error, plan, "apply plan limits")
@@ -233,9 +233,9 @@ pub async fn apply_plan_limits(platform: &Platform, plan: &str) -> ApiResult<usi
 }
 
 /// A database server error seen while serving an admin request: 503, with the reason.
-pub fn unavailable_server(error: provisioner::ProvisionError) -> ApiError {
+pub fn unavailable_server(error: crate::ProvisionError) -> OpsError {
     tracing::warn!(%error, "database server operation failed");
-    ApiError::ServiceUnavailable {
+    OpsError::ServiceUnavailable {
         code: "server_unavailable",
         detail: "the tenant's database server could not complete the change; nothing was changed"
             .to_owned(),
@@ -248,7 +248,7 @@ async fn audit(
     action: &str,
     before: &Tenant,
     after: &Tenant,
-) -> ApiResult<()> {
+) -> OpsResult<()> {
     catalog::audit::record(
         &mut **transaction,
         actor,
@@ -268,7 +268,7 @@ async fn audit(
 pub(crate) fn new_role_password(
     platform: &Platform,
     id: Uuid,
-) -> ApiResult<(SecretString, Vec<u8>)> {
+) -> OpsResult<(SecretString, Vec<u8>)> {
     let password = SecretString::from(
         rand::thread_rng()
             .sample_iter(&Alphanumeric)
@@ -280,7 +280,7 @@ pub(crate) fn new_role_password(
         .sealer
         .seal_secret(&catalog::tenants::password_context(id), &password)
         .map_err(|error| {
-            ApiError::Internal(anyhow::Error::new(error).context("seal a role password"))
+            OpsError::Internal(anyhow::Error::new(error).context("seal a role password"))
         })?;
     Ok((password, sealed))
 }
@@ -292,10 +292,10 @@ async fn record_new(
     actor: &Actor,
     action: &str,
     id: Uuid,
-) -> ApiResult<Tenant> {
+) -> OpsResult<Tenant> {
     let tenant = catalog::tenants::get(&mut **transaction, id)
         .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the new tenant vanished")))?;
+        .ok_or_else(|| OpsError::Internal(anyhow::anyhow!("the new tenant vanished")))?;
     catalog::audit::record(
         &mut **transaction,
         actor,
@@ -317,7 +317,7 @@ pub async fn transition(
     actor: &Actor,
     slug: &str,
     next: Status,
-) -> ApiResult<Tenant> {
+) -> OpsResult<Tenant> {
     transition_with(platform, actor, slug, next, FinalBackup::Required).await
 }
 
@@ -327,16 +327,16 @@ async fn transition_with(
     slug: &str,
     next: Status,
     final_backup: FinalBackup,
-) -> ApiResult<Tenant> {
+) -> OpsResult<Tenant> {
     let mut transaction = platform.db.begin().await?;
     let before = catalog::tenants::lock_by_slug(&mut *transaction, slug)
         .await?
         .ok_or_else(|| not_found(slug))?;
     let current = before
         .status()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("unknown stored status")))?;
+        .ok_or_else(|| OpsError::Internal(anyhow::anyhow!("unknown stored status")))?;
     if !current.can_become(next) {
-        return Err(ApiError::conflict(
+        return Err(OpsError::conflict(
             "invalid_transition",
             format!(
                 "a tenant that is `{}` cannot become `{}`",
@@ -354,7 +354,7 @@ async fn transition_with(
     }
     let after = catalog::tenants::get(&mut *transaction, before.id)
         .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the tenant vanished")))?;
+        .ok_or_else(|| OpsError::Internal(anyhow::anyhow!("the tenant vanished")))?;
     let action = match next {
         Status::Suspended => "tenant.suspend",
         Status::Active => "tenant.resume",
@@ -384,7 +384,7 @@ pub async fn delete(
     actor: &Actor,
     slug: &str,
     final_backup: FinalBackup,
-) -> ApiResult<Tenant> {
+) -> OpsResult<Tenant> {
     let current = get(platform, slug).await?;
     let has_database = current.status() != Some(Status::Failed) && current.server_id.is_some();
     if final_backup == FinalBackup::Required
@@ -394,7 +394,7 @@ pub async fn delete(
             .status()
             .is_some_and(|status| status.can_become(Status::Deleting))
     {
-        return Err(ApiError::conflict(
+        return Err(OpsError::conflict(
             "final_backup_unavailable",
             "backups are not configured (TENANCY_S3_BUCKET), and a tenant's database is never \
              dropped without a final backup: configure backups, or waive the final backup \
@@ -408,7 +408,7 @@ pub async fn delete(
         tokio::spawn(async move { provisioning::drop_tenant(&platform_for_task, id).await })
             .await
             .map_err(|error| {
-                ApiError::Internal(anyhow::Error::new(error).context("drop a tenant"))
+                OpsError::Internal(anyhow::Error::new(error).context("drop a tenant"))
             })??;
         return load(platform, id).await;
     }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{BackupError, Store, StoreError, store, tools};
 use crate::locks::SessionLock;
-use crate::state::Platform;
+use crate::platform::Platform;
 
 /// Why a backup was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,13 +183,13 @@ async fn dump_and_upload(
     id: Uuid,
 ) -> Result<(i64, Vec<u8>), BackupError> {
     let address = crate::servers::address(platform, server_id).await?;
-    let name = provisioner::DatabaseName::parse(database).ok_or_else(|| {
-        BackupError::Api(crate::error::ApiError::Internal(anyhow::anyhow!(
+    let name = crate::DatabaseName::parse(database).ok_or_else(|| {
+        BackupError::Api(crate::error::OpsError::Internal(anyhow::anyhow!(
             "the catalog names an unexpected database {database}"
         )))
     })?;
     let admin = address.connect("postgres").await?;
-    let reader = provisioner::backup::create_reader(&admin, &name).await?;
+    let reader = crate::backup::create_reader(&admin, &name).await?;
     let result = async {
         let mut command = tools::command("pg_dump");
         command
@@ -254,7 +254,7 @@ async fn dump_and_upload(
         outcome
     }
     .await;
-    if let Err(error) = provisioner::backup::drop_reader(&admin, &reader).await {
+    if let Err(error) = crate::backup::drop_reader(&admin, &reader).await {
         tracing::warn!(backup = %id, %error, "drop the backup reader role; it expires within the hour");
     }
     result

@@ -11,8 +11,8 @@ mod verify;
 use catalog::backups::Backup;
 use uuid::Uuid;
 
-use crate::error::ApiError;
-use crate::state::Platform;
+use crate::error::OpsError;
+use crate::platform::Platform;
 
 pub use create::{Pending, Trigger, begin, create};
 pub use restore::{Restored, restore, restore_as};
@@ -55,7 +55,7 @@ pub enum BackupError {
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("{0}")]
-    Server(#[from] provisioner::ProvisionError),
+    Server(#[from] crate::ProvisionError),
     #[error("{action}: {source}")]
     Io {
         action: &'static str,
@@ -63,36 +63,36 @@ pub enum BackupError {
         source: std::io::Error,
     },
     #[error("{0}")]
-    Api(#[from] ApiError),
+    Api(#[from] OpsError),
     #[error("the catalog: {0}")]
     Catalog(#[from] sqlx::Error),
 }
 
-impl From<BackupError> for ApiError {
+impl From<BackupError> for OpsError {
     fn from(error: BackupError) -> Self {
         match error {
-            BackupError::NotConfigured => ApiError::ServiceUnavailable {
+            BackupError::NotConfigured => OpsError::ServiceUnavailable {
                 code: "backups_not_configured",
                 detail: error.to_string(),
             },
             BackupError::UnknownTenant(slug) => {
-                ApiError::not_found("tenant_not_found", format!("no tenant `{slug}`"))
+                OpsError::not_found("tenant_not_found", format!("no tenant `{slug}`"))
             }
             BackupError::UnknownBackup(id) => {
-                ApiError::not_found("backup_not_found", format!("no backup {id}"))
+                OpsError::not_found("backup_not_found", format!("no backup {id}"))
             }
             BackupError::NotBackedUp { .. } => {
-                ApiError::conflict("invalid_state", error.to_string())
+                OpsError::conflict("invalid_state", error.to_string())
             }
             BackupError::WrongTenant { .. } => {
-                ApiError::conflict("wrong_tenant", error.to_string())
+                OpsError::conflict("wrong_tenant", error.to_string())
             }
-            BackupError::Busy(_) => ApiError::conflict("tenant_busy", error.to_string()),
+            BackupError::Busy(_) => OpsError::conflict("tenant_busy", error.to_string()),
             BackupError::Api(error) => error,
             BackupError::Catalog(error) => error.into(),
             other => {
                 tracing::warn!(error = %other, "backup operation failed");
-                ApiError::ServiceUnavailable {
+                OpsError::ServiceUnavailable {
                     code: "backup_failed",
                     detail: "the backup could not be completed; nothing was kept".to_owned(),
                 }

@@ -11,7 +11,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use uuid::Uuid;
 
 use super::{BackupError, Store, hex, store, tools};
-use crate::state::Platform;
+use crate::platform::Platform;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Verified {

@@ -17,8 +17,8 @@ use serde::Serialize;
 use tenant_schema::{MigrationSet, Step};
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult};
-use crate::state::Platform;
+use crate::error::{OpsError, OpsResult};
+use crate::platform::Platform;
 
 pub use run::{Event, ItemResult, Outcome, RunError, RunOptions, RunReport, run};
 pub use verify::{Drift, VerifyReport, verify};
@@ -122,7 +122,7 @@ fn tenant_status(set: &MigrationSet, tenant: FleetTenant) -> TenantStatus {
 }
 
 /// The fleet's migration status from the catalog: three queries, no tenant database opened.
-pub async fn status(platform: &Platform) -> ApiResult<FleetStatus> {
+pub async fn status(platform: &Platform) -> OpsResult<FleetStatus> {
     let set = &platform.settings.migrations;
     let servers = catalog::servers::list(&platform.db).await?;
     let warm = catalog::fleet::warm_databases(&platform.db).await?;
@@ -209,7 +209,7 @@ impl Plan {
 
 /// The plan for a run restricted to `only` (tenant slugs; empty: every tenant), from the
 /// catalog alone.
-pub async fn plan(platform: &Platform, only: &[String]) -> ApiResult<Plan> {
+pub async fn plan(platform: &Platform, only: &[String]) -> OpsResult<Plan> {
     let set = &platform.settings.migrations;
     let servers = catalog::servers::list(&platform.db).await?;
     let names: BTreeMap<Uuid, String> = servers
@@ -226,7 +226,7 @@ pub async fn plan(platform: &Platform, only: &[String]) -> ApiResult<Plan> {
                 tenant_id: None,
                 server: server.name.clone(),
                 server_id: server.id,
-                database: provisioner::names::TEMPLATE_DATABASE.to_owned(),
+                database: crate::names::TEMPLATE_DATABASE.to_owned(),
                 from_version: server.schema_version,
                 steps,
             })
@@ -306,7 +306,7 @@ pub async fn plan(platform: &Platform, only: &[String]) -> ApiResult<Plan> {
 async fn addresses(
     platform: &Platform,
     servers: impl IntoIterator<Item = Uuid>,
-) -> ApiResult<std::collections::HashMap<Uuid, provisioner::ServerAddress>> {
+) -> OpsResult<std::collections::HashMap<Uuid, crate::ServerAddress>> {
     let mut addresses = std::collections::HashMap::new();
     for id in servers {
         if let std::collections::hash_map::Entry::Vacant(slot) = addresses.entry(id) {
@@ -316,6 +316,6 @@ async fn addresses(
     Ok(addresses)
 }
 
-fn internal(error: impl Into<anyhow::Error>) -> ApiError {
-    ApiError::Internal(error.into())
+fn internal(error: impl Into<anyhow::Error>) -> OpsError {
+    OpsError::Internal(error.into())
 }

@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::provisioning::{self, Outcome};
 use super::{check_name, load};
-use crate::error::{ApiError, ApiResult};
-use crate::state::Platform;
+use crate::error::{OpsError, OpsResult};
+use crate::platform::Platform;
 
 /// How long a create request waits for another worker that is provisioning the same tenant.
 const WAIT_FOR_OTHER_WORKER: Duration = Duration::from_secs(60);
@@ -60,13 +60,13 @@ pub async fn create(
     actor: &Actor,
     new: NewTenant,
     idempotency: Option<IdempotencyKey>,
-) -> ApiResult<Created> {
+) -> OpsResult<Created> {
     let mut errors: Vec<FieldError> = check_name(&new.name).into_iter().collect();
     if let Err(error) = tenancy_core::password::check_password_policy(&new.admin_password) {
         errors.push(FieldError::new("admin_password", error.to_string()));
     }
     if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
+        return Err(OpsError::validation(errors));
     }
     let hash = request_hash(&new);
     if let Some(key) = &idempotency
@@ -79,12 +79,12 @@ pub async fn create(
         .hashes
         .enter()
         .await
-        .map_err(|_| ApiError::busy())?
+        .map_err(|_| OpsError::busy())?
         .run(move || tenancy_core::password::hash_password(&password))
         .await
-        .map_err(|error| ApiError::Internal(anyhow::Error::new(error).context("hash a password")))?
+        .map_err(|error| OpsError::Internal(anyhow::Error::new(error).context("hash a password")))?
         .map_err(|error| {
-            ApiError::Internal(anyhow::Error::new(error).context("hash a password"))
+            OpsError::Internal(anyhow::Error::new(error).context("hash a password"))
         })?;
 
     let id = TenantId::new();
@@ -95,14 +95,14 @@ pub async fn create(
     let plan = catalog::plans::get_for_update(&mut *transaction, &new.plan)
         .await?
         .ok_or_else(|| {
-            ApiError::validation(vec![FieldError::new(
+            OpsError::validation(vec![FieldError::new(
                 "plan",
                 format!("no plan named `{}`", new.plan),
             )])
         })?;
     let server_id = catalog::servers::lock_and_choose(&mut transaction)
         .await?
-        .ok_or_else(|| ApiError::ServiceUnavailable {
+        .ok_or_else(|| OpsError::ServiceUnavailable {
             code: "no_capacity",
             detail: "no database server has room for another tenant; add a server".to_owned(),
         })?;
@@ -114,8 +114,8 @@ pub async fn create(
             name: new.name.trim(),
             plan: new.plan.as_str(),
             server_id,
-            database_name: provisioner::DatabaseName::for_tenant(id).as_str(),
-            app_role: provisioner::RoleName::for_tenant(id).as_str(),
+            database_name: crate::DatabaseName::for_tenant(id).as_str(),
+            app_role: crate::RoleName::for_tenant(id).as_str(),
             sealed_password: &sealed,
             first_admin_email: new.admin_email.as_str(),
             first_admin_password_hash: &password_hash,
@@ -167,19 +167,19 @@ async fn finish_provisioning(
     platform: &Platform,
     id: Uuid,
     wrap: fn(Tenant) -> Created,
-) -> ApiResult<Created> {
+) -> OpsResult<Created> {
     let task = {
         let platform = platform.clone();
         tokio::spawn(async move { provisioning::provision(&platform, id).await })
     };
     let outcome = task.await.map_err(|error| {
-        ApiError::Internal(anyhow::Error::new(error).context("run provisioning"))
+        OpsError::Internal(anyhow::Error::new(error).context("run provisioning"))
     })??;
     let tenant = match outcome {
         Outcome::Busy => wait_while_provisioning(platform, id).await?,
         Outcome::Active | Outcome::NotPending => load(platform, id).await?,
         Outcome::Failed(reason) => {
-            return Err(ApiError::ServiceUnavailable {
+            return Err(OpsError::ServiceUnavailable {
                 code: "provisioning_failed",
                 detail: format!(
                     "provisioning failed and was rolled back ({reason}); the tenant is `failed`: \
@@ -200,14 +200,14 @@ async fn replay(
     platform: &Platform,
     key: &IdempotencyKey,
     hash: &[u8],
-) -> ApiResult<Option<Created>> {
+) -> OpsResult<Option<Created>> {
     let Some((tenant_id, stored_hash)) =
         catalog::tenants::idempotent_request(&platform.db, key.admin_id, &key.key).await?
     else {
         return Ok(None);
     };
     if stored_hash != hash {
-        return Err(ApiError::Validation {
+        return Err(OpsError::Validation {
             code: "idempotency_key_reused",
             detail: "this Idempotency-Key was used for a different request".to_owned(),
             errors: Vec::new(),
@@ -231,14 +231,14 @@ async fn retry_failed(
     new: &NewTenant,
     password_hash: &str,
     trial_days: Option<i32>,
-) -> ApiResult<Created> {
+) -> OpsResult<Created> {
     let slug = &new.slug;
     let mut transaction = platform.db.begin().await?;
     let existing = catalog::tenants::lock_by_slug(&mut *transaction, slug.as_str())
         .await?
-        .ok_or_else(|| ApiError::conflict("tenant_exists", format!("a tenant `{slug}` exists")))?;
+        .ok_or_else(|| OpsError::conflict("tenant_exists", format!("a tenant `{slug}` exists")))?;
     if existing.status() != Some(Status::Failed) {
-        return Err(ApiError::conflict(
+        return Err(OpsError::conflict(
             "tenant_exists",
             format!("a tenant `{slug}` exists"),
         ));
@@ -255,14 +255,14 @@ async fn retry_failed(
     .await?;
     let after = catalog::tenants::get(&mut *transaction, existing.id)
         .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the tenant vanished")))?;
+        .ok_or_else(|| OpsError::Internal(anyhow::anyhow!("the tenant vanished")))?;
     super::audit(&mut transaction, actor, "tenant.retry", &existing, &after).await?;
     transaction.commit().await?;
     tracing::info!(tenant_id = %existing.id, "retrying a failed provisioning");
     finish_provisioning(platform, existing.id, Created::New).await
 }
 
-async fn wait_while_provisioning(platform: &Platform, id: Uuid) -> ApiResult<Tenant> {
+async fn wait_while_provisioning(platform: &Platform, id: Uuid) -> OpsResult<Tenant> {
     let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHER_WORKER;
     loop {
         let tenant = load(platform, id).await?;

@@ -8,8 +8,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::internal;
-use crate::error::ApiResult;
-use crate::state::Platform;
+use crate::error::OpsResult;
+use crate::platform::Platform;
 
 /// A tenant whose database does not match what the catalog says.
 #[derive(Debug, Clone, Serialize)]
@@ -29,7 +29,7 @@ pub struct VerifyReport {
 }
 
 /// Reads every migrated tenant's history, `concurrency` databases at a time.
-pub async fn verify(platform: &Platform, concurrency: usize) -> ApiResult<VerifyReport> {
+pub async fn verify(platform: &Platform, concurrency: usize) -> OpsResult<VerifyReport> {
     let tenants = catalog::fleet::tenants(&platform.db).await?;
     let addresses =
         Arc::new(super::addresses(platform, tenants.iter().map(|tenant| tenant.server_id)).await?);
@@ -51,7 +51,7 @@ pub async fn verify(platform: &Platform, concurrency: usize) -> ApiResult<Verify
                 Ok(client) => set
                     .applied_steps(&client)
                     .await
-                    .map_err(|error| provisioner::describe(&error)),
+                    .map_err(|error| crate::describe(&error)),
                 Err(error) => Err(error.to_string()),
             };
             match applied {

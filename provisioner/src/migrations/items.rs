@@ -3,12 +3,12 @@
 
 use std::time::Instant;
 
+use crate::ServerAddress;
 use catalog::fleet::{EntryOutcome, Kind};
-use provisioner::ServerAddress;
 
 use super::PlanItem;
 use super::run::{Context, ItemResult, RunError, elapsed_ms};
-use crate::error::ApiError;
+use crate::error::OpsError;
 
 pub(super) fn item_result(item: &PlanItem, started: Instant) -> ItemResult {
     ItemResult {
@@ -43,7 +43,7 @@ async fn begin_and_migrate(
         item.from_version,
     )
     .await?;
-    let migrated = provisioner::template::migrate_live_database(
+    let migrated = crate::template::migrate_live_database(
         address,
         &item.database,
         &context.platform.settings.migrations,
@@ -82,7 +82,7 @@ pub(super) async fn migrate_tenant(
 ) -> Result<ItemResult, RunError> {
     let started = Instant::now();
     let tenant_id = item.tenant_id.ok_or_else(|| {
-        RunError::Api(ApiError::Internal(anyhow::anyhow!(
+        RunError::Api(OpsError::Internal(anyhow::anyhow!(
             "a tenant item without id"
         )))
     })?;
@@ -115,7 +115,7 @@ pub(super) async fn migrate_template(
     .await?;
     // Under the template lock: no tenant is cloned from a template halfway migrated.
     let prepared =
-        provisioner::template::prepare_server(address, &context.platform.settings.migrations).await;
+        crate::template::prepare_server(address, &context.platform.settings.migrations).await;
     let mut result = item_result(item, started);
     match prepared {
         Ok(prepared) => {
@@ -157,11 +157,10 @@ pub(super) async fn migrate_warm(
     if result.succeeded {
         let version = result.to_version.unwrap_or_default();
         catalog::warm::set_schema_version(&mut *transaction, &item.database, version).await?;
-    } else if let Some(name) = provisioner::DatabaseName::parse(&item.database) {
+    } else if let Some(name) = crate::DatabaseName::parse(&item.database) {
         let dropped = match address.connect("postgres").await {
             Ok(admin) => {
-                provisioner::tenant::drop_database(&admin, &name, context.platform.installation)
-                    .await
+                crate::tenant::drop_database(&admin, &name, context.platform.installation).await
             }
             Err(error) => Err(error),
         };

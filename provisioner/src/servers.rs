@@ -1,15 +1,15 @@
 //! Database servers: registering one (after checking it can be reached and preparing it for
 //! tenants), listing them, and opening their admin credentials for the provisioner.
 
+use crate::ServerAddress;
 use catalog::audit::{Actor, Change};
 use catalog::plans::FieldError;
 use catalog::servers::{NewServer, Server};
-use provisioner::ServerAddress;
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult};
-use crate::state::Platform;
+use crate::error::{OpsError, OpsResult};
+use crate::platform::Platform;
 
 /// A server to register, as given by an operator.
 #[derive(Debug, Clone)]
@@ -72,10 +72,10 @@ pub async fn register(
     platform: &Platform,
     actor: &Actor,
     request: NewServerRequest,
-) -> ApiResult<Server> {
+) -> OpsResult<Server> {
     let errors = check(&request);
     if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
+        return Err(OpsError::validation(errors));
     }
     let port = i32::try_from(request.port).unwrap_or_default();
     let address = ServerAddress {
@@ -90,11 +90,11 @@ pub async fn register(
     if let Some(existing) = catalog::servers::by_system_identifier(&platform.db, &identity).await? {
         return Err(cluster_registered(&existing));
     }
-    let prepared = provisioner::template::prepare_server(&address, &platform.settings.migrations)
+    let prepared = crate::template::prepare_server(&address, &platform.settings.migrations)
         .await
         .map_err(|error| {
             tracing::warn!(server = %address.endpoint(), %error, "prepare a database server");
-            ApiError::Validation {
+            OpsError::Validation {
                 code: "server_unusable",
                 detail: format!("the server cannot be prepared for tenants: {error}"),
                 errors: Vec::new(),
@@ -108,7 +108,7 @@ pub async fn register(
             &request.admin_password,
         )
         .map_err(|error| {
-            ApiError::Internal(anyhow::Error::new(error).context("seal a server password"))
+            OpsError::Internal(anyhow::Error::new(error).context("seal a server password"))
         })?;
     let mut transaction = platform.db.begin().await?;
     catalog::servers::create(
@@ -131,7 +131,7 @@ pub async fn register(
         sqlx::Error::Database(database)
             if database.constraint() == Some("database_servers_name_key") =>
         {
-            ApiError::conflict(
+            OpsError::conflict(
                 "server_exists",
                 format!("a server named `{}` exists", request.name),
             )
@@ -141,11 +141,11 @@ pub async fn register(
         {
             cluster_registered("another registration made at the same time")
         }
-        _ => ApiError::from(error),
+        _ => OpsError::from(error),
     })?;
     let server = catalog::servers::get(&mut *transaction, id)
         .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the new server vanished")))?;
+        .ok_or_else(|| OpsError::Internal(anyhow::anyhow!("the new server vanished")))?;
     catalog::audit::record(
         &mut *transaction,
         actor,
@@ -164,23 +164,23 @@ pub async fn register(
 }
 
 /// The cluster behind an address, read as the given admin (so the credentials are checked too).
-async fn cluster_identity(address: &ServerAddress) -> ApiResult<String> {
-    let unusable = |error: provisioner::ProvisionError| {
+async fn cluster_identity(address: &ServerAddress) -> OpsResult<String> {
+    let unusable = |error: crate::ProvisionError| {
         tracing::warn!(server = %address.endpoint(), %error, "read a database server's identity");
-        ApiError::Validation {
+        OpsError::Validation {
             code: "server_unusable",
             detail: format!("the server cannot be prepared for tenants: {error}"),
             errors: Vec::new(),
         }
     };
     let admin = address.connect("postgres").await.map_err(unusable)?;
-    provisioner::mark::system_identifier(&admin)
+    crate::mark::system_identifier(&admin)
         .await
         .map_err(unusable)
 }
 
-fn cluster_registered(existing: &str) -> ApiError {
-    ApiError::conflict(
+fn cluster_registered(existing: &str) -> OpsError {
+    OpsError::conflict(
         "server_exists",
         format!(
             "this PostgreSQL cluster is registered already, as server `{existing}` (a cluster is registered once, whatever address reaches it)"
@@ -189,17 +189,17 @@ fn cluster_registered(existing: &str) -> ApiError {
 }
 
 /// The address and admin credentials of a server, opened with the catalog key.
-pub async fn address(platform: &Platform, id: Uuid) -> ApiResult<ServerAddress> {
+pub async fn address(platform: &Platform, id: Uuid) -> OpsResult<ServerAddress> {
     let secret = catalog::servers::secret(&platform.db, id)
         .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("server {id} is not in the catalog")))?;
+        .ok_or_else(|| OpsError::Internal(anyhow::anyhow!("server {id} is not in the catalog")))?;
     to_address(platform, secret)
 }
 
 pub fn to_address(
     platform: &Platform,
     secret: catalog::servers::ServerSecret,
-) -> ApiResult<ServerAddress> {
+) -> OpsResult<ServerAddress> {
     let password = platform
         .sealer
         .open_secret(
@@ -207,7 +207,7 @@ pub fn to_address(
             &secret.admin_password,
         )
         .map_err(|error| {
-            ApiError::Internal(anyhow::Error::new(error).context("open a server password"))
+            OpsError::Internal(anyhow::Error::new(error).context("open a server password"))
         })?;
     Ok(ServerAddress {
         host: secret.host,

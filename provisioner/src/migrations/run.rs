@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::ServerAddress;
 use catalog::fleet::Run;
-use provisioner::ServerAddress;
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -16,9 +16,9 @@ use uuid::Uuid;
 
 use super::items::{migrate_template, migrate_tenant, migrate_warm};
 use super::{Plan, PlanItem, plan};
-use crate::error::ApiError;
+use crate::error::OpsError;
 use crate::locks::SessionLock;
-use crate::state::Platform;
+use crate::platform::Platform;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunOptions {
@@ -55,7 +55,7 @@ pub enum RunError {
     #[error("no migratable tenant with slug {}", .0.join(", "))]
     UnknownTenants(Vec<String>),
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Api(#[from] OpsError),
     #[error("the catalog: {0}")]
     Catalog(#[from] sqlx::Error),
 }
@@ -385,7 +385,7 @@ async fn run_batch(
 }
 
 fn internal(error: impl std::error::Error + Send + Sync + 'static) -> RunError {
-    RunError::Api(ApiError::Internal(anyhow::Error::new(error)))
+    RunError::Api(OpsError::Internal(anyhow::Error::new(error)))
 }
 
 pub(super) fn elapsed_ms(since: Instant) -> u64 {

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::verify::{complete_backup, into_pg_restore, stream_checked};
 use super::{BackupError, store, tools};
 use crate::locks::SessionLock;
-use crate::state::Platform;
+use crate::platform::Platform;
 
 /// How long the routers get to hear that the tenant is `restoring` before its database is
 /// fenced (they hear within milliseconds; their promise is a second). A request that
@@ -109,7 +109,7 @@ pub async fn restore_as(
         .await?
         .ok_or_else(|| BackupError::UnknownTenant(backup.tenant.clone()))?;
     let invalid = |field: &str, message: String| {
-        BackupError::Api(crate::error::ApiError::validation(vec![
+        BackupError::Api(crate::error::OpsError::validation(vec![
             catalog::plans::FieldError::new(field, message),
         ]))
     };
@@ -186,9 +186,9 @@ async fn restore_locked(
     } = *target;
     let address = crate::servers::address(platform, server_id).await?;
     let admin = address.connect("postgres").await?;
-    let database = provisioner::DatabaseName::restored(tenant);
-    let old = provisioner::DatabaseName::parse(previous).ok_or_else(|| {
-        BackupError::Api(crate::error::ApiError::Internal(anyhow::anyhow!(
+    let database = crate::DatabaseName::restored(tenant);
+    let old = crate::DatabaseName::parse(previous).ok_or_else(|| {
+        BackupError::Api(crate::error::OpsError::Internal(anyhow::anyhow!(
             "the catalog names a database this platform does not make: {previous}"
         )))
     })?;
@@ -210,10 +210,9 @@ async fn restore_locked(
     let restored = async {
         if fenced {
             tokio::time::sleep(NOTICE).await;
-            provisioner::tenant::fence_database(&admin, &old, tenant, DRAIN).await?;
+            crate::tenant::fence_database(&admin, &old, tenant, DRAIN).await?;
         }
-        provisioner::tenant::create_restore_target(&admin, &database, platform.installation)
-            .await?;
+        crate::tenant::create_restore_target(&admin, &database, platform.installation).await?;
         let mut command = tools::command("pg_restore");
         command
             .arg("--dbname")
@@ -227,7 +226,7 @@ async fn restore_locked(
             .arg("--no-password")
             .arg("--no-owner")
             .arg("--no-privileges")
-            .arg(format!("--role={}", provisioner::names::SCHEMA_OWNER_ROLE))
+            .arg(format!("--role={}", crate::names::SCHEMA_OWNER_ROLE))
             .arg("--exit-on-error")
             .arg("--single-transaction")
             .env("PGPASSWORD", address.admin_password.expose_secret())
@@ -240,10 +239,7 @@ async fn restore_locked(
                 stderr: tools::tail(&output.stderr),
             });
         }
-        Ok(
-            provisioner::tenant::finish_restored_database(&address, &admin, &database, tenant)
-                .await?,
-        )
+        Ok(crate::tenant::finish_restored_database(&address, &admin, &database, tenant).await?)
     }
     .await;
     let failed = Failed {
@@ -262,7 +258,7 @@ async fn restore_locked(
     };
 
     // The switch, back to `active`, the kept database and the audit entry: one transaction.
-    let kept = provisioner::DatabaseName::restored(tenant);
+    let kept = crate::DatabaseName::restored(tenant);
     let keep_until = chrono::Utc::now()
         + chrono::Duration::from_std(platform.settings.restore_keep).unwrap_or_default();
     let mut transaction = platform.db.begin().await?;
@@ -309,7 +305,7 @@ async fn restore_locked(
 
     // The replaced database: closed, renamed, kept. A failure leaves it under its old
     // name, still recorded (and so never swept) until the jobs drop it.
-    if let Err(error) = provisioner::tenant::retire_database(&admin, &old, &kept, tenant).await {
+    if let Err(error) = crate::tenant::retire_database(&admin, &old, &kept, tenant).await {
         tracing::warn!(tenant_id = %tenant, database = previous, %error, "rename the database replaced by a restore");
     }
     Ok(Restored {
@@ -327,8 +323,8 @@ async fn restore_locked(
 struct Failed<'a> {
     restore_id: Uuid,
     tenant: TenantId,
-    database: &'a provisioner::DatabaseName,
-    old: &'a provisioner::DatabaseName,
+    database: &'a crate::DatabaseName,
+    old: &'a crate::DatabaseName,
     fenced: bool,
 }
 
@@ -336,20 +332,20 @@ struct Failed<'a> {
 /// no new database behind.
 async fn fail(
     platform: &Platform,
-    admin: &provisioner::tokio_postgres::Client,
+    admin: &tokio_postgres::Client,
     failed: &Failed<'_>,
     error: &BackupError,
 ) {
     let restore_id = failed.restore_id;
     tracing::warn!(restore = %restore_id, %error, "restore failed");
     if let Err(drop_error) =
-        provisioner::tenant::drop_database(admin, failed.database, platform.installation).await
+        crate::tenant::drop_database(admin, failed.database, platform.installation).await
     {
         tracing::warn!(restore = %restore_id, error = %drop_error, "drop the database of a failed restore; the sweep retries");
     }
     if failed.fenced {
         if let Err(open_error) =
-            provisioner::tenant::open_database(admin, failed.old, failed.tenant).await
+            crate::tenant::open_database(admin, failed.old, failed.tenant).await
         {
             tracing::error!(restore = %restore_id, error = %open_error, "reopen the tenant's database after a failed restore");
         }

@@ -2,7 +2,7 @@
 //! that the catalog does not know.
 //!
 //! It only ever touches objects that carry this installation's ownership mark
-//! ([`provisioner::Mark`]); everything else (another installation's, the operator's, an
+//! ([`crate::Mark`]); everything else (another installation's, the operator's, an
 //! object whose mark is gone) is left alone. An unknown object of ours is never dropped at
 //! once: it is reported, then (in `quarantine` mode, once older than the minimum age and
 //! with nobody connected) quarantined (no connections, no logins, the time in its mark),
@@ -17,13 +17,13 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::{DatabaseName, Installation, Mark, RoleName, TenantObjects};
 use chrono::{DateTime, Utc};
-use provisioner::{DatabaseName, Installation, Mark, RoleName, TenantObjects};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::error::ApiResult;
-use crate::state::Platform;
+use crate::error::OpsResult;
+use crate::platform::Platform;
 
 /// `TENANCY_SWEEP`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,6 +51,34 @@ impl Default for SweepSettings {
             mode: SweepMode::Quarantine,
             quarantine: Duration::from_secs(7 * 86_400),
             min_age: Duration::from_secs(3_600),
+        }
+    }
+}
+
+/// What the sweep does with databases and roles that carry this installation's mark but
+/// that the catalog does not know.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SweepArgs {
+    /// `off`: no sweep; `report`: log and count them; `quarantine`: also close them to
+    /// connections, and drop them once quarantined for TENANCY_SWEEP_QUARANTINE.
+    #[arg(long = "sweep", env = "TENANCY_SWEEP", default_value = "quarantine")]
+    pub mode: SweepMode,
+
+    /// How long an object stays quarantined (and can be adopted back) before it is dropped.
+    #[arg(long = "sweep-quarantine", env = "TENANCY_SWEEP_QUARANTINE", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub quarantine: Duration,
+
+    /// Objects younger than this (by their mark) are never quarantined.
+    #[arg(long = "sweep-min-age", env = "TENANCY_SWEEP_MIN_AGE", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub min_age: Duration,
+}
+
+impl SweepArgs {
+    pub fn settings(&self) -> SweepSettings {
+        SweepSettings {
+            mode: self.mode,
+            quarantine: self.quarantine,
+            min_age: self.min_age,
         }
     }
 }
@@ -219,7 +247,7 @@ pub struct ServerSweep {
 /// The catalog's view of what may exist on the servers. Global, not per server: names
 /// derive from globally unique ids, and a server registered twice must not make one
 /// registration's objects look unknown to the other.
-pub async fn known(platform: &Platform) -> ApiResult<Known> {
+pub async fn known(platform: &Platform) -> OpsResult<Known> {
     let tenants = catalog::tenants::known_ids(&platform.db).await?;
     let databases = catalog::tenants::known_databases(&platform.db).await?;
     Ok(Known {
@@ -233,12 +261,12 @@ pub async fn known(platform: &Platform) -> ApiResult<Known> {
 pub async fn sweep_server(
     platform: &Platform,
     server_name: &str,
-    admin: &provisioner::tokio_postgres::Client,
+    admin: &tokio_postgres::Client,
     act: bool,
-) -> ApiResult<ServerSweep> {
+) -> OpsResult<ServerSweep> {
     let settings = platform.settings.sweep;
     // The server first, the catalog after: an object created after its row is known.
-    let objects = provisioner::tenant::list_objects(admin)
+    let objects = crate::tenant::list_objects(admin)
         .await
         .map_err(crate::tenants::unavailable_server)?;
     let known = known(platform).await?;
@@ -308,17 +336,17 @@ fn action_state(action: &Action) -> Option<(Object, Mark, OrphanState)> {
 }
 
 async fn apply(
-    admin: &provisioner::tokio_postgres::Client,
+    admin: &tokio_postgres::Client,
     action: &Action,
     installation: Installation,
-) -> Result<Option<(Object, Mark, OrphanState)>, provisioner::ProvisionError> {
-    use provisioner::tenant;
+) -> Result<Option<(Object, Mark, OrphanState)>, crate::ProvisionError> {
+    use crate::tenant;
     let result = match action {
         Action::Stamp(Object::Database(name)) => {
-            provisioner::mark::mark_database(admin, name, &Mark::new(installation)).await
+            crate::mark::mark_database(admin, name, &Mark::new(installation)).await
         }
         Action::Stamp(Object::Role(name)) => {
-            provisioner::mark::mark_role(admin, name, &Mark::new(installation)).await
+            crate::mark::mark_role(admin, name, &Mark::new(installation)).await
         }
         Action::Release(Object::Database(name), mark) => {
             tenant::release_database(admin, name, *mark).await
@@ -346,7 +374,7 @@ async fn apply(
     }
 }
 
-fn gone(error: &provisioner::ProvisionError) -> bool {
+fn gone(error: &crate::ProvisionError) -> bool {
     // 3D000: database does not exist; 42704: role does not exist.
     matches!(error.sql_state(), Some("3D000" | "42704"))
 }
@@ -376,7 +404,7 @@ fn log_orphan(orphan: &Orphan, changed: bool) {
 /// log, so one cluster is never swept twice with two views.
 pub async fn servers_by_cluster(
     platform: &Platform,
-) -> ApiResult<Vec<(catalog::servers::ServerSecret, String)>> {
+) -> OpsResult<Vec<(catalog::servers::ServerSecret, String)>> {
     let mut seen = HashSet::new();
     let mut servers = Vec::new();
     for secret in catalog::servers::all_secrets(&platform.db).await? {
@@ -388,7 +416,7 @@ pub async fn servers_by_cluster(
                 let Ok(admin) = address.connect("postgres").await else {
                     continue;
                 };
-                let identity = provisioner::mark::system_identifier(&admin)
+                let identity = crate::mark::system_identifier(&admin)
                     .await
                     .map_err(crate::tenants::unavailable_server)?;
                 match catalog::servers::set_system_identifier(&platform.db, secret.id, &identity)
@@ -417,7 +445,7 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
 }
 
 /// Every unknown object of ours on every server, without changing anything.
-pub async fn orphans(platform: &Platform) -> ApiResult<Vec<Orphan>> {
+pub async fn orphans(platform: &Platform) -> OpsResult<Vec<Orphan>> {
     let mut all = Vec::new();
     for (secret, _) in servers_by_cluster(platform).await? {
         let name = secret.name.clone();
@@ -434,7 +462,7 @@ pub async fn orphans(platform: &Platform) -> ApiResult<Vec<Orphan>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use provisioner::{DatabaseObject, RoleObject};
+    use crate::{DatabaseObject, RoleObject};
     use tenancy_core::TenantId;
 
     fn settings(mode: SweepMode) -> SweepSettings {

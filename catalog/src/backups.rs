@@ -153,15 +153,6 @@ pub async fn with_upload(pool: &PgPool) -> Result<Vec<Backup>, sqlx::Error> {
     .await
 }
 
-/// The session advisory lock a backup's process holds while it runs: free while the row
-/// says `running` means the process died.
-pub fn lock_key(id: Uuid) -> i64 {
-    let bytes = id.as_bytes();
-    i64::from_be_bytes([
-        bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
-    ]) ^ 0x6261_636b_7570_0000
-}
-
 /// Records a restore before its database exists.
 pub async fn start_restore(
     pool: &PgPool,

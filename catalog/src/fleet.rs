@@ -5,9 +5,6 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// Session advisory lock on the catalog held for a whole `migrate run`: one run at a time.
-pub const RUN_LOCK: i64 = 0x7465_6e61_6e63_7902;
-
 /// Statuses whose databases a run migrates (the others have no database, or are going).
 pub const MIGRATED_STATUSES: [&str; 2] = ["active", "suspended"];
 

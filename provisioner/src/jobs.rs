@@ -15,7 +15,7 @@
 use catalog::tenants::Status;
 
 use crate::error::OpsResult;
-use crate::locks::SessionLock;
+use crate::locks::{LockKey, SessionLock};
 use crate::platform::Platform;
 use crate::tenants::provisioning::{self, Outcome, system_actor};
 
@@ -32,12 +32,12 @@ pub const JOBS: [&str; 8] = [
 ];
 
 /// The catalog advisory lock that makes one replica at a time run a job.
-pub fn job_lock_key(index: usize) -> i64 {
-    0x6a6f_6273_0000_0000 + i64::try_from(index).unwrap_or(0)
+pub fn job_lock_key(index: usize) -> LockKey {
+    LockKey::Job(index)
 }
 
 /// The sweep's lock: held by whatever must not race a sweep (an adoption).
-pub fn sweep_lock_key() -> i64 {
+pub fn sweep_lock_key() -> LockKey {
     job_lock_key(JOBS.iter().position(|job| *job == "sweep").unwrap_or(0))
 }
 
@@ -48,7 +48,7 @@ pub async fn close_dead_migration_runs(platform: &Platform) -> Result<(), sqlx::
     if !catalog::fleet::has_running(&platform.db).await? {
         return Ok(());
     }
-    let Some(lock) = SessionLock::try_take(&platform.db, catalog::fleet::RUN_LOCK).await? else {
+    let Some(lock) = SessionLock::try_take(&platform.db, LockKey::MigrationRun).await? else {
         return Ok(()); // A live run.
     };
     let closed = catalog::fleet::close_interrupted(&platform.db).await;
@@ -117,7 +117,7 @@ pub async fn reclaim_dead_restores(
     server_id: uuid::Uuid,
 ) -> Result<(), crate::error::OpsError> {
     for restore in catalog::backups::running_restores(&platform.db, server_id).await? {
-        let key = provisioning::lock_key(restore.tenant_id);
+        let key = LockKey::Tenant(restore.tenant_id);
         if let Some(lock) = SessionLock::try_take(&platform.db, key).await? {
             tracing::warn!(%server_id, restore = %restore.id, database = %restore.database_name, "job: dropping the database of a restore whose process died");
             if let Some(database) = crate::DatabaseName::parse(&restore.database_name)

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{BackupError, Store, StoreError, store, tools};
-use crate::locks::SessionLock;
+use crate::locks::{LockKey, SessionLock};
 use crate::platform::Platform;
 
 /// Why a backup was taken.
@@ -147,7 +147,7 @@ pub async fn begin(
     abort_abandoned(platform).await;
     // Held while this process works on the backup: another process finding the row
     // `running` with the lock free knows this one died.
-    let lock = SessionLock::take(&platform.db, catalog::backups::lock_key(id)).await?;
+    let lock = SessionLock::take(&platform.db, LockKey::Backup(id)).await?;
     catalog::backups::start(
         &platform.db,
         &NewBackup {
@@ -370,7 +370,7 @@ pub(crate) async fn abort_abandoned(platform: &Platform) {
         };
         let mut probe = None;
         if backup.status == "running" {
-            let key = catalog::backups::lock_key(backup.id);
+            let key = LockKey::Backup(backup.id);
             let Ok(Some(lock)) = SessionLock::try_take(&platform.db, key).await else {
                 continue; // its process is still at work (or the catalog is away)
             };

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::verify::{complete_backup, into_pg_restore, stream_checked};
 use super::{BackupError, store, tools};
-use crate::locks::SessionLock;
+use crate::locks::{LockKey, SessionLock};
 use crate::platform::Platform;
 
 /// How long the routers get to hear that the tenant is `restoring` before its database is
@@ -78,7 +78,7 @@ pub async fn restore(
     stream_checked(store, &backup, None::<tokio::io::Sink>).await?;
 
     // One worker per tenant: no provisioning, drop or other restore meanwhile.
-    let key = crate::tenants::provisioning::lock_key(tenant.id);
+    let key = LockKey::Tenant(tenant.id);
     let Some(lock) = SessionLock::try_take(&platform.db, key).await? else {
         return Err(BackupError::Busy(tenant.slug));
     };
@@ -145,7 +145,7 @@ pub async fn restore_as(
             status: tenant.status,
         });
     };
-    let key = crate::tenants::provisioning::lock_key(tenant.id);
+    let key = LockKey::Tenant(tenant.id);
     let lock = SessionLock::take(&platform.db, key).await?;
     let target = Target {
         tenant: TenantId(tenant.id),

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::items::{migrate_template, migrate_tenant, migrate_warm};
 use super::{Plan, PlanItem, plan};
 use crate::error::OpsError;
-use crate::locks::SessionLock;
+use crate::locks::{LockKey, SessionLock};
 use crate::platform::Platform;
 
 #[derive(Debug, Clone, Serialize)]
@@ -146,7 +146,7 @@ pub async fn run(
     progress: impl Fn(Event) + Send + Sync + 'static,
 ) -> Result<RunReport, RunError> {
     let started = Instant::now();
-    let Some(lock) = SessionLock::try_take(&platform.db, catalog::fleet::RUN_LOCK).await? else {
+    let Some(lock) = SessionLock::try_take(&platform.db, LockKey::MigrationRun).await? else {
         let holder = catalog::fleet::running(&platform.db).await?;
         return Err(RunError::Busy(holder));
     };

@@ -6,7 +6,7 @@
 //! finishes. One worker at a time per tenant: a session-level advisory lock on a catalog
 //! connection of its own, released when the worker ends or its process dies.
 
-use crate::locks::SessionLock;
+use crate::locks::{LockKey, SessionLock};
 use catalog::tenants::Status;
 use tenancy_core::TenantId;
 use uuid::Uuid;
@@ -30,15 +30,9 @@ pub enum Outcome {
     NotPending,
 }
 
-/// The advisory lock key of a tenant (the first 8 bytes of its id, in a namespace of ours).
-pub(crate) fn lock_key(id: Uuid) -> i64 {
-    let bytes: [u8; 8] = id.as_bytes()[..8].try_into().unwrap_or_default();
-    i64::from_be_bytes(bytes) ^ 0x7465_6e61_6e74_0000
-}
-
 /// Provisions a reserved tenant, or finishes an interrupted provisioning.
 pub async fn provision(platform: &Platform, id: Uuid) -> OpsResult<Outcome> {
-    let Some(lock) = SessionLock::try_take(&platform.db, lock_key(id)).await? else {
+    let Some(lock) = SessionLock::try_take(&platform.db, LockKey::Tenant(id)).await? else {
         return Ok(Outcome::Busy);
     };
     let span = tracing::info_span!("provision", tenant_id = %id);
@@ -223,7 +217,7 @@ async fn drop_objects(platform: &Platform, id: Uuid) -> OpsResult<()> {
 /// tenant's advisory lock, then a fresh look at its status. A tenant whose lock is held
 /// (a backup or restore running on it) is left for the next round: nobody waits on it.
 pub async fn drop_tenant(platform: &Platform, id: Uuid) -> OpsResult<()> {
-    let Some(lock) = SessionLock::try_take(&platform.db, lock_key(id)).await? else {
+    let Some(lock) = SessionLock::try_take(&platform.db, LockKey::Tenant(id)).await? else {
         tracing::info!(tenant_id = %id, "tenant busy; its drop waits for the next round");
         return Ok(());
     };

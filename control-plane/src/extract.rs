@@ -35,25 +35,19 @@ impl FromRequestParts<AppState> for CurrentAdmin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header =
-            parts
-                .headers
-                .get(header::AUTHORIZATION)
-                .ok_or_else(|| ApiError::Unauthorized {
-                    code: "missing_token",
-                    detail: "an Authorization: Bearer token is required".to_owned(),
-                })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| {
-                let (scheme, token) = value.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| ApiError::Unauthorized {
-                code: "invalid_token",
-                detail: "the Authorization header must be `Bearer <token>`".to_owned(),
+        let header = parts.headers.get(header::AUTHORIZATION);
+        let token =
+            tenancy_core::bearer::token(header.map(|value| value.as_bytes())).map_err(|error| {
+                match error {
+                    tenancy_core::bearer::BearerError::Missing => ApiError::Unauthorized {
+                        code: "missing_token",
+                        detail: "an Authorization: Bearer token is required".to_owned(),
+                    },
+                    tenancy_core::bearer::BearerError::Malformed => ApiError::Unauthorized {
+                        code: "invalid_token",
+                        detail: "the Authorization header must be `Bearer <token>`".to_owned(),
+                    },
+                }
             })?;
         let claims: AdminClaims =
             state

@@ -60,22 +60,15 @@ impl FromRequestParts<AppState> for Tenant {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(RouterError::MissingToken)?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| {
-                let (scheme, token) = value.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| {
-                RouterError::InvalidToken(
-                    "the Authorization header must be `Bearer <token>`".to_owned(),
-                )
+        let header = parts.headers.get(header::AUTHORIZATION);
+        let token =
+            tenancy_core::bearer::token(header.map(|value| value.as_bytes())).map_err(|error| {
+                match error {
+                    tenancy_core::bearer::BearerError::Missing => RouterError::MissingToken,
+                    tenancy_core::bearer::BearerError::Malformed => RouterError::InvalidToken(
+                        "the Authorization header must be `Bearer <token>`".to_owned(),
+                    ),
+                }
             })?;
         let claims: TenantClaims = state
             .verifier

@@ -103,23 +103,13 @@ pub async fn list(platform: &Platform, query: ListQuery) -> OpsResult<Page> {
 }
 
 fn encode_cursor(created_at: DateTime<Utc>, id: Uuid) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(format!("{}|{id}", created_at.to_rfc3339()))
+    tenancy_core::cursor::encode(created_at, id)
 }
 
 fn decode_cursor(cursor: &str) -> OpsResult<(DateTime<Utc>, Uuid)> {
-    use base64::Engine;
-    let bad = || OpsError::BadRequest("`cursor` is not a cursor this API gave out".to_owned());
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (time, id) = text.split_once('|').ok_or_else(bad)?;
-    let time = DateTime::parse_from_rfc3339(time)
-        .map_err(|_| bad())?
-        .with_timezone(&Utc);
-    Ok((time, Uuid::parse_str(id).map_err(|_| bad())?))
+    tenancy_core::cursor::decode(cursor).ok_or_else(|| {
+        OpsError::BadRequest("`cursor` is not a cursor this API gave out".to_owned())
+    })
 }
 
 /// A change of name and/or plan. A new plan's limits are set on the tenant's role at once.

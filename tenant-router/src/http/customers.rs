@@ -6,8 +6,6 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenancy_http::Path;
@@ -71,14 +69,9 @@ struct Page {
 }
 
 fn decode_cursor(cursor: &str) -> RouterResult<(DateTime<Utc>, Uuid)> {
-    let bad = || RouterError::BadRequest("`cursor` is not a cursor this API gave out".to_owned());
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (time, id) = text.split_once('|').ok_or_else(bad)?;
-    let time = DateTime::parse_from_rfc3339(time)
-        .map_err(|_| bad())?
-        .with_timezone(&Utc);
-    Ok((time, Uuid::parse_str(id).map_err(|_| bad())?))
+    tenancy_core::cursor::decode(cursor).ok_or_else(|| {
+        RouterError::BadRequest("`cursor` is not a cursor this API gave out".to_owned())
+    })
 }
 
 async fn list(tenant: Tenant, Query(params): Query<ListParams>) -> RouterResult<Json<Page>> {
@@ -133,9 +126,7 @@ async fn list(tenant: Tenant, Query(params): Query<ListParams>) -> RouterResult<
     let next_cursor = (items.len() == usize::try_from(limit).unwrap_or(usize::MAX))
         .then(|| items.last())
         .flatten()
-        .map(|last| {
-            URL_SAFE_NO_PAD.encode(format!("{}|{}", last.created_at.to_rfc3339(), last.id))
-        });
+        .map(|last| tenancy_core::cursor::encode(last.created_at, last.id));
     Ok(Json(Page { items, next_cursor }))
 }
 

@@ -5,11 +5,13 @@
 //! keeps its own error enum.
 
 pub mod extract;
+pub mod layers;
 pub mod metrics;
 pub mod problem;
 pub mod serve;
 
 pub use extract::{Json, Path, Query};
+pub use layers::{RequestLimits, with_layers};
 pub use problem::Problem;
 pub use serve::{ConnectionArgs, ConnectionLimits, serve};
 

@@ -543,3 +543,47 @@ pub async fn remember_idempotency_key(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Status::{self, *};
+
+    #[test]
+    fn the_lifecycle_allows_its_edges_and_nothing_else() {
+        let all = [
+            Provisioning,
+            Active,
+            Suspended,
+            Restoring,
+            Deleting,
+            Deleted,
+            Failed,
+        ];
+        let allowed = [
+            (Provisioning, Active),
+            (Provisioning, Failed),
+            (Failed, Provisioning),
+            (Active, Suspended),
+            (Suspended, Active),
+            (Active, Restoring),
+            (Restoring, Active),
+            (Active, Deleting),
+            (Suspended, Deleting),
+            (Failed, Deleting),
+            (Deleting, Deleted),
+        ];
+        for from in all {
+            for to in all {
+                assert_eq!(
+                    from.can_become(to),
+                    allowed.contains(&(from, to)),
+                    "{} -> {}",
+                    from.as_str(),
+                    to.as_str()
+                );
+            }
+            assert_eq!(Status::parse(from.as_str()), Some(from));
+        }
+        assert_eq!(Status::parse("archived"), None);
+    }
+}

@@ -395,3 +395,24 @@ pub(crate) async fn abort_abandoned(platform: &Platform) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_double_every_thousand_so_ten_thousand_reach_five_tebibytes() {
+        assert_eq!(part_size(1), 8 << 20);
+        assert_eq!(part_size(1000), 8 << 20);
+        assert_eq!(part_size(1001), 16 << 20);
+        assert_eq!(part_size(2001), 32 << 20);
+        assert!(part_size(10_000) <= MAX_PART);
+        let total: u64 = (1..=10_000).map(|n| part_size(n) as u64).sum();
+        assert!(total >= 5 << 40, "10,000 parts hold {total} bytes");
+        assert_eq!(
+            part_size(100_000),
+            MAX_PART,
+            "never beyond S3's largest part"
+        );
+    }
+}

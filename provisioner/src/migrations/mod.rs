@@ -281,18 +281,7 @@ pub async fn plan(platform: &Platform, only: &[String]) -> OpsResult<Plan> {
                 steps,
             });
     }
-    let mut queues: Vec<std::vec::IntoIter<PlanItem>> =
-        by_server.into_values().map(Vec::into_iter).collect();
-    let mut tenants = Vec::new();
-    loop {
-        let before = tenants.len();
-        for queue in &mut queues {
-            tenants.extend(queue.next());
-        }
-        if tenants.len() == before {
-            break;
-        }
-    }
+    let tenants = interleave(by_server.into_values().collect());
     Ok(Plan {
         target_version: set.latest_version(),
         templates,
@@ -300,6 +289,22 @@ pub async fn plan(platform: &Platform, only: &[String]) -> OpsResult<Plan> {
         tenants,
         unknown_tenants,
     })
+}
+
+/// One item from each queue in turn, until all are empty: `[[a1, a2, a3], [b1]]` gives
+/// `[a1, b1, a2, a3]`.
+fn interleave<T>(queues: Vec<Vec<T>>) -> Vec<T> {
+    let mut queues: Vec<std::vec::IntoIter<T>> = queues.into_iter().map(Vec::into_iter).collect();
+    let mut all = Vec::new();
+    loop {
+        let before = all.len();
+        for queue in &mut queues {
+            all.extend(queue.next());
+        }
+        if all.len() == before {
+            return all;
+        }
+    }
 }
 
 /// The admin address of each server named, each opened once.
@@ -318,4 +323,19 @@ async fn addresses(
 
 fn internal(error: impl Into<anyhow::Error>) -> OpsError {
     OpsError::Internal(error.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interleave;
+
+    #[test]
+    fn tenants_are_taken_from_each_server_in_turn() {
+        assert_eq!(
+            interleave(vec![vec!["a1", "a2", "a3"], vec!["b1"], vec!["c1", "c2"]]),
+            vec!["a1", "b1", "c1", "a2", "c2", "a3"]
+        );
+        assert_eq!(interleave::<u8>(vec![]), Vec::<u8>::new());
+        assert_eq!(interleave(vec![vec![], vec![1, 2]]), vec![1, 2]);
+    }
 }

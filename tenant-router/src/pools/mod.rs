@@ -144,9 +144,7 @@ impl Pools {
             gate: gate.clone(),
             wait: self.wait,
         };
-        // One tenant may hold at most half of its server's budget.
-        let fair_share = (server.connection_budget / 2).max(1);
-        let size = usize::try_from(entry.max_connections.clamp(1, fair_share)).unwrap_or(1);
+        let size = pool_size(entry.max_connections, server.connection_budget);
         let pool = Pool::builder(manager)
             .max_size(size)
             .timeouts(Timeouts {
@@ -267,5 +265,26 @@ impl Pools {
                 .collect(),
             open_pools,
         }
+    }
+}
+
+/// A tenant pool's size: the plan's `max_connections`, but at most half of its server's
+/// budget (one tenant never holds the whole server), and at least one.
+fn pool_size(max_connections: u32, connection_budget: u32) -> usize {
+    let fair_share = (connection_budget / 2).max(1);
+    usize::try_from(max_connections.clamp(1, fair_share)).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pool_size;
+
+    #[test]
+    fn a_pool_gets_the_plan_but_never_more_than_half_the_server() {
+        assert_eq!(pool_size(10, 100), 10);
+        assert_eq!(pool_size(80, 100), 50);
+        assert_eq!(pool_size(0, 100), 1);
+        assert_eq!(pool_size(10, 1), 1, "a budget of one still serves");
+        assert_eq!(pool_size(10, 3), 1);
     }
 }

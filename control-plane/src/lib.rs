@@ -76,6 +76,9 @@ pub async fn serve(
     tenancy_http::serve(listener, http::router(state), limits, shutdown).await
 }
 
+/// How long a shutdown waits for background work in flight (a backup, a provisioning).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Runs the control plane until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = build_state(&config).await?;
@@ -88,8 +91,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         state.metrics.clone(),
         config.jobs_interval,
     );
+    let platform = state.platform.clone();
     serve(listener, state, tenancy_core::shutdown::signal()).await?;
     jobs.stop();
+    if !platform.finish_tasks(SHUTDOWN_GRACE).await {
+        tracing::warn!(
+            "shutdown: background work (backups, provisioning) still running was cut short; the jobs finish or clean it up at the next start"
+        );
+    }
     tracing::info!("control plane stopped");
     Ok(())
 }

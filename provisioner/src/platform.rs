@@ -19,6 +19,9 @@ pub struct Platform {
     pub settings: Arc<Settings>,
     /// Bounds the password hashing and checking in flight (logins, new tenants' admins).
     pub hashes: Arc<tenancy_core::hash_gate::HashGate>,
+    /// Work that outlives the request that started it (a backup, a provisioning whose
+    /// client left): a shutdown waits for it ([`Platform::finish_tasks`]).
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 impl Platform {
@@ -31,7 +34,24 @@ impl Platform {
             installation,
             settings: Arc::new(settings),
             hashes: Arc::new(tenancy_core::hash_gate::HashGate::for_this_machine()),
+            tasks: tokio_util::task::TaskTracker::new(),
         })
+    }
+
+    /// Runs `work` in a task of its own that a shutdown waits for.
+    pub fn spawn<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tasks.spawn(work)
+    }
+
+    /// At shutdown: no new tracked work, and the work in flight gets `grace` to finish.
+    /// Returns whether all of it did.
+    pub async fn finish_tasks(&self, grace: Duration) -> bool {
+        self.tasks.close();
+        tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
     }
 }
 

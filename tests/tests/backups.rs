@@ -1116,3 +1116,35 @@ async fn two_control_planes_on_one_catalog_back_up_and_suspend_each_tenant_once(
     .expect("count suspensions");
     assert_eq!(suspensions, vec![1, 1, 1], "each trial suspended once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shutdown_waits_for_a_backup_in_flight() {
+    let mut fixture = Fixture::start(&["acme"]).await;
+    let token = fixture.app.admin_token().await;
+    let (status, body) = fixture
+        .app
+        .call(
+            reqwest::Method::POST,
+            "/v1/tenants/acme/backups",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    // SIGTERM at once: the answer was given, the backup is still running.
+    fixture.app.process.signal(Signal::SIGTERM);
+    let code = fixture.app.process.wait_exit(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "a clean exit");
+    let mut catalog = connect(&fixture.app.database_url).await;
+    let (status, bytes): (String, Option<i64>) =
+        sqlx::query_as("SELECT status, bytes FROM backups WHERE id = $1::uuid")
+            .bind(body["id"].as_str().expect("id"))
+            .fetch_one(&mut catalog)
+            .await
+            .expect("the backup row");
+    assert_eq!(
+        status, "complete",
+        "the backup finished before the process exited"
+    );
+    assert!(bytes.is_some_and(|bytes| bytes > 0));
+}

@@ -50,7 +50,7 @@ async fn create(
     .await?;
     let row = pending.row().clone();
     // Its own task: the client need not wait, and leaving does not cut the backup short.
-    tokio::spawn(async move {
+    state.platform.spawn(async move {
         let _ = pending.run().await;
     });
     let location = format!("/v1/tenants/{}/backups", tenant.slug);

@@ -197,7 +197,7 @@ async fn update(
         // On the tenants' roles at once; the answer does not wait for every server.
         let platform = state.platform.clone();
         let plan = after.name.clone();
-        tokio::spawn(async move {
+        state.platform.spawn(async move {
             match crate::tenants::apply_plan_limits(&platform, &plan).await {
                 Ok(count) => {
                     tracing::info!(plan, tenants = count, "plan limits applied to tenant roles")

@@ -169,8 +169,8 @@ async fn finish_provisioning(
     wrap: fn(Tenant) -> Created,
 ) -> OpsResult<Created> {
     let task = {
-        let platform = platform.clone();
-        tokio::spawn(async move { provisioning::provision(&platform, id).await })
+        let owned = platform.clone();
+        platform.spawn(async move { provisioning::provision(&owned, id).await })
     };
     let outcome = task.await.map_err(|error| {
         OpsError::Internal(anyhow::Error::new(error).context("run provisioning"))

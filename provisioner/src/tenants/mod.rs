@@ -395,7 +395,8 @@ pub async fn delete(
     if platform.settings.delete_grace.is_zero() {
         let id = tenant.id;
         let platform_for_task = platform.clone();
-        tokio::spawn(async move { provisioning::drop_tenant(&platform_for_task, id).await })
+        platform
+            .spawn(async move { provisioning::drop_tenant(&platform_for_task, id).await })
             .await
             .map_err(|error| {
                 OpsError::Internal(anyhow::Error::new(error).context("drop a tenant"))

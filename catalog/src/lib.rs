@@ -2,6 +2,7 @@
 //! plane, the router (read-only) and `tenantctl`. No HTTP here; callers map errors.
 
 pub mod admins;
+pub mod args;
 pub mod audit;
 pub mod backups;
 pub mod directory;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+pub use args::{CatalogArgs, CatalogArgsError};
 pub use sqlx;
 
 /// The catalog migrations, embedded from `migrations/catalog`.

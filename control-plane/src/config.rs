@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use sqlx::postgres::PgConnectOptions;
 use tenancy_core::sealing::Sealer;
 use tenancy_core::secret::{load_secret, parse_secret};
@@ -22,9 +22,8 @@ pub struct Config {
     )]
     pub listen: SocketAddr,
 
-    /// Catalog database URL (postgres://user:password@host:port/database).
-    #[arg(long, env = "TENANCY_DATABASE_URL", value_parser = parse_secret, hide_env_values = true)]
-    pub database_url: SecretString,
+    #[command(flatten)]
+    pub catalog: catalog::CatalogArgs,
 
     /// Connections the control plane keeps to the catalog.
     #[arg(long, env = "TENANCY_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
@@ -45,15 +44,6 @@ pub struct Config {
         default_value = "tenancy-control-plane"
     )]
     pub jwt_issuer: String,
-
-    /// The catalog key (32 bytes, base64) that seals tenant and server passwords in the
-    /// catalog. Losing it makes those passwords unreadable.
-    #[arg(long, env = "TENANCY_CATALOG_KEY", value_parser = parse_secret, hide_env_values = true)]
-    pub catalog_key: Option<SecretString>,
-
-    /// File holding the catalog key, instead of `--catalog-key`.
-    #[arg(long, env = "TENANCY_CATALOG_KEY_FILE")]
-    pub catalog_key_file: Option<PathBuf>,
 
     /// How long a deleted tenant's database is kept before it is dropped (`0s`: at once).
     #[arg(long, env = "TENANCY_DELETE_GRACE", default_value = "7d", value_parser = humantime::parse_duration)]
@@ -108,8 +98,8 @@ pub use provisioner::sweep::SweepArgs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("TENANCY_DATABASE_URL is not a valid PostgreSQL URL")]
-    DatabaseUrl,
+    #[error("{0}")]
+    Catalog(#[from] catalog::CatalogArgsError),
     #[error(
         "no JWT signing key: set TENANCY_JWT_SIGNING_KEY or TENANCY_JWT_SIGNING_KEY_FILE \
          (generate one with `openssl genpkey -algorithm ed25519`)"
@@ -119,13 +109,6 @@ pub enum ConfigError {
     Secret(#[from] tenancy_core::secret::SecretError),
     #[error("the JWT signing key: {0}")]
     Key(#[from] tenancy_core::token::KeyError),
-    #[error(
-        "no catalog key: set TENANCY_CATALOG_KEY or TENANCY_CATALOG_KEY_FILE \
-         (generate one with `openssl rand -base64 32`)"
-    )]
-    NoCatalogKey,
-    #[error("the catalog key: {0}")]
-    CatalogKey(#[from] tenancy_core::sealing::SealError),
     #[error("TENANCY_JOBS_INTERVAL must be between 100ms and 1 hour")]
     JobsInterval,
     #[error("TENANCY_ADMIN_TOKEN_TTL must be between 1 minute and 24 hours")]
@@ -138,10 +121,7 @@ pub enum ConfigError {
 
 impl Config {
     pub fn database_options(&self) -> Result<PgConnectOptions, ConfigError> {
-        self.database_url
-            .expose_secret()
-            .parse()
-            .map_err(|_| ConfigError::DatabaseUrl)
+        Ok(self.catalog.connect_options()?)
     }
 
     pub fn load_signing_key(&self) -> Result<TokenKey, ConfigError> {
@@ -155,13 +135,7 @@ impl Config {
     }
 
     pub fn load_catalog_key(&self) -> Result<Sealer, ConfigError> {
-        let key = load_secret(
-            "the catalog key",
-            self.catalog_key.clone(),
-            self.catalog_key_file.as_deref(),
-        )?
-        .ok_or(ConfigError::NoCatalogKey)?;
-        Ok(Sealer::from_base64(&key)?)
+        Ok(self.catalog.sealer()?)
     }
 
     pub fn sweep_settings(&self) -> crate::sweep::SweepSettings {

@@ -14,17 +14,10 @@ pub struct Config {
     #[arg(long, env = "TENANCY_ROUTER_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
 
-    /// Catalog database URL; the router only reads it (and listens for changes).
-    #[arg(long, env = "TENANCY_DATABASE_URL", value_parser = parse_secret, hide_env_values = true)]
-    pub database_url: SecretString,
-
-    /// The catalog key (base64, 32 bytes) that opens tenant role passwords.
-    #[arg(long, env = "TENANCY_CATALOG_KEY", value_parser = parse_secret, hide_env_values = true)]
-    pub catalog_key: Option<SecretString>,
-
-    /// File holding the catalog key.
-    #[arg(long, env = "TENANCY_CATALOG_KEY_FILE")]
-    pub catalog_key_file: Option<PathBuf>,
+    /// The catalog (read, LISTEN, and usage counts) and the key that opens tenant role
+    /// passwords.
+    #[command(flatten)]
+    pub catalog: catalog::CatalogArgs,
 
     /// Public keys (PEM, one or more, concatenated) whose tokens are accepted; two during a
     /// key rotation.
@@ -79,29 +72,19 @@ pub struct Config {
 pub enum ConfigError {
     #[error("{0}")]
     Secret(#[from] tenancy_core::secret::SecretError),
-    #[error("no catalog key: set TENANCY_CATALOG_KEY or TENANCY_CATALOG_KEY_FILE")]
-    NoCatalogKey,
-    #[error("the catalog key: {0}")]
-    CatalogKey(#[from] tenancy_core::sealing::SealError),
+    #[error("{0}")]
+    Catalog(#[from] catalog::CatalogArgsError),
     #[error(
         "no token keys: set TENANCY_JWT_PUBLIC_KEYS or TENANCY_JWT_PUBLIC_KEYS_FILE (the control plane's public key, PEM)"
     )]
     NoPublicKeys,
     #[error("TENANCY_JWT_PUBLIC_KEYS: {0}")]
     PublicKeys(String),
-    #[error("TENANCY_DATABASE_URL is not a valid PostgreSQL URL")]
-    DatabaseUrl,
 }
 
 impl Config {
     pub fn sealer(&self) -> Result<Sealer, ConfigError> {
-        let key = load_secret(
-            "the catalog key",
-            self.catalog_key.clone(),
-            self.catalog_key_file.as_deref(),
-        )?
-        .ok_or(ConfigError::NoCatalogKey)?;
-        Ok(Sealer::from_base64(&key)?)
+        Ok(self.catalog.sealer()?)
     }
 
     /// The PEM blocks of the accepted public keys.
@@ -132,9 +115,6 @@ impl Config {
     }
 
     pub fn database_options(&self) -> Result<sqlx::postgres::PgConnectOptions, ConfigError> {
-        self.database_url
-            .expose_secret()
-            .parse()
-            .map_err(|_| ConfigError::DatabaseUrl)
+        Ok(self.catalog.connect_options()?)
     }
 }

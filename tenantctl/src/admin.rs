@@ -5,8 +5,6 @@ use std::io::{BufRead, IsTerminal};
 
 use anyhow::{Context, bail};
 use catalog::audit::{Actor, Change};
-use secrecy::ExposeSecret;
-use sqlx::postgres::PgConnectOptions;
 use tenancy_core::password::hash_password;
 use tenancy_core::{AdminId, Email};
 
@@ -32,11 +30,7 @@ pub async fn run(command: AdminCommand, json: bool) -> anyhow::Result<()> {
                 .parse()
                 .map_err(|error: tenancy_core::IdError| anyhow::anyhow!(error.0))?;
             let password = read_password()?;
-            let options: PgConnectOptions = catalog
-                .database_url
-                .expose_secret()
-                .parse()
-                .context("TENANCY_DATABASE_URL is not a valid PostgreSQL URL")?;
+            let options = catalog.connect_options()?;
             let pool = catalog::connect(options, 2)
                 .await
                 .context("connect to the catalog database")?;

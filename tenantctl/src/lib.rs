@@ -11,8 +11,6 @@ mod server;
 mod tenant;
 
 use clap::{Parser, Subcommand};
-use secrecy::SecretString;
-use tenancy_core::secret::parse_secret;
 
 /// Operate the database-per-tenant platform: admins, tenants, migrations, backups, and a
 /// local development platform.
@@ -49,13 +47,7 @@ pub enum Command {
     Dev(dev::DevArgs),
 }
 
-/// Where the catalog database is, for commands that work on it directly.
-#[derive(Debug, Clone, clap::Args)]
-pub struct CatalogArgs {
-    /// Catalog database URL (postgres://user:password@host:port/database).
-    #[arg(long, env = "TENANCY_DATABASE_URL", value_parser = parse_secret, hide_env_values = true)]
-    pub database_url: SecretString,
-}
+pub use catalog::CatalogArgs;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {

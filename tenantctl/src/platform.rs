@@ -5,22 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use secrecy::{ExposeSecret, SecretString};
-use tenancy_core::sealing::Sealer;
-use tenancy_core::secret::{load_secret, parse_secret};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlatformArgs {
     #[command(flatten)]
     pub catalog: crate::CatalogArgs,
-
-    /// The catalog key (base64, 32 bytes) that seals passwords in the catalog.
-    #[arg(long, env = "TENANCY_CATALOG_KEY", value_parser = parse_secret, hide_env_values = true)]
-    pub catalog_key: Option<SecretString>,
-
-    /// File holding the catalog key.
-    #[arg(long, env = "TENANCY_CATALOG_KEY_FILE")]
-    pub catalog_key_file: Option<PathBuf>,
 
     /// How long a deleted tenant's database is kept before it is dropped.
     #[arg(long, env = "TENANCY_DELETE_GRACE", default_value = "7d", value_parser = humantime::parse_duration)]
@@ -51,19 +40,8 @@ impl PlatformArgs {
     }
 
     pub async fn connect(&self) -> anyhow::Result<provisioner::Platform> {
-        let key = load_secret(
-            "the catalog key",
-            self.catalog_key.clone(),
-            self.catalog_key_file.as_deref(),
-        )?
-        .context("no catalog key: set TENANCY_CATALOG_KEY or TENANCY_CATALOG_KEY_FILE")?;
-        let sealer = Sealer::from_base64(&key)?;
-        let options: sqlx::postgres::PgConnectOptions = self
-            .catalog
-            .database_url
-            .expose_secret()
-            .parse()
-            .context("TENANCY_DATABASE_URL is not a valid PostgreSQL URL")?;
+        let sealer = self.catalog.sealer()?;
+        let options = self.catalog.connect_options()?;
         let db = catalog::connect(options, 10)
             .await
             .context("connect to the catalog database")?;

@@ -179,13 +179,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     let config = control_plane::Config {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, args.control_plane_port)),
-        database_url: catalog_url.clone(),
+        catalog: catalog::CatalogArgs {
+            database_url: catalog_url.clone(),
+            catalog_key: Some(catalog_key),
+            catalog_key_file: None,
+        },
         database_max_connections: 10,
         jwt_signing_key: Some(signing_pem),
         jwt_signing_key_file: None,
         jwt_issuer: "tenancy-control-plane".to_owned(),
-        catalog_key: Some(catalog_key),
-        catalog_key_file: None,
         delete_grace: Duration::ZERO,
         warm_pool_size: 2,
         jobs_interval: Duration::from_secs(10),
@@ -252,9 +254,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let token = app.auth.mint(admin_id)?;
     let router_config = tenant_router::Config {
         listen: router_listener.local_addr()?,
-        database_url: catalog_url.clone(),
-        catalog_key: config.catalog_key.clone(),
-        catalog_key_file: None,
+        catalog: config.catalog.clone(),
         jwt_public_keys: Some(SecretString::from(app.auth.public_key_pem().to_owned())),
         jwt_public_keys_file: None,
         jwt_issuer: config.jwt_issuer.clone(),

@@ -380,3 +380,84 @@ async fn a_backup_reader_reads_one_database_and_writes_nothing() {
         .get(0);
     assert_eq!(left, 0);
 }
+
+#[tokio::test]
+async fn no_drop_removes_what_this_installation_did_not_mark() {
+    let server = Server::start();
+    let admin = server.address().connect("postgres").await.expect("admin");
+    let exists = |name: String| {
+        let admin = &admin;
+        async move {
+            admin
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) \
+                     OR EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+                    &[&name],
+                )
+                .await
+                .expect("look")
+                .get::<_, bool>(0)
+        }
+    };
+    let other = provisioner::Installation(uuid::Uuid::new_v4());
+    for comment in [
+        None,
+        Some(format!("tenancy-owned installation={} created=1", other.0)),
+        Some("a database the operator made".to_owned()),
+    ] {
+        let tenant = TenantId::new();
+        let database = DatabaseName::for_tenant(tenant);
+        let role = RoleName::for_tenant(tenant);
+        admin
+            .batch_execute(&format!("CREATE DATABASE {}", database.ident()))
+            .await
+            .expect("database");
+        admin
+            .batch_execute(&format!("CREATE ROLE {} LOGIN", role.ident()))
+            .await
+            .expect("role");
+        if let Some(comment) = &comment {
+            admin
+                .batch_execute(&format!(
+                    "COMMENT ON DATABASE {} IS '{comment}'; COMMENT ON ROLE {} IS '{comment}'",
+                    database.ident(),
+                    role.ident()
+                ))
+                .await
+                .expect("comment");
+        }
+        for refused in [
+            provisioner::tenant::drop_database(&admin, &database, OWNER)
+                .await
+                .expect_err("drop_database"),
+            provisioner::tenant::drop_role(&admin, &role, OWNER)
+                .await
+                .expect_err("drop_role"),
+            provisioner::tenant::drop_tenant(&admin, tenant, OWNER)
+                .await
+                .expect_err("drop_tenant"),
+        ] {
+            assert!(
+                matches!(refused, provisioner::ProvisionError::NotOurs { .. }),
+                "{comment:?}: {refused}"
+            );
+        }
+        assert!(exists(database.as_str().to_owned()).await, "{comment:?}");
+        assert!(exists(role.as_str().to_owned()).await, "{comment:?}");
+    }
+    // Marked by this installation: dropped.
+    let tenant = TenantId::new();
+    let database = DatabaseName::for_tenant(tenant);
+    let mark = provisioner::Mark::new(OWNER);
+    admin
+        .batch_execute(&format!("CREATE DATABASE {}", database.ident()))
+        .await
+        .expect("database");
+    provisioner::mark::mark_database(&admin, &database, &mark)
+        .await
+        .expect("mark");
+    provisioner::tenant::drop_database(&admin, &database, OWNER)
+        .await
+        .expect("ours is dropped");
+    assert!(!exists(database.as_str().to_owned()).await);
+}

@@ -1148,3 +1148,41 @@ async fn a_shutdown_waits_for_a_backup_in_flight() {
     );
     assert!(bytes.is_some_and(|bytes| bytes > 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_tenant_whose_final_backup_fails_keeps_its_database() {
+    let mut fixture = Fixture::start(&["acme"]).await;
+    let token = fixture.app.admin_token().await;
+    let (database, _) = fixture.tenant_database("acme").await;
+    // The store goes away: no final backup can complete.
+    fixture.s3.take().expect("the S3 endpoint").stop().await;
+    let (status, body) = fixture
+        .app
+        .call(
+            reqwest::Method::DELETE,
+            "/v1/tenants/acme",
+            Some(&token),
+            None,
+        )
+        .await;
+    tenancy_tests::assert_problem(status, &body, 503, "final_backup_failed");
+    // The jobs retry (every 300 ms) and fail the same way: nothing is dropped.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut admin = connect(&fixture.app.postgres.url("postgres")).await;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&database)
+            .fetch_one(&mut admin)
+            .await
+            .expect("look for the database");
+    assert!(
+        exists,
+        "the tenant's database is kept without a final backup"
+    );
+    let mut catalog = connect(&fixture.app.database_url).await;
+    let status: String = sqlx::query_scalar("SELECT status FROM tenants WHERE slug = 'acme'")
+        .fetch_one(&mut catalog)
+        .await
+        .expect("the tenant");
+    assert_eq!(status, "deleting");
+}

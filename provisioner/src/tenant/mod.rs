@@ -374,12 +374,6 @@ pub struct TenantObjects {
     pub roles: Vec<RoleObject>,
 }
 
-impl TenantObjects {
-    pub fn has_database(&self, name: &DatabaseName) -> bool {
-        self.databases.iter().any(|database| &database.name == name)
-    }
-}
-
 pub async fn list_objects(admin: &Client) -> Result<TenantObjects, ProvisionError> {
     let databases = admin
         .query(
@@ -446,7 +440,11 @@ pub async fn tenant_database_exists(
     database_exists(admin, &DatabaseName::for_tenant(tenant)).await
 }
 
-async fn database_exists(admin: &Client, database: &DatabaseName) -> Result<bool, ProvisionError> {
+/// Whether a database of that name exists on the server.
+pub async fn database_exists(
+    admin: &Client,
+    database: &DatabaseName,
+) -> Result<bool, ProvisionError> {
     admin
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",

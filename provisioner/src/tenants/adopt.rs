@@ -101,10 +101,9 @@ async fn adopt_locked(
     let mark = match mark {
         Some(mark) if mark.is_of(platform.installation) => mark,
         Some(_) | None => {
-            let exists = crate::tenant::list_objects(&admin)
+            let exists = crate::tenant::database_exists(&admin, database)
                 .await
-                .map_err(super::unavailable_server)?
-                .has_database(database);
+                .map_err(super::unavailable_server)?;
             return Err(if exists {
                 OpsError::conflict(
                     "not_ours",

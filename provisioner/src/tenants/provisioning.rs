@@ -298,10 +298,9 @@ async fn has_database(platform: &Platform, tenant: &catalog::tenants::Tenant) ->
         .connect("postgres")
         .await
         .map_err(super::unavailable_server)?;
-    Ok(crate::tenant::list_objects(&admin)
+    crate::tenant::database_exists(&admin, &database)
         .await
-        .map_err(super::unavailable_server)?
-        .has_database(&database))
+        .map_err(super::unavailable_server)
 }
 
 /// The actor of background jobs in the audit log.

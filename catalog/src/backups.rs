@@ -347,3 +347,14 @@ pub async fn kept_dropped(pool: &PgPool, restore_id: Uuid) -> Result<(), sqlx::E
         .await?;
     Ok(())
 }
+
+/// Whether a restore's row still says `running` (read under its tenant's lock, this means
+/// its process died).
+pub async fn restore_still_running(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM restores WHERE id = $1 AND status = 'running')",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+}

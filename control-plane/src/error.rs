@@ -12,71 +12,29 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 422: values out of range or of the wrong form, per field.
-    #[error("{detail}")]
-    Validation {
-        code: &'static str,
-        detail: String,
-        errors: Vec<FieldError>,
-    },
-    /// 400: a bad query string or path parameter.
-    #[error("{0}")]
-    BadRequest(String),
     /// 401: no credentials, or credentials that are not accepted.
     #[error("{detail}")]
     Unauthorized { code: &'static str, detail: String },
-    /// 404
-    #[error("{detail}")]
-    NotFound { code: &'static str, detail: String },
-    /// 409
-    #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
-    /// 503: a dependency other than the catalog cannot do what was asked (a database server,
-    /// or capacity); the request may succeed later.
-    #[error("{detail}")]
-    ServiceUnavailable { code: &'static str, detail: String },
-    /// 503: a dependency (the catalog) is unavailable.
-    #[error("the service is unavailable")]
-    Unavailable,
-    /// 500: anything unexpected. The detail is logged, never sent.
+    /// Everything else: what the operations (or a handler) say went wrong.
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Ops(#[from] OpsError),
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        OpsError::from(error).into()
-    }
-}
-
-/// The operations' errors, one to one: the only place they meet HTTP.
-impl From<OpsError> for ApiError {
-    fn from(error: OpsError) -> Self {
-        match error {
-            OpsError::Validation {
-                code,
-                detail,
-                errors,
-            } => Self::Validation {
-                code,
-                detail,
-                errors,
-            },
-            OpsError::BadRequest(detail) => Self::BadRequest(detail),
-            OpsError::NotFound { code, detail } => Self::NotFound { code, detail },
-            OpsError::Conflict { code, detail } => Self::Conflict { code, detail },
-            OpsError::ServiceUnavailable { code, detail } => {
-                Self::ServiceUnavailable { code, detail }
-            }
-            OpsError::Unavailable => Self::Unavailable,
-            OpsError::Internal(error) => Self::Internal(error),
-        }
+        Self::Ops(error.into())
     }
 }
 
 impl From<provisioner::backups::BackupError> for ApiError {
     fn from(error: provisioner::backups::BackupError) -> Self {
-        OpsError::from(error).into()
+        Self::Ops(error.into())
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(error: anyhow::Error) -> Self {
+        Self::Ops(OpsError::Internal(error))
     }
 }
 
@@ -97,16 +55,33 @@ impl ApiError {
         OpsError::busy().into()
     }
 
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        OpsError::BadRequest(detail.into()).into()
+    }
+
+    pub fn internal(error: anyhow::Error) -> Self {
+        OpsError::Internal(error).into()
+    }
+
+    pub fn unavailable() -> Self {
+        OpsError::Unavailable.into()
+    }
+
+    /// The one place an error meets HTTP: its status and stable code.
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            Self::Validation { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
-            Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
-            Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
-            Self::ServiceUnavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
-            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Ops(error) => match error {
+                OpsError::Validation { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
+                OpsError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+                OpsError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
+                OpsError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+                OpsError::ServiceUnavailable { code, .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, code)
+                }
+                OpsError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                OpsError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
         }
     }
 }
@@ -119,20 +94,20 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"tenancy-control-plane\""),
             )),
-            Self::ServiceUnavailable { .. } | Self::Unavailable => {
+            Self::Ops(OpsError::ServiceUnavailable { .. } | OpsError::Unavailable) => {
                 Some((header::RETRY_AFTER, HeaderValue::from_static("1")))
             }
             _ => None,
         };
         let detail = match &self {
-            Self::Internal(error) => {
+            Self::Ops(OpsError::Internal(error)) => {
                 tracing::error!(error = format!("{error:#}"), "request failed");
                 "an internal error occurred".to_owned()
             }
             other => other.to_string(),
         };
         let mut problem = Problem::new(status, code, detail);
-        if let Self::Validation { errors, .. } = self {
+        if let Self::Ops(OpsError::Validation { errors, .. }) = self {
             problem.errors = serde_json::to_value(errors).ok();
         }
         let mut response = problem.into_response();

@@ -119,6 +119,12 @@ pub async fn reclaim_dead_restores(
     for restore in catalog::backups::running_restores(&platform.db, server_id).await? {
         let key = LockKey::Tenant(restore.tenant_id);
         if let Some(lock) = SessionLock::try_take(&platform.db, key).await? {
+            // Read again under the lock: a restore that finished (and let its lock go)
+            // since the list was read has switched its tenant to this very database.
+            if !catalog::backups::restore_still_running(&platform.db, restore.id).await? {
+                lock.release().await;
+                continue;
+            }
             tracing::warn!(%server_id, restore = %restore.id, database = %restore.database_name, "job: dropping the database of a restore whose process died");
             if let Some(database) = crate::DatabaseName::parse(&restore.database_name)
                 && let Err(error) =

@@ -35,7 +35,7 @@ async fn list(
 ) -> ApiResult<Json<Page>> {
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::BadRequest(
+        return Err(ApiError::bad_request(
             "`limit` must be between 1 and 500".to_owned(),
         ));
     }
@@ -43,7 +43,7 @@ async fn list(
         .cursor
         .map(|cursor| {
             cursor.parse::<i64>().map_err(|_| {
-                ApiError::BadRequest("`cursor` is not a cursor this API gave out".to_owned())
+                ApiError::bad_request("`cursor` is not a cursor this API gave out".to_owned())
             })
         })
         .transpose()?;

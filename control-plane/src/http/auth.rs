@@ -74,7 +74,7 @@ async fn login(
         .run(move || verify_password(&hash, &password))
         .await
         .map_err(|error| {
-            ApiError::Internal(anyhow::Error::new(error).context("verify a password"))
+            ApiError::internal(anyhow::Error::new(error).context("verify a password"))
         })?;
     if !matches || admin.disabled_at.is_some() {
         tracing::info!(admin_id = %admin.id, "super-admin login refused");
@@ -82,7 +82,7 @@ async fn login(
     }
     catalog::admins::record_login(&state.platform.db, admin.id()).await?;
     let access_token = state.auth.mint(admin.id()).map_err(|error| {
-        ApiError::Internal(anyhow::Error::new(error).context("sign an access token"))
+        ApiError::internal(anyhow::Error::new(error).context("sign an access token"))
     })?;
     tracing::info!(admin_id = %admin.id, "super-admin logged in");
     Ok(Json(LoginResponse {

@@ -35,11 +35,11 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<Json<serde_json::Val
         Ok(Ok(_)) => Ok(Json(json!({ "status": "ready" }))),
         Ok(Err(error)) => {
             tracing::warn!(%error, "readiness: catalog query failed");
-            Err(ApiError::Unavailable)
+            Err(ApiError::unavailable())
         }
         Err(_) => {
             tracing::warn!("readiness: catalog did not answer in time");
-            Err(ApiError::Unavailable)
+            Err(ApiError::unavailable())
         }
     }
 }

@@ -211,5 +211,5 @@ async fn update(
 
 fn to_json(plan: &Plan) -> ApiResult<serde_json::Value> {
     serde_json::to_value(plan)
-        .map_err(|error| ApiError::Internal(anyhow::Error::new(error).context("serialise a plan")))
+        .map_err(|error| ApiError::internal(anyhow::Error::new(error).context("serialise a plan")))
 }

@@ -68,7 +68,7 @@ async fn create(
                 .ok()
                 .filter(|key| (1..=200).contains(&key.len()))
                 .ok_or_else(|| {
-                    ApiError::BadRequest(
+                    ApiError::bad_request(
                         "`Idempotency-Key` must be 1 to 200 visible ASCII characters".to_owned(),
                     )
                 })?;

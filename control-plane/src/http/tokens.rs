@@ -99,7 +99,7 @@ async fn mint(
         scopes: scopes.clone(),
     };
     let token = state.auth.sign(&claims).map_err(|error| {
-        ApiError::Internal(anyhow::Error::new(error).context("sign a tenant token"))
+        ApiError::internal(anyhow::Error::new(error).context("sign a tenant token"))
     })?;
     let mut transaction = state.platform.db.begin().await?;
     catalog::audit::record(

@@ -34,7 +34,7 @@ async fn usage(
         catalog::usage::hourly_requests(&state.platform.db, tenant.id, 24).await?;
     let storage = catalog::usage::storage(&state.platform.db, tenant.id)
         .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the tenant vanished")))?;
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("the tenant vanished")))?;
     Ok(Json(Usage {
         tenant: tenant.slug,
         requests_last_24h: hourly_requests.iter().map(|hour| hour.requests).sum(),

@@ -374,6 +374,17 @@ pub(crate) async fn abort_abandoned(platform: &Platform) {
             let Ok(Some(lock)) = SessionLock::try_take(&platform.db, key).await else {
                 continue; // its process is still at work (or the catalog is away)
             };
+            // Read again under the lock: a backup that completed (and let its lock go)
+            // since the list was read is not abandoned.
+            let still_running = catalog::backups::get(&platform.db, backup.id)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|now| now.status == "running" && now.upload_id.is_some());
+            if !still_running {
+                lock.release().await;
+                continue;
+            }
             probe = Some(lock);
         }
         if store

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command (README, SPEC §2). Installs what the suite needs when it can, then runs
+# The test command (the README's second command). Installs what the suite needs when it can, then runs
 # formatting and lint checks and the whole test suite against real PostgreSQL servers that
 # the tests start themselves. CI runs exactly this.
 set -euo pipefail

@@ -7,7 +7,7 @@ use sqlx::query::QueryAs;
 use sqlx::{PgExecutor, PgPool, Postgres};
 use tenancy_core::PlanName;
 
-/// The limits a plan carries (SPEC §4). Every value is validated by [`PlanLimits::check`]
+/// The limits a plan carries. Every value is validated by [`PlanLimits::check`]
 /// and again by the catalog's CHECK constraints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 #[serde(deny_unknown_fields)]

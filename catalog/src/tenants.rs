@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
-/// A tenant's status (SPEC §4):
+/// A tenant's status:
 /// `provisioning -> active <-> suspended -> deleting -> deleted`, `failed` when
 /// provisioning failed (retryable), and `active -> restoring -> active` while a backup is
 /// restored over the tenant.

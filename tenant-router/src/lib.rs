@@ -1,4 +1,4 @@
-//! The tenant router: the API tenant apps call (SPEC §6, §7). A request's token names its
+//! The tenant router: the API tenant apps call. A request's token names its
 //! tenant; the tenant directory (cached from the catalog, invalidated by `LISTEN`) says
 //! where its database is; the request runs on that tenant's own pool, as that tenant's own
 //! database role, under the plan's limits.

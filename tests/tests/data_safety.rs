@@ -1,4 +1,4 @@
-//! Data safety (SPEC §11) with the real binaries on real PostgreSQL servers: the platform
+//! Data safety with the real binaries on real PostgreSQL servers: the platform
 //! drops only what this installation provably created, never at once, and nothing of a
 //! live tenant; a cluster is registered once; a restored catalog destroys nothing.
 

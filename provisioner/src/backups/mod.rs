@@ -1,4 +1,4 @@
-//! Tenant backups (SPEC §8): `pg_dump` custom-format archives streamed into S3 multipart
+//! Tenant backups: `pg_dump` custom-format archives streamed into S3 multipart
 //! uploads, hashed on the way, recorded `complete` in the catalog only once the object is
 //! there and its size checked; verification; listing.
 

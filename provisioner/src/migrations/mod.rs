@@ -1,4 +1,4 @@
-//! Fleet migrations (SPEC §8): bring the template database of every server, the warm-pool
+//! Fleet migrations: bring the template database of every server, the warm-pool
 //! databases and every tenant database to the newest tenant schema version.
 //!
 //! The catalog is the source of truth for what each database is at (`tenants.schema_version`,

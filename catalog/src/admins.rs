@@ -20,7 +20,7 @@ pub struct Admin {
 
 impl Admin {
     pub fn id(&self) -> AdminId {
-        AdminId(self.id)
+        AdminId::from_uuid(self.id)
     }
 }
 
@@ -32,7 +32,7 @@ pub async fn create(
 ) -> Result<AdminId, sqlx::Error> {
     let id = AdminId::new();
     sqlx::query("INSERT INTO admin_users (id, email, password_hash) VALUES ($1, $2, $3)")
-        .bind(id.0)
+        .bind(id)
         .bind(email.as_str())
         .bind(password_hash)
         .execute(executor)
@@ -53,7 +53,7 @@ pub async fn find_by_email(pool: &PgPool, email: &Email) -> Result<Option<Admin>
 /// The e-mail of an admin who may act now (exists and is not disabled).
 pub async fn active_email(pool: &PgPool, id: AdminId) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT email FROM admin_users WHERE id = $1 AND disabled_at IS NULL")
-        .bind(id.0)
+        .bind(id)
         .fetch_optional(pool)
         .await
 }
@@ -76,7 +76,7 @@ pub async fn claim_login_attempt(pool: &PgPool, id: AdminId) -> Result<Option<i3
            AND NOT (first_failed_at > now() - make_interval(mins => $2) AND failed_logins >= $3) \
          RETURNING failed_logins",
     )
-    .bind(id.0)
+    .bind(id)
     .bind(FAILURE_WINDOW_MINUTES)
     .bind(MAX_FAILED_LOGINS)
     .bind(LOCK_MINUTES)
@@ -90,7 +90,7 @@ pub async fn record_login(pool: &PgPool, id: AdminId) -> Result<(), sqlx::Error>
         "UPDATE admin_users SET failed_logins = 0, first_failed_at = NULL, locked_until = NULL, \
          last_login_at = now() WHERE id = $1",
     )
-    .bind(id.0)
+    .bind(id)
     .execute(pool)
     .await?;
     Ok(())

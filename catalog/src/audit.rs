@@ -45,7 +45,7 @@ pub async fn record(
         "INSERT INTO audit_log (actor_id, actor, action, entity_type, entity_id, before, after) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(actor.id.map(|id| id.0))
+    .bind(actor.id)
     .bind(&actor.name)
     .bind(change.action)
     .bind(change.entity_type)

@@ -3,40 +3,75 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
+use tenancy_core::{BackupId, ServerId, TenantId};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// A backup attempt's state: `running`, then `complete` (size and checksum known) or
+/// `failed`; `pruned` once retention removed its object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum BackupStatus {
+    Running,
+    Complete,
+    Failed,
+    Pruned,
+}
+
+/// Why a backup was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum Trigger {
+    Manual,
+    Scheduled,
+    /// Before a deleted tenant's database is dropped.
+    Final,
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            Self::Manual => "manual",
+            Self::Scheduled => "scheduled",
+            Self::Final => "final",
+        })
+    }
+}
+
+/// A backup row. Not an API response: the control plane's wire type is made from it.
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Backup {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
+    pub id: BackupId,
+    pub tenant_id: TenantId,
     pub tenant: String,
-    pub server_id: Uuid,
+    pub server_id: ServerId,
     pub database_name: String,
     pub schema_version: Option<i64>,
     pub bucket: String,
     pub object_key: String,
-    #[serde(skip)]
+    /// The multipart upload while it may need aborting.
     pub upload_id: Option<String>,
-    pub status: String,
-    pub trigger: String,
+    pub status: BackupStatus,
+    pub trigger: Trigger,
     pub requested_by: String,
     pub bytes: Option<i64>,
-    #[serde(serialize_with = "hex")]
     pub sha256: Option<Vec<u8>>,
+    /// Internal failure text (S3 or pg_dump errors): for the log and operators' CLI.
     pub error: Option<String>,
     pub started_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-fn hex<S: serde::Serializer>(value: &Option<Vec<u8>>, serializer: S) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(bytes) => serializer.serialize_str(
-            &bytes
+impl Backup {
+    /// The checksum in lower-case hex.
+    pub fn sha256_hex(&self) -> Option<String> {
+        self.sha256.as_ref().map(|bytes| {
+            bytes
                 .iter()
                 .map(|byte| format!("{byte:02x}"))
-                .collect::<String>(),
-        ),
-        None => serializer.serialize_none(),
+                .collect::<String>()
+        })
     }
 }
 
@@ -46,14 +81,14 @@ const SELECT: &str = "SELECT b.id, b.tenant_id, t.slug AS tenant, b.server_id, b
     FROM backups b JOIN tenants t ON t.id = b.tenant_id";
 
 pub struct NewBackup<'a> {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub server_id: Uuid,
+    pub id: BackupId,
+    pub tenant_id: TenantId,
+    pub server_id: ServerId,
     pub database_name: &'a str,
     pub schema_version: Option<i64>,
     pub bucket: &'a str,
     pub object_key: &'a str,
-    pub trigger: &'a str,
+    pub trigger: Trigger,
     pub requested_by: &'a str,
 }
 
@@ -81,7 +116,7 @@ pub async fn start(pool: &PgPool, backup: &NewBackup<'_>) -> Result<(), sqlx::Er
 /// or aborted).
 pub async fn set_upload_id(
     pool: &PgPool,
-    id: Uuid,
+    id: BackupId,
     upload_id: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE backups SET upload_id = $2 WHERE id = $1")
@@ -94,7 +129,7 @@ pub async fn set_upload_id(
 
 pub async fn complete(
     pool: &PgPool,
-    id: Uuid,
+    id: BackupId,
     bytes: i64,
     sha256: &[u8],
 ) -> Result<(), sqlx::Error> {
@@ -111,7 +146,7 @@ pub async fn complete(
 }
 
 /// The attempt failed. Its upload id stays until the upload is aborted.
-pub async fn fail(pool: &PgPool, id: Uuid, error: &str) -> Result<(), sqlx::Error> {
+pub async fn fail(pool: &PgPool, id: BackupId, error: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE backups SET status = 'failed', error = $2 WHERE id = $1 AND status = 'running'",
     )
@@ -122,7 +157,7 @@ pub async fn fail(pool: &PgPool, id: Uuid, error: &str) -> Result<(), sqlx::Erro
     Ok(())
 }
 
-pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Backup>, sqlx::Error> {
+pub async fn get(pool: &PgPool, id: BackupId) -> Result<Option<Backup>, sqlx::Error> {
     sqlx::query_as(&format!("{SELECT} WHERE b.id = $1"))
         .bind(id)
         .fetch_optional(pool)
@@ -130,9 +165,20 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Backup>, sqlx::Error>
 }
 
 /// Complete backups, newest first, of one tenant or of all.
+/// A tenant's newest complete backup.
+pub async fn last_complete(pool: &PgPool, tenant: TenantId) -> Result<Option<Backup>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE b.status = 'complete' AND b.tenant_id = $1 \
+         ORDER BY b.completed_at DESC, b.id LIMIT 1"
+    ))
+    .bind(tenant)
+    .fetch_optional(pool)
+    .await
+}
+
 pub async fn list_complete(
     pool: &PgPool,
-    tenant: Option<Uuid>,
+    tenant: Option<TenantId>,
 ) -> Result<Vec<Backup>, sqlx::Error> {
     sqlx::query_as(&format!(
         "{SELECT} WHERE b.status = 'complete' AND ($1::uuid IS NULL OR b.tenant_id = $1) \
@@ -158,8 +204,8 @@ pub async fn start_restore(
     pool: &PgPool,
     id: Uuid,
     backup: &Backup,
-    tenant: Uuid,
-    server_id: Uuid,
+    tenant: TenantId,
+    server_id: ServerId,
     database_name: &str,
     requested_by: &str,
 ) -> Result<(), sqlx::Error> {
@@ -192,7 +238,7 @@ pub async fn fail_restore(pool: &PgPool, id: Uuid, error: &str) -> Result<(), sq
 /// A restore's switch: the tenant, the database it leaves and the one it takes.
 pub struct Switch<'a> {
     pub restore: Uuid,
-    pub tenant: Uuid,
+    pub tenant: TenantId,
     pub previous: &'a str,
     pub restored: &'a str,
     pub schema_version: Option<i64>,
@@ -241,7 +287,7 @@ pub async fn switch_to_restored(
 /// Databases of restores still running on a server (the sweep leaves them alone).
 pub async fn restoring_on_server(
     pool: &PgPool,
-    server_id: Uuid,
+    server_id: ServerId,
 ) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT database_name FROM restores WHERE server_id = $1 AND status = 'running'",
@@ -267,7 +313,7 @@ pub async fn past_retention(pool: &PgPool) -> Result<Vec<Backup>, sqlx::Error> {
 }
 
 /// The backup's object is deleted: it is no backup any more.
-pub async fn mark_pruned(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn mark_pruned(pool: &PgPool, id: BackupId) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE backups SET status = 'pruned', pruned_at = now() WHERE id = $1 AND status = 'complete'",
     )
@@ -278,7 +324,7 @@ pub async fn mark_pruned(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
 }
 
 /// Whether the tenant has a complete final backup (taken when it was deleted).
-pub async fn has_final(pool: &PgPool, tenant: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn has_final(pool: &PgPool, tenant: TenantId) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM backups WHERE tenant_id = $1 AND trigger = 'final' AND status = 'complete')",
     )
@@ -306,13 +352,13 @@ pub async fn due_for_schedule(pool: &PgPool) -> Result<Vec<String>, sqlx::Error>
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RunningRestore {
     pub id: Uuid,
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub database_name: String,
 }
 
 pub async fn running_restores(
     pool: &PgPool,
-    server_id: Uuid,
+    server_id: ServerId,
 ) -> Result<Vec<RunningRestore>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, tenant_id, database_name FROM restores WHERE server_id = $1 AND status = 'running'",
@@ -326,7 +372,7 @@ pub async fn running_restores(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Kept {
     pub restore_id: Uuid,
-    pub server_id: Uuid,
+    pub server_id: ServerId,
     pub database_name: String,
 }
 

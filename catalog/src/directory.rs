@@ -1,7 +1,7 @@
 //! What a router needs to know about a tenant to serve it, in one read.
 
 use sqlx::PgPool;
-use uuid::Uuid;
+use tenancy_core::{ServerId, TenantId};
 
 /// The channel on which the catalog announces changes (`tenant:<id>`, `plan:<name>`,
 /// `server:<id>`).
@@ -9,11 +9,11 @@ pub const CHANNEL: &str = "tenancy_directory";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Entry {
-    pub id: Uuid,
+    pub id: TenantId,
     pub slug: String,
-    pub status: String,
+    pub status: crate::tenants::Status,
     pub plan: String,
-    pub server_id: Option<Uuid>,
+    pub server_id: Option<ServerId>,
     pub host: Option<String>,
     pub port: Option<i32>,
     pub connection_budget: Option<i32>,
@@ -30,7 +30,7 @@ pub struct Entry {
 }
 
 /// The tenant with this id, whatever its status.
-pub async fn lookup(pool: &PgPool, id: Uuid) -> Result<Option<Entry>, sqlx::Error> {
+pub async fn lookup(pool: &PgPool, id: TenantId) -> Result<Option<Entry>, sqlx::Error> {
     sqlx::query_as(
         "SELECT t.id, t.slug, t.status, t.plan, t.server_id, s.host, s.port, s.connection_budget, \
            t.database_name, t.app_role, t.app_password, p.max_connections, p.statement_timeout_ms, \

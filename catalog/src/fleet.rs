@@ -3,20 +3,33 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
-use uuid::Uuid;
+use tenancy_core::{RunId, ServerId, TenantId};
 
 /// Statuses whose databases a run migrates (the others have no database, or are going).
 pub const MIGRATED_STATUSES: [&str; 2] = ["active", "suspended"];
 
+/// How a migration run ended (`running` while it has not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum RunOutcome {
+    Running,
+    Succeeded,
+    Failed,
+    Stopped,
+    /// Its process died; the next run closed it.
+    Interrupted,
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Run {
-    pub id: i64,
+    pub id: RunId,
     pub target_version: i64,
     pub started_by: String,
     pub options: serde_json::Value,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub outcome: String,
+    pub outcome: RunOutcome,
 }
 
 const RUN_COLUMNS: &str =
@@ -39,10 +52,6 @@ pub async fn last_run(pool: &PgPool) -> Result<Option<Run>, sqlx::Error> {
     .await
 }
 
-/// Called with the run lock held: runs still marked running died with their process.
-/// Marks them and their unfinished entries interrupted and lifts their tenants' marks
-/// (each tenant's steps ran in one transaction, so its database is at the old or the new
-/// version, never between; the next run reads which). Returns the runs so closed.
 /// Whether a run says it is running (alive, or dead if the run lock is free).
 pub async fn has_running(pool: &PgPool) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM migration_runs WHERE outcome = 'running')")
@@ -50,9 +59,13 @@ pub async fn has_running(pool: &PgPool) -> Result<bool, sqlx::Error> {
         .await
 }
 
-pub async fn close_interrupted(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
+/// Called with the run lock held: runs still marked running died with their process.
+/// Marks them and their unfinished entries interrupted and lifts their tenants' marks
+/// (each tenant's steps ran in one transaction, so its database is at the old or the new
+/// version, never between; the next run reads which). Returns the runs so closed.
+pub async fn close_interrupted(pool: &PgPool) -> Result<Vec<RunId>, sqlx::Error> {
     let mut transaction = pool.begin().await?;
-    let runs: Vec<i64> = sqlx::query_scalar(
+    let runs: Vec<RunId> = sqlx::query_scalar(
         "UPDATE migration_runs SET outcome = 'interrupted', finished_at = now() \
          WHERE outcome = 'running' RETURNING id",
     )
@@ -77,7 +90,7 @@ pub async fn start_run(
     target_version: i64,
     started_by: &str,
     options: &serde_json::Value,
-) -> Result<i64, sqlx::Error> {
+) -> Result<RunId, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO migration_runs (target_version, started_by, options) VALUES ($1, $2, $3) RETURNING id",
     )
@@ -88,7 +101,7 @@ pub async fn start_run(
     .await
 }
 
-pub async fn finish_run(pool: &PgPool, id: i64, outcome: &str) -> Result<(), sqlx::Error> {
+pub async fn finish_run(pool: &PgPool, id: RunId, outcome: RunOutcome) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE migration_runs SET outcome = $2, finished_at = now() WHERE id = $1 AND outcome = 'running'",
     )
@@ -103,15 +116,15 @@ pub async fn finish_run(pool: &PgPool, id: i64, outcome: &str) -> Result<(), sql
 /// its newest ledger entry.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct FleetTenant {
-    pub id: Uuid,
+    pub id: TenantId,
     pub slug: String,
-    pub status: String,
-    pub server_id: Uuid,
+    pub status: crate::tenants::Status,
+    pub server_id: ServerId,
     pub server: String,
     pub database_name: String,
     pub schema_version: Option<i64>,
-    pub migrating_run: Option<i64>,
-    pub last_run: Option<i64>,
+    pub migrating_run: Option<RunId>,
+    pub last_run: Option<RunId>,
     pub last_outcome: Option<String>,
     pub last_error: Option<String>,
     pub last_finished_at: Option<DateTime<Utc>>,
@@ -138,7 +151,7 @@ pub async fn tenants(pool: &PgPool) -> Result<Vec<FleetTenant>, sqlx::Error> {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct WarmDatabase {
     pub name: String,
-    pub server_id: Uuid,
+    pub server_id: ServerId,
     pub schema_version: Option<i64>,
 }
 
@@ -154,7 +167,7 @@ pub async fn warm_databases(pool: &PgPool) -> Result<Vec<WarmDatabase>, sqlx::Er
 pub enum Kind {
     Template,
     Warm,
-    Tenant(Uuid),
+    Tenant(TenantId),
 }
 
 impl Kind {
@@ -171,9 +184,9 @@ impl Kind {
 /// transaction (the routers hear of it at once).
 pub async fn begin_entry(
     pool: &PgPool,
-    run_id: i64,
+    run_id: RunId,
     kind: Kind,
-    server_id: Uuid,
+    server_id: ServerId,
     database_name: &str,
     from_version: Option<i64>,
 ) -> Result<i64, sqlx::Error> {
@@ -259,8 +272,8 @@ pub async fn finish_entry(
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Entry {
     pub kind: String,
-    pub tenant_id: Option<Uuid>,
-    pub server_id: Uuid,
+    pub tenant_id: Option<TenantId>,
+    pub server_id: ServerId,
     pub database_name: String,
     pub from_version: Option<i64>,
     pub to_version: Option<i64>,
@@ -268,7 +281,7 @@ pub struct Entry {
     pub error: Option<String>,
 }
 
-pub async fn entries(pool: &PgPool, run_id: i64) -> Result<Vec<Entry>, sqlx::Error> {
+pub async fn entries(pool: &PgPool, run_id: RunId) -> Result<Vec<Entry>, sqlx::Error> {
     sqlx::query_as(
         "SELECT kind, tenant_id, server_id, database_name, from_version, to_version, outcome, error \
          FROM migration_ledger WHERE run_id = $1 ORDER BY id",

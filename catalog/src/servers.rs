@@ -3,19 +3,39 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgExecutor, PgPool};
-use uuid::Uuid;
+use tenancy_core::ServerId;
 
-/// A server as the API shows it: never its admin password.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// Whether new tenants may be placed on a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum ServerStatus {
+    Active,
+    /// Keeps its tenants; takes no new ones.
+    Draining,
+}
+
+impl std::fmt::Display for ServerStatus {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            Self::Active => "active",
+            Self::Draining => "draining",
+        })
+    }
+}
+
+/// A server row, never its admin password. Not an API response: the control plane's wire
+/// type is made from it.
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Server {
-    pub id: Uuid,
+    pub id: ServerId,
     pub name: String,
     pub host: String,
     pub port: i32,
     pub admin_user: String,
     pub max_tenants: i32,
     pub connection_budget: i32,
-    pub status: String,
+    pub status: ServerStatus,
     pub schema_version: Option<i64>,
     /// The cluster's identity (`pg_control_system().system_identifier`).
     pub system_identifier: Option<String>,
@@ -27,7 +47,7 @@ pub struct Server {
 /// What the provisioner needs to act on a server.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ServerSecret {
-    pub id: Uuid,
+    pub id: ServerId,
     pub name: String,
     /// The cluster's `system_identifier`, once known.
     pub system_identifier: Option<String>,
@@ -39,12 +59,12 @@ pub struct ServerSecret {
 }
 
 /// The sealing context of a server's admin password.
-pub fn password_context(id: Uuid) -> String {
+pub fn password_context(id: ServerId) -> String {
     format!("server:{id}:admin_password")
 }
 
 pub struct NewServer<'a> {
-    pub id: Uuid,
+    pub id: ServerId,
     pub name: &'a str,
     pub host: &'a str,
     pub port: i32,
@@ -93,7 +113,10 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Server>, sqlx::Error> {
         .await
 }
 
-pub async fn get(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Server>, sqlx::Error> {
+pub async fn get(
+    executor: impl PgExecutor<'_>,
+    id: ServerId,
+) -> Result<Option<Server>, sqlx::Error> {
     sqlx::query_as(&format!("{SELECT} WHERE s.id = $1"))
         .bind(id)
         .fetch_optional(executor)
@@ -102,7 +125,7 @@ pub async fn get(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Serve
 
 pub async fn secret(
     executor: impl PgExecutor<'_>,
-    id: Uuid,
+    id: ServerId,
 ) -> Result<Option<ServerSecret>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, name, system_identifier, host, port, admin_user, admin_password \
@@ -127,7 +150,7 @@ pub async fn all_secrets(pool: &PgPool) -> Result<Vec<ServerSecret>, sqlx::Error
 /// tenant, so concurrent placements see each other's counts.
 pub async fn lock_and_choose(
     connection: &mut sqlx::PgConnection,
-) -> Result<Option<Uuid>, sqlx::Error> {
+) -> Result<Option<ServerId>, sqlx::Error> {
     sqlx::query("SELECT id FROM database_servers WHERE status = 'active' ORDER BY id FOR UPDATE")
         .execute(&mut *connection)
         .await?;
@@ -144,7 +167,11 @@ pub async fn lock_and_choose(
     .await
 }
 
-pub async fn set_schema_version(pool: &PgPool, id: Uuid, version: i64) -> Result<(), sqlx::Error> {
+pub async fn set_schema_version(
+    pool: &PgPool,
+    id: ServerId,
+    version: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE database_servers SET schema_version = $2 WHERE id = $1")
         .bind(id)
         .bind(version)
@@ -157,7 +184,7 @@ pub async fn set_schema_version(pool: &PgPool, id: Uuid, version: i64) -> Result
 /// Fails on `database_servers_system_identifier_key` if another server is that cluster.
 pub async fn set_system_identifier(
     pool: &PgPool,
-    id: Uuid,
+    id: ServerId,
     identity: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE database_servers SET system_identifier = $2 WHERE id = $1")

@@ -3,14 +3,16 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgExecutor, PgPool};
+use tenancy_core::{AdminId, ServerId, TenantId};
 use uuid::Uuid;
 
 /// A tenant's status:
 /// `provisioning -> active <-> suspended -> deleting -> deleted`, `failed` when
 /// provisioning failed (retryable), and `active -> restoring -> active` while a backup is
 /// restored over the tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Status {
     Provisioning,
     Active,
@@ -65,15 +67,22 @@ impl Status {
     }
 }
 
+impl std::fmt::Display for Status {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
 /// A tenant row. The sealed role password and the first admin's hash are not part of it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// It is not an API response: the control plane's wire types are made from it.
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Tenant {
-    pub id: Uuid,
+    pub id: TenantId,
     pub slug: String,
     pub name: String,
     pub plan: String,
-    pub status: String,
-    pub server_id: Option<Uuid>,
+    pub status: Status,
+    pub server_id: Option<ServerId>,
     pub server: Option<String>,
     pub database_name: Option<String>,
     pub schema_version: Option<i64>,
@@ -89,12 +98,6 @@ pub struct Tenant {
     pub final_backup_waived: bool,
 }
 
-impl Tenant {
-    pub fn status(&self) -> Option<Status> {
-        Status::parse(&self.status)
-    }
-}
-
 const SELECT: &str = "SELECT t.id, t.slug, t.name, t.plan, t.status, t.server_id, s.name AS server, \
     t.database_name, t.schema_version, t.provisioning_step, t.failure_reason, t.created_at, \
     t.updated_at, t.trial_ends_at, t.suspended_at, t.delete_after, t.deleted_at, \
@@ -102,16 +105,16 @@ const SELECT: &str = "SELECT t.id, t.slug, t.name, t.plan, t.status, t.server_id
     FROM tenants t LEFT JOIN database_servers s ON s.id = t.server_id";
 
 /// The sealing context of a tenant role's password.
-pub fn password_context(id: Uuid) -> String {
+pub fn password_context(id: TenantId) -> String {
     format!("tenant:{id}:app_password")
 }
 
 pub struct Reservation<'a> {
-    pub id: Uuid,
+    pub id: TenantId,
     pub slug: &'a str,
     pub name: &'a str,
     pub plan: &'a str,
-    pub server_id: Uuid,
+    pub server_id: ServerId,
     pub database_name: &'a str,
     pub app_role: &'a str,
     pub sealed_password: &'a [u8],
@@ -150,11 +153,11 @@ pub async fn reserve(
 
 /// A tenant database adopted back into the catalog.
 pub struct Adopted<'a> {
-    pub id: Uuid,
+    pub id: TenantId,
     pub slug: &'a str,
     pub name: &'a str,
     pub plan: &'a str,
-    pub server_id: Uuid,
+    pub server_id: ServerId,
     pub database_name: &'a str,
     pub app_role: &'a str,
     pub sealed_password: &'a [u8],
@@ -186,7 +189,10 @@ pub async fn insert_adopted(
     Ok(())
 }
 
-pub async fn get(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Tenant>, sqlx::Error> {
+pub async fn get(
+    executor: impl PgExecutor<'_>,
+    id: TenantId,
+) -> Result<Option<Tenant>, sqlx::Error> {
     sqlx::query_as(&format!("{SELECT} WHERE t.id = $1"))
         .bind(id)
         .fetch_optional(executor)
@@ -246,9 +252,9 @@ pub async fn list(pool: &PgPool, filter: &ListFilter<'_>) -> Result<Vec<Tenant>,
 /// What provisioning needs that the API never shows.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ProvisioningState {
-    pub id: Uuid,
-    pub status: String,
-    pub server_id: Option<Uuid>,
+    pub id: TenantId,
+    pub status: Status,
+    pub server_id: Option<ServerId>,
     pub provisioning_step: Option<String>,
     pub app_password: Option<Vec<u8>>,
     pub first_admin_email: Option<String>,
@@ -259,7 +265,7 @@ pub struct ProvisioningState {
 
 pub async fn provisioning_state(
     executor: impl PgExecutor<'_>,
-    id: Uuid,
+    id: TenantId,
 ) -> Result<Option<ProvisioningState>, sqlx::Error> {
     sqlx::query_as(
         "SELECT t.id, t.status, t.server_id, t.provisioning_step, t.app_password, t.first_admin_email, \
@@ -273,7 +279,7 @@ pub async fn provisioning_state(
 
 pub async fn set_step(
     executor: impl PgExecutor<'_>,
-    id: Uuid,
+    id: TenantId,
     step: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE tenants SET provisioning_step = $2, updated_at = now() WHERE id = $1")
@@ -287,7 +293,7 @@ pub async fn set_step(
 /// Provisioning finished: the tenant is routable.
 pub async fn mark_active(
     executor: impl PgExecutor<'_>,
-    id: Uuid,
+    id: TenantId,
     schema_version: Option<i64>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -305,7 +311,7 @@ pub async fn mark_active(
 /// Provisioning failed and what it had made was removed: retryable from the start.
 pub async fn mark_failed(
     executor: impl PgExecutor<'_>,
-    id: Uuid,
+    id: TenantId,
     reason: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -320,7 +326,10 @@ pub async fn mark_failed(
 }
 
 /// `active -> restoring` (only from `active`); false if the tenant was not active.
-pub async fn mark_restoring(executor: impl PgExecutor<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn mark_restoring(
+    executor: impl PgExecutor<'_>,
+    id: TenantId,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE tenants SET status = 'restoring', updated_at = now() WHERE id = $1 AND status = 'active'",
     )
@@ -331,7 +340,7 @@ pub async fn mark_restoring(executor: impl PgExecutor<'_>, id: Uuid) -> Result<b
 }
 
 /// `restoring -> active`: the restore ended without a switch (failed, or its process died).
-pub async fn end_restoring(executor: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn end_restoring(executor: impl PgExecutor<'_>, id: TenantId) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE tenants SET status = 'active', updated_at = now() WHERE id = $1 AND status = 'restoring'",
     )
@@ -344,7 +353,7 @@ pub async fn end_restoring(executor: impl PgExecutor<'_>, id: Uuid) -> Result<()
 /// Records that an operator waived the tenant's final backup.
 pub async fn waive_final_backup(
     executor: impl PgExecutor<'_>,
-    id: Uuid,
+    id: TenantId,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE tenants SET final_backup_waived = true WHERE id = $1")
         .bind(id)
@@ -356,7 +365,7 @@ pub async fn waive_final_backup(
 /// Moves a tenant along its lifecycle; the caller checked [`Status::can_become`].
 pub async fn set_status(
     executor: impl PgExecutor<'_>,
-    id: Uuid,
+    id: TenantId,
     status: Status,
     delete_after: Option<DateTime<Utc>>,
 ) -> Result<(), sqlx::Error> {
@@ -369,7 +378,7 @@ pub async fn set_status(
          WHERE id = $1",
     )
     .bind(id)
-    .bind(status.as_str())
+    .bind(status)
     .bind(delete_after)
     .execute(executor)
     .await?;
@@ -378,7 +387,7 @@ pub async fn set_status(
 
 pub async fn rename_and_replan(
     executor: impl PgExecutor<'_>,
-    id: Uuid,
+    id: TenantId,
     name: &str,
     plan: &str,
 ) -> Result<(), sqlx::Error> {
@@ -404,7 +413,7 @@ pub async fn rename_and_replan(
 /// trial), first admin. Its objects were dropped when it failed, so it starts over.
 pub async fn reset_failed(
     executor: impl PgExecutor<'_>,
-    id: Uuid,
+    id: TenantId,
     name: &str,
     plan: &str,
     first_admin_email: &str,
@@ -431,22 +440,22 @@ pub async fn reset_failed(
 }
 
 /// Tenants in `status`, oldest first (for the background jobs).
-pub async fn ids_with_status(pool: &PgPool, status: Status) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn ids_with_status(pool: &PgPool, status: Status) -> Result<Vec<TenantId>, sqlx::Error> {
     sqlx::query_scalar("SELECT id FROM tenants WHERE status = $1 ORDER BY created_at")
-        .bind(status.as_str())
+        .bind(status)
         .fetch_all(pool)
         .await
 }
 
 /// Tenants whose deletion grace period is over.
-pub async fn due_for_drop(pool: &PgPool) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn due_for_drop(pool: &PgPool) -> Result<Vec<TenantId>, sqlx::Error> {
     sqlx::query_scalar("SELECT id FROM tenants WHERE status = 'deleting' AND delete_after <= now()")
         .fetch_all(pool)
         .await
 }
 
 /// Active trial tenants whose trial has ended.
-pub async fn expired_trials(pool: &PgPool) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn expired_trials(pool: &PgPool) -> Result<Vec<TenantId>, sqlx::Error> {
     sqlx::query_scalar("SELECT id FROM tenants WHERE status = 'active' AND trial_ends_at <= now()")
         .fetch_all(pool)
         .await
@@ -454,7 +463,10 @@ pub async fn expired_trials(pool: &PgPool) -> Result<Vec<Uuid>, sqlx::Error> {
 
 /// Every tenant id the catalog knows on a server, deleted ones excluded (their objects are
 /// gone or going).
-pub async fn known_on_server(pool: &PgPool, server_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn known_on_server(
+    pool: &PgPool,
+    server_id: ServerId,
+) -> Result<Vec<TenantId>, sqlx::Error> {
     sqlx::query_scalar("SELECT id FROM tenants WHERE server_id = $1 AND status <> 'deleted'")
         .bind(server_id)
         .fetch_all(pool)
@@ -462,7 +474,7 @@ pub async fn known_on_server(pool: &PgPool, server_id: Uuid) -> Result<Vec<Uuid>
 }
 
 /// Every tenant the catalog knows, deleted ones excluded (their objects are gone or going).
-pub async fn known_ids(pool: &PgPool) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn known_ids(pool: &PgPool) -> Result<Vec<TenantId>, sqlx::Error> {
     sqlx::query_scalar("SELECT id FROM tenants WHERE status <> 'deleted'")
         .fetch_all(pool)
         .await
@@ -487,7 +499,7 @@ pub async fn known_databases(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> 
 /// The databases the live tenants of a server use.
 pub async fn databases_on_server(
     pool: &PgPool,
-    server_id: Uuid,
+    server_id: ServerId,
 ) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT database_name FROM tenants WHERE server_id = $1 AND status <> 'deleted' \
@@ -502,7 +514,7 @@ pub async fn databases_on_server(
 pub async fn on_plan(
     executor: impl PgExecutor<'_>,
     plan: &str,
-) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+) -> Result<Vec<(TenantId, ServerId)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, server_id FROM tenants WHERE plan = $1 AND server_id IS NOT NULL \
          AND status IN ('active', 'suspended')",
@@ -515,9 +527,9 @@ pub async fn on_plan(
 /// The tenant an idempotency key was used for, and the hash of that request.
 pub async fn idempotent_request(
     executor: impl PgExecutor<'_>,
-    admin_id: Uuid,
+    admin_id: AdminId,
     key: &str,
-) -> Result<Option<(Uuid, Vec<u8>)>, sqlx::Error> {
+) -> Result<Option<(TenantId, Vec<u8>)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT tenant_id, request_hash FROM idempotency_keys WHERE admin_id = $1 AND key = $2",
     )
@@ -529,10 +541,10 @@ pub async fn idempotent_request(
 
 pub async fn remember_idempotency_key(
     executor: impl PgExecutor<'_>,
-    admin_id: Uuid,
+    admin_id: AdminId,
     key: &str,
     request_hash: &[u8],
-    tenant_id: Uuid,
+    tenant_id: TenantId,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO idempotency_keys (admin_id, key, request_hash, tenant_id) VALUES ($1, $2, $3, $4)")
         .bind(admin_id)

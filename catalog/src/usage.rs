@@ -4,14 +4,14 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
-use uuid::Uuid;
+use tenancy_core::{ServerId, TenantId};
 
 /// Adds request counts; rows are `(tenant, hour, requests)`.
 pub async fn add_requests(
     pool: &PgPool,
-    rows: &[(Uuid, DateTime<Utc>, i64)],
+    rows: &[(TenantId, DateTime<Utc>, i64)],
 ) -> Result<(), sqlx::Error> {
-    let tenants: Vec<Uuid> = rows.iter().map(|row| row.0).collect();
+    let tenants: Vec<TenantId> = rows.iter().map(|row| row.0).collect();
     let hours: Vec<DateTime<Utc>> = rows.iter().map(|row| row.1).collect();
     let counts: Vec<i64> = rows.iter().map(|row| row.2).collect();
     // Tenants deleted meanwhile are skipped (the join), not an error.
@@ -34,7 +34,7 @@ pub async fn add_requests(
 /// tenant is over its plan's storage limit.
 pub async fn record_storage(
     pool: &PgPool,
-    server_id: Uuid,
+    server_id: ServerId,
     sizes: &[(String, i64)],
 ) -> Result<u64, sqlx::Error> {
     let names: Vec<&str> = sizes.iter().map(|size| size.0.as_str()).collect();
@@ -63,7 +63,7 @@ pub struct HourlyRequests {
 /// Request counts of the last `hours` hours, oldest first.
 pub async fn hourly_requests(
     pool: &PgPool,
-    tenant: Uuid,
+    tenant: TenantId,
     hours: i32,
 ) -> Result<Vec<HourlyRequests>, sqlx::Error> {
     sqlx::query_as(
@@ -84,7 +84,7 @@ pub struct Storage {
     pub sampled_at: Option<DateTime<Utc>>,
 }
 
-pub async fn storage(pool: &PgPool, tenant: Uuid) -> Result<Option<Storage>, sqlx::Error> {
+pub async fn storage(pool: &PgPool, tenant: TenantId) -> Result<Option<Storage>, sqlx::Error> {
     sqlx::query_as(
         "SELECT t.storage_bytes AS bytes, p.max_storage_mb::bigint * 1048576 AS limit_bytes, \
            t.storage_exceeded AS exceeded, t.storage_sampled_at AS sampled_at \

@@ -2,13 +2,13 @@
 //! written before its database is created, so the catalog knows every database.
 
 use sqlx::{PgExecutor, PgPool};
-use uuid::Uuid;
+use tenancy_core::ServerId;
 
 /// Records a warm database about to be created.
 pub async fn announce(
     executor: impl PgExecutor<'_>,
     name: &str,
-    server_id: Uuid,
+    server_id: ServerId,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO warm_databases (name, server_id) VALUES ($1, $2)")
         .bind(name)
@@ -44,7 +44,7 @@ pub async fn forget(executor: impl PgExecutor<'_>, name: &str) -> Result<(), sql
 /// another transaction holds. Keep the transaction open until the database is renamed.
 pub async fn lock_one(
     executor: impl PgExecutor<'_>,
-    server_id: Uuid,
+    server_id: ServerId,
     schema_version: i64,
 ) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar(
@@ -58,7 +58,7 @@ pub async fn lock_one(
 }
 
 /// Warm databases of a server, ready or being made.
-pub async fn count(pool: &PgPool, server_id: Uuid) -> Result<i64, sqlx::Error> {
+pub async fn count(pool: &PgPool, server_id: ServerId) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM warm_databases WHERE server_id = $1")
         .bind(server_id)
         .fetch_one(pool)
@@ -66,7 +66,7 @@ pub async fn count(pool: &PgPool, server_id: Uuid) -> Result<i64, sqlx::Error> {
 }
 
 /// Every warm database name the catalog knows on a server.
-pub async fn names(pool: &PgPool, server_id: Uuid) -> Result<Vec<String>, sqlx::Error> {
+pub async fn names(pool: &PgPool, server_id: ServerId) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT name FROM warm_databases WHERE server_id = $1")
         .bind(server_id)
         .fetch_all(pool)
@@ -74,7 +74,7 @@ pub async fn names(pool: &PgPool, server_id: Uuid) -> Result<Vec<String>, sqlx::
 }
 
 /// Warm rows that never became ready (their maker died); the caller drops the databases.
-pub async fn stale(pool: &PgPool, server_id: Uuid) -> Result<Vec<String>, sqlx::Error> {
+pub async fn stale(pool: &PgPool, server_id: ServerId) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT name FROM warm_databases WHERE server_id = $1 AND NOT ready \
          AND created_at < now() - interval '10 minutes'",

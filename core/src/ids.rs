@@ -15,19 +15,39 @@ pub struct IdError(pub String);
 macro_rules! uuid_id {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+            sqlx::Type,
+        )]
         #[serde(transparent)]
-        pub struct $name(pub Uuid);
+        #[sqlx(transparent)]
+        pub struct $name(Uuid);
 
         impl $name {
+            /// A new, random id.
             pub fn new() -> Self {
                 Self(Uuid::new_v4())
+            }
+
+            /// The id a stored UUID names (read from the catalog or a token).
+            pub const fn from_uuid(id: Uuid) -> Self {
+                Self(id)
+            }
+
+            pub const fn as_uuid(&self) -> Uuid {
+                self.0
             }
         }
 
         impl Default for $name {
             fn default() -> Self {
                 Self::new()
+            }
+        }
+
+        impl From<$name> for Uuid {
+            fn from(id: $name) -> Uuid {
+                id.0
             }
         }
 
@@ -56,6 +76,38 @@ uuid_id!(
     /// A super-admin of the control plane.
     AdminId
 );
+uuid_id!(
+    /// A database server tenants are placed on.
+    ServerId
+);
+uuid_id!(
+    /// One backup attempt (complete, failed, running or pruned).
+    BackupId
+);
+
+/// A fleet migration run (the catalog numbers them).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type,
+)]
+#[serde(transparent)]
+#[sqlx(transparent)]
+pub struct RunId(i64);
+
+impl RunId {
+    pub const fn from_i64(id: i64) -> Self {
+        Self(id)
+    }
+
+    pub const fn as_i64(&self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(formatter)
+    }
+}
 
 macro_rules! string_id {
     ($name:ident) => {

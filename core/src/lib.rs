@@ -13,4 +13,4 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod token;
 
-pub use ids::{AdminId, Email, IdError, PlanName, Slug, TenantId};
+pub use ids::{AdminId, BackupId, Email, IdError, PlanName, RunId, ServerId, Slug, TenantId};

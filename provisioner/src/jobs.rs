@@ -55,7 +55,7 @@ pub async fn close_dead_migration_runs(platform: &Platform) -> Result<(), sqlx::
     lock.release().await;
     for run in closed? {
         tracing::warn!(
-            run,
+            run = %run,
             "job: a migration run whose process died is closed; its tenants are served again"
         );
     }
@@ -114,7 +114,7 @@ pub async fn sample_storage(platform: &Platform) -> Result<(), crate::error::Ops
 pub async fn reclaim_dead_restores(
     platform: &Platform,
     admin: &tokio_postgres::Client,
-    server_id: uuid::Uuid,
+    server_id: tenancy_core::ServerId,
 ) -> Result<(), crate::error::OpsError> {
     for restore in catalog::backups::running_restores(&platform.db, server_id).await? {
         let key = LockKey::Tenant(restore.tenant_id);
@@ -137,20 +137,16 @@ pub async fn reclaim_dead_restores(
                 .await?;
             // Its tenant goes back to the database it had, open to it again.
             if let Some(tenant) = catalog::tenants::get(&platform.db, restore.tenant_id).await?
-                && tenant.status() == Some(Status::Restoring)
+                && tenant.status == Status::Restoring
             {
                 if let Some(database) = tenant
                     .database_name
                     .as_deref()
                     .and_then(crate::DatabaseName::parse)
                 {
-                    crate::tenant::open_database(
-                        admin,
-                        &database,
-                        tenancy_core::TenantId(tenant.id),
-                    )
-                    .await
-                    .map_err(crate::tenants::unavailable_server)?;
+                    crate::tenant::open_database(admin, &database, tenant.id)
+                        .await
+                        .map_err(crate::tenants::unavailable_server)?;
                 }
                 catalog::tenants::end_restoring(&platform.db, tenant.id).await?;
             }
@@ -164,7 +160,10 @@ pub async fn reclaim_dead_restores(
 pub async fn refill_warm_pools(platform: &Platform) -> Result<(), crate::error::OpsError> {
     let target = i64::from(platform.settings.warm_pool_size);
     for server in catalog::servers::list(&platform.db).await? {
-        let Some(version) = server.schema_version.filter(|_| server.status == "active") else {
+        let Some(version) = server
+            .schema_version
+            .filter(|_| server.status == catalog::servers::ServerStatus::Active)
+        else {
             continue;
         };
         let stale = catalog::warm::stale(&platform.db, server.id).await?;

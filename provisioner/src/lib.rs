@@ -15,6 +15,8 @@
 //!   [`servers`], [`migrations`], [`backups`], [`sweep`], [`jobs`]): tenants and their
 //!   provisioning steps, placement, fleet migrations, backups and restores, the sweep, the
 //!   background jobs' bodies.
+//! - **What clients see** ([`wire`]): the JSON shapes of the API and `tenantctl --json`,
+//!   made from catalog rows (no row is serialized as it is).
 
 pub mod backup;
 pub mod backups;
@@ -31,6 +33,7 @@ pub mod sweep;
 pub mod template;
 pub mod tenant;
 pub mod tenants;
+pub mod wire;
 
 pub use error::{OpsError, OpsResult};
 pub use mark::{Installation, Mark};

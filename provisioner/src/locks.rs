@@ -3,6 +3,7 @@
 //! it, so a lock that is free tells another process the holder is gone.
 
 use sqlx::{Connection, PgConnection, PgPool};
+use tenancy_core::{BackupId, TenantId};
 use uuid::Uuid;
 
 /// Every catalog advisory lock the platform takes, and the key of each. The namespaces
@@ -10,9 +11,9 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockKey {
     /// A tenant's work: provisioning, drop, restore (and the deleting request).
-    Tenant(Uuid),
+    Tenant(TenantId),
     /// A backup while its process runs (free while `running` = the process died).
-    Backup(Uuid),
+    Backup(BackupId),
     /// A whole fleet migration run: one at a time.
     MigrationRun,
     /// One background job's round (its index in [`crate::jobs::JOBS`]).
@@ -26,8 +27,8 @@ impl LockKey {
             i64::from_be_bytes(bytes) ^ namespace
         };
         match self {
-            Self::Tenant(id) => folded(id, 0x7465_6e61_6e74_0000),
-            Self::Backup(id) => folded(id, 0x6261_636b_7570_0000),
+            Self::Tenant(id) => folded(id.as_uuid(), 0x7465_6e61_6e74_0000),
+            Self::Backup(id) => folded(id.as_uuid(), 0x6261_636b_7570_0000),
             Self::MigrationRun => 0x7465_6e61_6e63_7902,
             Self::Job(index) => 0x6a6f_6273_0000_0000 + i64::try_from(index).unwrap_or(0),
         }
@@ -75,16 +76,20 @@ mod tests {
     #[test]
     fn keys_keep_their_values_and_namespaces_apart() {
         let id = Uuid::from_u128(0x0123_4567_89ab_cdef_0000_0000_0000_0000);
+        let (tenant, backup) = (TenantId::from_uuid(id), BackupId::from_uuid(id));
         // The values are what running processes use: they never change.
         assert_eq!(
-            LockKey::Tenant(id).value(),
+            LockKey::Tenant(tenant).value(),
             0x0123_4567_89ab_cdef ^ 0x7465_6e61_6e74_0000
         );
         assert_eq!(
-            LockKey::Backup(id).value(),
+            LockKey::Backup(backup).value(),
             0x0123_4567_89ab_cdef ^ 0x6261_636b_7570_0000
         );
-        assert_ne!(LockKey::Tenant(id).value(), LockKey::Backup(id).value());
+        assert_ne!(
+            LockKey::Tenant(tenant).value(),
+            LockKey::Backup(backup).value()
+        );
         assert_ne!(LockKey::Job(0).value(), LockKey::Job(1).value());
         assert_ne!(LockKey::MigrationRun.value(), LockKey::Job(2).value());
     }

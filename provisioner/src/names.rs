@@ -22,7 +22,7 @@ pub struct DatabaseName(String);
 
 impl DatabaseName {
     pub fn for_tenant(tenant: TenantId) -> Self {
-        Self(format!("{TENANT_PREFIX}{}", tenant.0.simple()))
+        Self(format!("{TENANT_PREFIX}{}", tenant.as_uuid().simple()))
     }
 
     /// A fresh name for a tenant's database restored from a backup: `t_<id>_<8 hex>`. The
@@ -31,7 +31,7 @@ impl DatabaseName {
         let suffix = Uuid::new_v4().simple().to_string();
         Self(format!(
             "{TENANT_PREFIX}{}_{}",
-            tenant.0.simple(),
+            tenant.as_uuid().simple(),
             &suffix[..8]
         ))
     }
@@ -68,7 +68,7 @@ impl DatabaseName {
             .strip_prefix(TENANT_PREFIX)
             .and_then(|rest| rest.get(..32))
             .and_then(|id| Uuid::try_parse(id).ok())
-            .map(TenantId)
+            .map(TenantId::from_uuid)
     }
 
     pub fn is_warm(&self) -> bool {
@@ -97,7 +97,7 @@ pub struct RoleName(String);
 
 impl RoleName {
     pub fn for_tenant(tenant: TenantId) -> Self {
-        Self(format!("{TENANT_PREFIX}{}_app", tenant.0.simple()))
+        Self(format!("{TENANT_PREFIX}{}_app", tenant.as_uuid().simple()))
     }
 
     /// Recognises a tenant role name (say, while listing a server).
@@ -113,7 +113,7 @@ impl RoleName {
             .strip_prefix(TENANT_PREFIX)
             .and_then(|rest| rest.strip_suffix("_app"))
             .and_then(|hex| Uuid::try_parse(hex).ok())
-            .map(TenantId)
+            .map(TenantId::from_uuid)
     }
 
     pub fn as_str(&self) -> &str {

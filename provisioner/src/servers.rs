@@ -6,7 +6,7 @@ use catalog::audit::{Actor, Change};
 use catalog::plans::FieldError;
 use catalog::servers::{NewServer, Server};
 use secrecy::SecretString;
-use uuid::Uuid;
+use tenancy_core::ServerId;
 
 use crate::error::{OpsError, OpsResult};
 use crate::platform::Platform;
@@ -100,7 +100,7 @@ pub async fn register(
                 errors: Vec::new(),
             }
         })?;
-    let id = Uuid::new_v4();
+    let id = ServerId::new();
     let sealed = platform
         .sealer
         .seal_secret(
@@ -154,7 +154,9 @@ pub async fn register(
             entity_type: "server",
             entity_id: &id.to_string(),
             before: None,
-            after: Some(serde_json::to_value(&server).unwrap_or_default()),
+            after: Some(
+                serde_json::to_value(crate::wire::Server::from(server.clone())).unwrap_or_default(),
+            ),
         },
     )
     .await?;
@@ -189,7 +191,7 @@ fn cluster_registered(existing: &str) -> OpsError {
 }
 
 /// The address and admin credentials of a server, opened with the catalog key.
-pub async fn address(platform: &Platform, id: Uuid) -> OpsResult<ServerAddress> {
+pub async fn address(platform: &Platform, id: ServerId) -> OpsResult<ServerAddress> {
     let secret = catalog::servers::secret(&platform.db, id)
         .await?
         .ok_or_else(|| OpsError::Internal(anyhow::anyhow!("server {id} is not in the catalog")))?;

@@ -10,12 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use catalog::tenants::Status;
 use parking_lot::RwLock;
 use sqlx::PgPool;
 use tenancy_core::TenantId;
 use tenancy_core::sealing::Sealer;
-use uuid::Uuid;
 
 use crate::error::{RouterError, RouterResult};
 use crate::metrics::Metrics;
@@ -29,7 +27,7 @@ enum Cached {
 pub struct Directory {
     catalog: PgPool,
     sealer: Sealer,
-    entries: RwLock<HashMap<Uuid, Cached>>,
+    entries: RwLock<HashMap<TenantId, Cached>>,
     /// Bumped (under the write lock) by every invalidation: a catalog read that started
     /// before a change was announced must not fill the cache with what it read.
     generation: AtomicU64,
@@ -71,7 +69,7 @@ impl Directory {
 
     /// The tenant with this id, from the cache or the catalog. `None`: no such tenant.
     pub async fn get(&self, id: TenantId) -> RouterResult<Option<Arc<TenantEntry>>> {
-        if let Some(cached) = self.cached(id.0) {
+        if let Some(cached) = self.cached(id) {
             self.metrics.directory_lookup(if cached.is_some() {
                 "hit"
             } else {
@@ -83,7 +81,7 @@ impl Directory {
         let mut entry = None;
         for _ in 0..FILL_ATTEMPTS {
             let generation = self.generation.load(Ordering::SeqCst);
-            entry = match catalog::directory::lookup(&self.catalog, id.0).await? {
+            entry = match catalog::directory::lookup(&self.catalog, id).await? {
                 Some(row) => Some(Arc::new(self.entry_from(row)?)),
                 None => None,
             };
@@ -98,7 +96,7 @@ impl Directory {
                     Some(entry) => Cached::Found(entry.clone(), Instant::now()),
                     None => Cached::Missing(Instant::now()),
                 };
-                entries.insert(id.0, cached);
+                entries.insert(id, cached);
                 return Ok(entry);
             }
         }
@@ -106,7 +104,7 @@ impl Directory {
         Ok(entry)
     }
 
-    fn cached(&self, id: Uuid) -> Option<Option<Arc<TenantEntry>>> {
+    fn cached(&self, id: TenantId) -> Option<Option<Arc<TenantEntry>>> {
         let entries = self.entries.read();
         match entries.get(&id)? {
             Cached::Found(entry, at) if at.elapsed() < self.ttl => Some(Some(entry.clone())),
@@ -116,9 +114,7 @@ impl Directory {
     }
 
     fn entry_from(&self, row: catalog::directory::Entry) -> RouterResult<TenantEntry> {
-        let status = Status::parse(&row.status).ok_or_else(|| {
-            RouterError::Internal(anyhow::anyhow!("unknown tenant status `{}`", row.status))
-        })?;
+        let status = row.status;
         let password = match &row.app_password {
             Some(sealed) => Some(
                 self.sealer
@@ -141,7 +137,7 @@ impl Directory {
             _ => None,
         };
         Ok(TenantEntry {
-            id: TenantId(row.id),
+            id: row.id,
             slug: row.slug,
             status,
             plan: row.plan,
@@ -157,17 +153,17 @@ impl Directory {
         })
     }
 
-    pub fn invalidate(&self, id: Uuid) {
+    pub fn invalidate(&self, id: TenantId) {
         let mut entries = self.entries.write();
         self.generation.fetch_add(1, Ordering::SeqCst);
         entries.remove(&id);
     }
 
     /// Drops the entries of every tenant on a plan; returns their ids.
-    pub fn invalidate_plan(&self, plan: &str) -> Vec<Uuid> {
+    pub fn invalidate_plan(&self, plan: &str) -> Vec<TenantId> {
         let mut entries = self.entries.write();
         self.generation.fetch_add(1, Ordering::SeqCst);
-        let ids: Vec<Uuid> = entries
+        let ids: Vec<TenantId> = entries
             .iter()
             .filter_map(|(id, cached)| match cached {
                 Cached::Found(entry, _) if entry.plan == plan => Some(*id),

@@ -94,9 +94,9 @@ impl FromRequestParts<AppState> for Tenant {
         tracing::Span::current().record("tenant_id", tracing::field::display(entry.id));
         state
             .limiter
-            .take(entry.id.0, entry.requests_per_minute)
+            .take(entry.id, entry.requests_per_minute)
             .map_err(|retry_after| RouterError::RateLimited { retry_after })?;
-        state.usage.record(entry.id.0);
+        state.usage.record(entry.id);
         let pool = state.pools.pool_for(&entry)?;
         Ok(Self {
             claims,

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use uuid::Uuid;
+use tenancy_core::TenantId;
 
 /// Buckets held before the full ones are pruned.
 const PRUNE_AT: usize = 10_000;
 
 #[derive(Default)]
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<Uuid, Bucket>>,
+    buckets: Mutex<HashMap<TenantId, Bucket>>,
 }
 
 struct Bucket {
@@ -25,7 +25,7 @@ struct Bucket {
 
 impl RateLimiter {
     /// Takes one request from the tenant's bucket, or says how long until one is free.
-    pub fn take(&self, tenant: Uuid, per_minute: u32) -> Result<(), Duration> {
+    pub fn take(&self, tenant: TenantId, per_minute: u32) -> Result<(), Duration> {
         let capacity = f64::from(per_minute.max(1));
         let per_second = capacity / 60.0;
         let mut buckets = self.buckets.lock();
@@ -58,7 +58,7 @@ mod tests {
     #[test]
     fn a_minute_of_requests_then_refusal_and_tenants_are_apart() {
         let limiter = RateLimiter::default();
-        let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+        let (first, second) = (TenantId::new(), TenantId::new());
         for _ in 0..60 {
             assert!(limiter.take(first, 60).is_ok());
         }
@@ -74,13 +74,13 @@ mod tests {
     fn the_bucket_map_keeps_only_recent_tenants() {
         let limiter = RateLimiter::default();
         for _ in 0..PRUNE_AT {
-            assert!(limiter.take(Uuid::new_v4(), 60).is_ok());
+            assert!(limiter.take(TenantId::new(), 60).is_ok());
         }
         // Age every bucket past a minute, then one more tenant prunes them.
         for bucket in limiter.buckets.lock().values_mut() {
             bucket.refilled -= Duration::from_secs(61);
         }
-        assert!(limiter.take(Uuid::new_v4(), 60).is_ok());
+        assert!(limiter.take(TenantId::new(), 60).is_ok());
         assert_eq!(limiter.buckets.lock().len(), 1);
     }
 }

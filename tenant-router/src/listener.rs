@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use tenancy_core::TenantId;
 use tokio::task::JoinHandle;
-use uuid::Uuid;
 
 use crate::directory::Directory;
 use crate::pools::Pools;
@@ -53,7 +53,7 @@ async fn listen(catalog: &PgPool, directory: &Directory, pools: &Pools) -> Resul
         let payload = notification.payload();
         if let Some(id) = payload
             .strip_prefix("tenant:")
-            .and_then(|id| Uuid::parse_str(id).ok())
+            .and_then(|id| id.parse::<TenantId>().ok())
         {
             directory.invalidate(id);
             pools.remove(id);

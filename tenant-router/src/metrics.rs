@@ -118,7 +118,7 @@ pub struct PoolStats {
 
 #[derive(Debug, Clone)]
 pub struct ServerStats {
-    pub server: uuid::Uuid,
+    pub server: tenancy_core::ServerId,
     pub open_connections: u32,
     pub breaker_open: bool,
     /// Requests waiting for a connection to this server.

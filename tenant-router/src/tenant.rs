@@ -2,13 +2,12 @@
 
 use catalog::tenants::Status;
 use secrecy::SecretString;
-use tenancy_core::TenantId;
-use uuid::Uuid;
+use tenancy_core::{ServerId, TenantId};
 
 /// Where a tenant's database lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerRef {
-    pub id: Uuid,
+    pub id: ServerId,
     pub host: String,
     pub port: u16,
     pub connection_budget: u32,

@@ -8,23 +8,23 @@ use std::time::Duration;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use parking_lot::Mutex;
 use sqlx::PgPool;
+use tenancy_core::TenantId;
 use tokio::task::JoinHandle;
-use uuid::Uuid;
 
 #[derive(Default)]
 pub struct UsageCounter {
-    counts: Mutex<HashMap<(Uuid, DateTime<Utc>), i64>>,
+    counts: Mutex<HashMap<(TenantId, DateTime<Utc>), i64>>,
 }
 
 impl UsageCounter {
-    pub fn record(&self, tenant: Uuid) {
+    pub fn record(&self, tenant: TenantId) {
         let hour = Utc::now()
             .duration_trunc(TimeDelta::hours(1))
             .unwrap_or_else(|_| Utc::now());
         *self.counts.lock().entry((tenant, hour)).or_default() += 1;
     }
 
-    fn drain(&self) -> Vec<(Uuid, DateTime<Utc>, i64)> {
+    fn drain(&self) -> Vec<(TenantId, DateTime<Utc>, i64)> {
         self.counts
             .lock()
             .drain()
@@ -32,7 +32,7 @@ impl UsageCounter {
             .collect()
     }
 
-    fn restore(&self, rows: Vec<(Uuid, DateTime<Utc>, i64)>) {
+    fn restore(&self, rows: Vec<(TenantId, DateTime<Utc>, i64)>) {
         let mut counts = self.counts.lock();
         for (tenant, hour, count) in rows {
             *counts.entry((tenant, hour)).or_default() += count;

@@ -1,9 +1,8 @@
 //! `tenantctl backup create|list|verify|restore|prune`, over the control plane's `backups` module.
 
 use anyhow::anyhow;
-use catalog::backups::Backup;
 use provisioner::backups::{self, Trigger};
-use uuid::Uuid;
+use provisioner::wire::Backup;
 
 use crate::output::{cell, print};
 use crate::platform::PlatformArgs;
@@ -40,14 +39,14 @@ pub enum BackupCommand {
     Verify {
         #[command(flatten)]
         platform: PlatformArgs,
-        id: Uuid,
+        id: tenancy_core::BackupId,
     },
     /// Restore a backup over its tenant: into a new database, then switch the tenant to it
     /// and drop the old one. The object is checked whole before anything is created.
     Restore {
         #[command(flatten)]
         platform: PlatformArgs,
-        id: Uuid,
+        id: tenancy_core::BackupId,
         /// The tenant you mean to restore (refused unless the backup is this tenant's).
         #[arg(long, value_name = "SLUG", conflicts_with = "as_slug")]
         tenant: Option<String>,
@@ -75,7 +74,7 @@ fn row(backup: &Backup) -> Vec<String> {
     vec![
         backup.id.to_string(),
         backup.tenant.clone(),
-        backup.trigger.clone(),
+        backup.trigger.to_string(),
         cell(
             backup
                 .completed_at
@@ -123,7 +122,7 @@ pub async fn run(command: BackupCommand, json: bool) -> anyhow::Result<()> {
             let mut failures = Vec::new();
             while let Some(joined) = tasks.join_next().await {
                 match joined? {
-                    (_, Ok(backup)) => made.push(backup),
+                    (_, Ok(backup)) => made.push(Backup::from(backup)),
                     (slug, Err(error)) => {
                         eprintln!("FAIL  {slug}: {error}");
                         failures.push(slug);
@@ -146,7 +145,11 @@ pub async fn run(command: BackupCommand, json: bool) -> anyhow::Result<()> {
         }
         BackupCommand::List { platform, tenant } => {
             let platform = platform.connect().await?;
-            let items = backups::list(&platform, tenant.as_deref()).await?;
+            let items: Vec<Backup> = backups::list(&platform, tenant.as_deref())
+                .await?
+                .into_iter()
+                .map(Backup::from)
+                .collect();
             let rows = items.iter().map(row).collect();
             print(json, &items, &HEADERS, rows)
         }
@@ -178,7 +181,11 @@ pub async fn run(command: BackupCommand, json: bool) -> anyhow::Result<()> {
         }
         BackupCommand::Prune { platform, dry_run } => {
             let platform = platform.connect().await?;
-            let pruned = backups::prune(&platform, dry_run).await?;
+            let pruned: Vec<Backup> = backups::prune(&platform, dry_run)
+                .await?
+                .into_iter()
+                .map(Backup::from)
+                .collect();
             let rows = pruned.iter().map(row).collect();
             print(json, &pruned, &HEADERS, rows)?;
             if !json {

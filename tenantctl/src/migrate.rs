@@ -299,7 +299,9 @@ async fn run_migrations(
                 }
                 println!(
                     "run {}: {} succeeded, {} failed, {} not started, in {:.1} s{}",
-                    report.run_id.unwrap_or_default(),
+                    report
+                        .run_id
+                        .map_or_else(|| "-".to_owned(), |id| id.to_string()),
                     report.succeeded,
                     report.failed,
                     report.not_started.len(),

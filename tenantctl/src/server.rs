@@ -92,6 +92,7 @@ pub async fn run(command: ServerCommand, json: bool) -> anyhow::Result<()> {
                 },
             )
             .await?;
+            let server = provisioner::wire::Server::from(server);
             print(
                 json,
                 &server,
@@ -155,13 +156,14 @@ pub async fn run(command: ServerCommand, json: bool) -> anyhow::Result<()> {
                 },
             )
             .await?;
+            let tenant = provisioner::wire::Tenant::from(tenant);
             print(
                 json,
                 &tenant,
                 &["SLUG", "STATUS", "SERVER", "DATABASE", "SCHEMA"],
                 vec![vec![
                     tenant.slug.clone(),
-                    tenant.status.clone(),
+                    tenant.status.to_string(),
                     cell(tenant.server.clone()),
                     cell(tenant.database_name.clone()),
                     cell(tenant.schema_version),
@@ -170,14 +172,18 @@ pub async fn run(command: ServerCommand, json: bool) -> anyhow::Result<()> {
         }
         ServerCommand::List { platform } => {
             let platform = platform.connect().await?;
-            let servers = catalog::servers::list(&platform.db).await?;
+            let servers: Vec<provisioner::wire::Server> = catalog::servers::list(&platform.db)
+                .await?
+                .into_iter()
+                .map(Into::into)
+                .collect();
             let rows = servers
                 .iter()
                 .map(|server| {
                     vec![
                         server.name.clone(),
                         format!("{}:{}", server.host, server.port),
-                        server.status.clone(),
+                        server.status.to_string(),
                         format!("{}/{}", server.tenants, server.max_tenants),
                         server.connection_budget.to_string(),
                         cell(server.schema_version),

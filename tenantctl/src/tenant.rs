@@ -1,8 +1,9 @@
 //! `tenantctl tenant create|list|show|suspend|resume|delete`, over the control plane's code.
 
 use anyhow::anyhow;
-use catalog::tenants::{Status, Tenant};
+use catalog::tenants::Status;
 use provisioner::tenants::{Created, ListQuery, NewTenant};
+use provisioner::wire::Tenant;
 
 use crate::output::{cell, print};
 use crate::platform::PlatformArgs;
@@ -80,14 +81,15 @@ fn row(tenant: &Tenant) -> Vec<String> {
         tenant.slug.clone(),
         tenant.name.clone(),
         tenant.plan.clone(),
-        tenant.status.clone(),
+        tenant.status.to_string(),
         cell(tenant.server.clone()),
         cell(tenant.schema_version),
     ]
 }
 
-fn one(json: bool, tenant: &Tenant) -> anyhow::Result<()> {
-    print(json, tenant, &HEADERS, vec![row(tenant)])
+fn one(json: bool, tenant: catalog::tenants::Tenant) -> anyhow::Result<()> {
+    let tenant = Tenant::from(tenant);
+    print(json, &tenant, &HEADERS, vec![row(&tenant)])
 }
 
 pub async fn run(command: TenantCommand, json: bool) -> anyhow::Result<()> {
@@ -109,9 +111,9 @@ pub async fn run(command: TenantCommand, json: bool) -> anyhow::Result<()> {
             };
             let platform = platform.connect().await?;
             match provisioner::tenants::create(&platform, &actor, new, None).await? {
-                Created::New(tenant) | Created::Replayed(tenant) => one(json, &tenant),
+                Created::New(tenant) | Created::Replayed(tenant) => one(json, tenant),
                 Created::Pending(tenant) => {
-                    one(json, &tenant)?;
+                    one(json, tenant.clone())?;
                     Err(anyhow!(
                         "the tenant is still being provisioned by another worker"
                     ))
@@ -137,7 +139,7 @@ pub async fn run(command: TenantCommand, json: bool) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-                items.extend(page.items);
+                items.extend(page.items.into_iter().map(Tenant::from));
                 match page.next_cursor {
                     Some(next) => cursor = Some(next),
                     None => break,
@@ -148,13 +150,13 @@ pub async fn run(command: TenantCommand, json: bool) -> anyhow::Result<()> {
         }
         TenantCommand::Show { platform, slug } => {
             let platform = platform.connect().await?;
-            one(json, &provisioner::tenants::get(&platform, &slug).await?)
+            one(json, provisioner::tenants::get(&platform, &slug).await?)
         }
         TenantCommand::Suspend { platform, slug } => {
             let platform = platform.connect().await?;
             one(
                 json,
-                &provisioner::tenants::transition(&platform, &actor, &slug, Status::Suspended)
+                provisioner::tenants::transition(&platform, &actor, &slug, Status::Suspended)
                     .await?,
             )
         }
@@ -162,7 +164,7 @@ pub async fn run(command: TenantCommand, json: bool) -> anyhow::Result<()> {
             let platform = platform.connect().await?;
             one(
                 json,
-                &provisioner::tenants::transition(&platform, &actor, &slug, Status::Active).await?,
+                provisioner::tenants::transition(&platform, &actor, &slug, Status::Active).await?,
             )
         }
         TenantCommand::Delete {
@@ -178,7 +180,7 @@ pub async fn run(command: TenantCommand, json: bool) -> anyhow::Result<()> {
             };
             one(
                 json,
-                &provisioner::tenants::delete(&platform, &actor, &slug, final_backup).await?,
+                provisioner::tenants::delete(&platform, &actor, &slug, final_backup).await?,
             )
         }
     }

@@ -29,7 +29,7 @@ struct Fixture {
 
 impl Fixture {
     async fn start(slugs: &[&str]) -> Self {
-        let s3_dir = tempfile::tempdir().expect("a temporary directory");
+        let s3_dir = tenancy_tests::temp_dir();
         let s3 = EmbeddedS3::start(s3_dir.path().join("store"), 0, credentials())
             .await
             .expect("start the S3 endpoint");
@@ -752,6 +752,34 @@ async fn the_control_plane_backs_up_on_request_on_schedule_and_before_a_drop() {
     assert_eq!(items[0]["id"], body["id"]);
     assert_eq!(items[0]["status"], "complete");
     assert!(items[0].get("upload_id").is_none());
+    assert!(items[0].get("error").is_none(), "no internal error text");
+
+    // The tenant's detail names its last backup and sums up its usage (SPEC §5).
+    let (status, detail) = fixture
+        .app
+        .call(reqwest::Method::GET, "/v1/tenants/acme", Some(&token), None)
+        .await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["slug"], "acme");
+    assert_eq!(detail["last_backup"]["id"], items[0]["id"], "{detail}");
+    assert_eq!(detail["last_backup"]["trigger"], "manual");
+    assert_eq!(detail["last_backup"]["bytes"], items[0]["bytes"]);
+    assert!(detail["usage"]["requests_last_24h"].is_i64(), "{detail}");
+    assert!(
+        detail["usage"]["storage_limit_bytes"].as_i64() > Some(0),
+        "{detail}"
+    );
+    assert!(detail.get("failure_reason").is_none(), "{detail}");
+    let (_, globex) = fixture
+        .app
+        .call(
+            reqwest::Method::GET,
+            "/v1/tenants/globex",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert!(globex["last_backup"].is_null(), "{globex}");
 
     let (status, body) = fixture
         .app

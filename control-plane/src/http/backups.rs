@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use catalog::backups::Backup;
+use provisioner::wire::Backup;
 use serde::Serialize;
 use tenancy_http::Path;
 
@@ -32,7 +32,9 @@ async fn list(
 ) -> ApiResult<Json<Page>> {
     let tenant = crate::tenants::get(&state.platform, &slug).await?;
     let items = crate::backups::list(&state.platform, Some(&tenant.slug)).await?;
-    Ok(Json(Page { items }))
+    Ok(Json(Page {
+        items: items.into_iter().map(Backup::from).collect(),
+    }))
 }
 
 async fn create(
@@ -48,7 +50,7 @@ async fn create(
         &admin.actor().name,
     )
     .await?;
-    let row = pending.row().clone();
+    let row = Backup::from(pending.row().clone());
     // Its own task: the client need not wait, and leaving does not cut the backup short.
     state.platform.spawn(async move {
         let _ = pending.run().await;

@@ -4,7 +4,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use catalog::servers::Server;
+use provisioner::wire::Server;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +24,11 @@ struct ServerList {
 
 async fn list(State(state): State<AppState>, _admin: CurrentAdmin) -> ApiResult<Json<ServerList>> {
     Ok(Json(ServerList {
-        items: catalog::servers::list(&state.platform.db).await?,
+        items: catalog::servers::list(&state.platform.db)
+            .await?
+            .into_iter()
+            .map(Server::from)
+            .collect(),
     }))
 }
 
@@ -59,5 +63,5 @@ async fn create(
         },
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(server)))
+    Ok((StatusCode::CREATED, Json(server.into())))
 }

@@ -6,7 +6,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use catalog::plans::FieldError;
-use catalog::tenants::{Status, Tenant};
+use catalog::tenants::Status;
+use provisioner::wire::{Tenant, TenantDetail};
 use serde::{Deserialize, Serialize};
 use tenancy_core::{Email, PlanName, Slug};
 use tenancy_http::Path;
@@ -73,7 +74,7 @@ async fn create(
                     )
                 })?;
             Some(IdempotencyKey {
-                admin_id: admin.id.0,
+                admin_id: admin.id,
                 key: key.to_owned(),
             })
         }
@@ -93,7 +94,12 @@ async fn create(
         Created::Pending(tenant) => (StatusCode::ACCEPTED, tenant, false),
     };
     let location = format!("/v1/tenants/{}", tenant.slug);
-    let mut response = (status, [(header::LOCATION, location)], Json(tenant)).into_response();
+    let mut response = (
+        status,
+        [(header::LOCATION, location)],
+        Json(Tenant::from(tenant)),
+    )
+        .into_response();
     if replayed {
         response.headers_mut().insert(
             "idempotent-replayed",
@@ -135,7 +141,7 @@ async fn list(
     )
     .await?;
     Ok(Json(TenantPage {
-        items: page.items,
+        items: page.items.into_iter().map(Tenant::from).collect(),
         next_cursor: page.next_cursor,
     }))
 }
@@ -150,10 +156,10 @@ async fn show(
     State(state): State<AppState>,
     _admin: CurrentAdmin,
     Path(slug): Path<String>,
-) -> ApiResult<Json<Tenant>> {
+) -> ApiResult<Json<TenantDetail>> {
     let slug = path_slug(&slug)?;
     Ok(Json(
-        crate::tenants::get(&state.platform, slug.as_str()).await?,
+        crate::tenants::detail(&state.platform, slug.as_str()).await?,
     ))
 }
 
@@ -186,7 +192,8 @@ async fn update(
             body.name,
             plan,
         )
-        .await?,
+        .await?
+        .into(),
     ))
 }
 
@@ -215,7 +222,7 @@ async fn move_to(
     let slug = path_slug(&slug)?;
     let tenant =
         crate::tenants::transition(&state.platform, &admin.actor(), slug.as_str(), next).await?;
-    Ok(Json(tenant))
+    Ok(Json(tenant.into()))
 }
 
 #[derive(Deserialize)]
@@ -247,10 +254,10 @@ async fn delete(
     let tenant =
         crate::tenants::delete(&state.platform, &admin.actor(), slug.as_str(), final_backup)
             .await?;
-    let status = if tenant.status() == Some(Status::Deleted) {
+    let status = if tenant.status == Status::Deleted {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
     };
-    Ok((status, Json(tenant)).into_response())
+    Ok((status, Json(Tenant::from(tenant))).into_response())
 }

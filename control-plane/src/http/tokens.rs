@@ -9,7 +9,6 @@ use catalog::plans::FieldError;
 use catalog::tenants::Status;
 use chrono::{TimeZone, Utc};
 use serde::{Deserialize, Serialize};
-use tenancy_core::TenantId;
 use tenancy_core::claims::{SCOPES, TENANT_AUDIENCE, TenantClaims};
 use tenancy_http::Path;
 
@@ -38,7 +37,7 @@ struct MintedToken {
     token_type: &'static str,
     expires_in: i64,
     expires_at: chrono::DateTime<Utc>,
-    tenant: uuid::Uuid,
+    tenant: tenancy_core::TenantId,
     scopes: Vec<String>,
 }
 
@@ -75,7 +74,7 @@ async fn mint(
         return Err(ApiError::validation(errors));
     }
     let tenant = crate::tenants::get(&state.platform, &slug).await?;
-    if tenant.status() != Some(Status::Active) {
+    if tenant.status != Status::Active {
         return Err(ApiError::conflict(
             "tenant_not_active",
             format!(
@@ -95,7 +94,7 @@ async fn mint(
         iat: now,
         exp: now + ttl,
         jti: uuid::Uuid::new_v4(),
-        tenant: TenantId(tenant.id),
+        tenant: tenant.id,
         scopes: scopes.clone(),
     };
     let token = state.auth.sign(&claims).map_err(|error| {

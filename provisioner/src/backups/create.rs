@@ -6,36 +6,19 @@ use std::process::Stdio;
 
 use aws_sdk_s3::types::CompletedPart;
 use bytes::BytesMut;
-use catalog::backups::{Backup, NewBackup};
+use catalog::backups::{Backup, BackupStatus, NewBackup};
 use catalog::tenants::Status;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
+use tenancy_core::{BackupId, ServerId};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinHandle;
-use uuid::Uuid;
 
 use super::{BackupError, Store, StoreError, store, tools};
 use crate::locks::{LockKey, SessionLock};
 use crate::platform::Platform;
 
-/// Why a backup was taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Manual,
-    Scheduled,
-    /// Before a deleted tenant's database is dropped.
-    Final,
-}
-
-impl Trigger {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Manual => "manual",
-            Self::Scheduled => "scheduled",
-            Self::Final => "final",
-        }
-    }
-}
+pub use catalog::backups::Trigger;
 
 /// The first parts are 8 MiB; every 1,000 parts the size doubles, so S3's 10,000-part
 /// limit holds for any object S3 accepts (up to 5 TiB) without knowing the size ahead.
@@ -123,11 +106,11 @@ pub async fn begin(
     let store = store(platform)?;
     let tenant = catalog::tenants::find_by_slug(&platform.db, slug)
         .await?
-        .filter(|tenant| tenant.status() != Some(Status::Deleted))
+        .filter(|tenant| tenant.status != Status::Deleted)
         .ok_or_else(|| BackupError::UnknownTenant(slug.to_owned()))?;
-    let allowed = match tenant.status() {
-        Some(Status::Active | Status::Suspended) => true,
-        Some(Status::Deleting) => trigger == Trigger::Final,
+    let allowed = match tenant.status {
+        Status::Active | Status::Suspended => true,
+        Status::Deleting => trigger == Trigger::Final,
         _ => false,
     };
     let (true, Some(server_id), Some(database)) =
@@ -138,7 +121,7 @@ pub async fn begin(
             status: tenant.status,
         });
     };
-    let id = Uuid::new_v4();
+    let id = BackupId::new();
     let key = format!(
         "tenants/{}/{}-{id}.dump",
         tenant.id,
@@ -158,7 +141,7 @@ pub async fn begin(
             schema_version: tenant.schema_version,
             bucket: store.bucket(),
             object_key: &key,
-            trigger: trigger.as_str(),
+            trigger,
             requested_by,
         },
     )
@@ -177,10 +160,10 @@ pub async fn begin(
 async fn dump_and_upload(
     platform: &Platform,
     store: &Store,
-    server_id: Uuid,
+    server_id: ServerId,
     database: &str,
     key: &str,
-    id: Uuid,
+    id: BackupId,
 ) -> Result<(i64, Vec<u8>), BackupError> {
     let address = crate::servers::address(platform, server_id).await?;
     let name = crate::DatabaseName::parse(database).ok_or_else(|| {
@@ -369,7 +352,7 @@ pub(crate) async fn abort_abandoned(platform: &Platform) {
             continue;
         };
         let mut probe = None;
-        if backup.status == "running" {
+        if backup.status == BackupStatus::Running {
             let key = LockKey::Backup(backup.id);
             let Ok(Some(lock)) = SessionLock::try_take(&platform.db, key).await else {
                 continue; // its process is still at work (or the catalog is away)
@@ -380,7 +363,7 @@ pub(crate) async fn abort_abandoned(platform: &Platform) {
                 .await
                 .ok()
                 .flatten()
-                .is_some_and(|now| now.status == "running" && now.upload_id.is_some());
+                .is_some_and(|now| now.status == BackupStatus::Running && now.upload_id.is_some());
             if !still_running {
                 lock.release().await;
                 continue;

@@ -9,7 +9,8 @@ mod tools;
 mod verify;
 
 use catalog::backups::Backup;
-use uuid::Uuid;
+use catalog::tenants::Status;
+use tenancy_core::BackupId;
 
 use crate::error::OpsError;
 use crate::platform::Platform;
@@ -26,14 +27,14 @@ pub enum BackupError {
     #[error("no tenant {0}")]
     UnknownTenant(String),
     #[error("no backup {0}")]
-    UnknownBackup(Uuid),
+    UnknownBackup(BackupId),
     #[error("tenant {slug} is {status}: only an active or suspended tenant is backed up")]
-    NotBackedUp { slug: String, status: String },
+    NotBackedUp { slug: String, status: Status },
     #[error("pg_dump failed ({status}): {stderr}")]
     Dump { status: String, stderr: String },
     #[error("backup {backup} belongs to tenant {owner}, not {given}: refused")]
     WrongTenant {
-        backup: Uuid,
+        backup: BackupId,
         owner: String,
         given: String,
     },

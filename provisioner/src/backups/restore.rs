@@ -13,7 +13,7 @@ use catalog::audit::{Actor, Change};
 use catalog::tenants::Status;
 use secrecy::ExposeSecret;
 use serde::Serialize;
-use tenancy_core::TenantId;
+use tenancy_core::{BackupId, ServerId, TenantId};
 use uuid::Uuid;
 
 use super::verify::{complete_backup, into_pg_restore, stream_checked};
@@ -33,7 +33,7 @@ const DRAIN: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Serialize)]
 pub struct Restored {
     pub tenant: String,
-    pub backup_id: Uuid,
+    pub backup_id: BackupId,
     pub database: String,
     pub previous_database: String,
     /// The replaced database, renamed, kept until `keep_until`.
@@ -47,7 +47,7 @@ pub struct Restored {
 pub async fn restore(
     platform: &Platform,
     actor: &Actor,
-    id: Uuid,
+    id: BackupId,
     expected_tenant: Option<&str>,
 ) -> Result<Restored, BackupError> {
     let store = store(platform)?;
@@ -64,8 +64,8 @@ pub async fn restore(
             given: slug.to_owned(),
         });
     }
-    let (Some(Status::Active | Status::Suspended), Some(server_id), Some(previous)) = (
-        tenant.status(),
+    let (Status::Active | Status::Suspended, Some(server_id), Some(previous)) = (
+        tenant.status,
         tenant.server_id,
         tenant.database_name.clone(),
     ) else {
@@ -83,7 +83,7 @@ pub async fn restore(
         return Err(BackupError::Busy(tenant.slug));
     };
     let target = Target {
-        tenant: TenantId(tenant.id),
+        tenant: tenant.id,
         slug: &tenant.slug,
         server_id,
         previous: &previous,
@@ -99,7 +99,7 @@ pub async fn restore(
 pub async fn restore_as(
     platform: &Platform,
     actor: &Actor,
-    id: Uuid,
+    id: BackupId,
     new_slug: &str,
     name: Option<String>,
 ) -> Result<Restored, BackupError> {
@@ -148,7 +148,7 @@ pub async fn restore_as(
     let key = LockKey::Tenant(tenant.id);
     let lock = SessionLock::take(&platform.db, key).await?;
     let target = Target {
-        tenant: TenantId(tenant.id),
+        tenant: tenant.id,
         slug: &tenant.slug,
         server_id,
         previous: &previous,
@@ -167,7 +167,7 @@ pub async fn restore_as(
 struct Target<'a> {
     tenant: TenantId,
     slug: &'a str,
-    server_id: Uuid,
+    server_id: ServerId,
     previous: &'a str,
 }
 
@@ -197,7 +197,7 @@ async fn restore_locked(
         &platform.db,
         restore_id,
         backup,
-        tenant.0,
+        tenant,
         server_id,
         database.as_str(),
         &actor.name,
@@ -206,7 +206,7 @@ async fn restore_locked(
     tracing::info!(backup = %backup.id, tenant_id = %tenant, database = %database, "restore started");
     // From here until the switch the routers answer 503 tenant_restoring, and the old
     // database takes no more writes (a suspended tenant is refused by the routers anyway).
-    let fenced = catalog::tenants::mark_restoring(&platform.db, tenant.0).await?;
+    let fenced = catalog::tenants::mark_restoring(&platform.db, tenant).await?;
     let restored = async {
         if fenced {
             tokio::time::sleep(NOTICE).await;
@@ -266,7 +266,7 @@ async fn restore_locked(
         &mut transaction,
         &catalog::backups::Switch {
             restore: restore_id,
-            tenant: tenant.0,
+            tenant,
             previous,
             restored: database.as_str(),
             schema_version,
@@ -349,7 +349,7 @@ async fn fail(
         {
             tracing::error!(restore = %restore_id, error = %open_error, "reopen the tenant's database after a failed restore");
         }
-        let _ = catalog::tenants::end_restoring(&platform.db, failed.tenant.0).await;
+        let _ = catalog::tenants::end_restoring(&platform.db, failed.tenant).await;
     }
     let _ = catalog::backups::fail_restore(&platform.db, restore_id, &error.to_string()).await;
 }

@@ -7,15 +7,15 @@ use std::process::Output;
 use catalog::backups::Backup;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tenancy_core::BackupId;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use uuid::Uuid;
 
 use super::{BackupError, Store, hex, store, tools};
 use crate::platform::Platform;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Verified {
-    pub id: Uuid,
+    pub id: BackupId,
     pub bytes: i64,
     pub sha256: String,
     /// Entries in the archive's table of contents.
@@ -23,10 +23,13 @@ pub struct Verified {
 }
 
 /// A complete backup by id.
-pub(super) async fn complete_backup(platform: &Platform, id: Uuid) -> Result<Backup, BackupError> {
+pub(super) async fn complete_backup(
+    platform: &Platform,
+    id: BackupId,
+) -> Result<Backup, BackupError> {
     catalog::backups::get(&platform.db, id)
         .await?
-        .filter(|backup| backup.status == "complete")
+        .filter(|backup| backup.status == catalog::backups::BackupStatus::Complete)
         .ok_or(BackupError::UnknownBackup(id))
 }
 
@@ -90,7 +93,7 @@ pub(super) async fn into_pg_restore(
     Ok(output)
 }
 
-pub async fn verify(platform: &Platform, id: Uuid) -> Result<Verified, BackupError> {
+pub async fn verify(platform: &Platform, id: BackupId) -> Result<Verified, BackupError> {
     let store = store(platform)?;
     let backup = complete_backup(platform, id).await?;
     let mut command = tools::command("pg_restore");

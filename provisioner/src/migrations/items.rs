@@ -89,7 +89,7 @@ pub(super) async fn migrate_tenant(
     let kind = Kind::Tenant(tenant_id);
     let (entry, mut result) = begin_and_migrate(context, address, item, kind, started).await?;
     if let Some(error) = &result.error {
-        tracing::warn!(run = context.run_id, tenant = ?item.slug, %error, "tenant migration failed");
+        tracing::warn!(run = %context.run_id, tenant = ?item.slug, %error, "tenant migration failed");
     }
     catalog::fleet::finish_entry(&context.platform.db, entry, kind, &entry_outcome(&result))
         .await?;
@@ -126,7 +126,7 @@ pub(super) async fn migrate_template(
             result.applied_steps = prepared.applied_steps;
         }
         Err(error) => {
-            tracing::error!(run = context.run_id, server = %item.server, %error, "template migration failed");
+            tracing::error!(run = %context.run_id, server = %item.server, %error, "template migration failed");
             result.error = Some(error.to_string());
         }
     }

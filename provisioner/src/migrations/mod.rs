@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 
 use catalog::fleet::FleetTenant;
 use serde::Serialize;
+use tenancy_core::{RunId, ServerId, TenantId};
 use tenant_schema::{MigrationSet, Step};
-use uuid::Uuid;
 
 use crate::error::{OpsError, OpsResult};
 use crate::platform::Platform;
@@ -40,21 +40,21 @@ pub enum TenantState {
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantStatus {
     pub slug: String,
-    pub id: Uuid,
+    pub id: TenantId,
     pub server: String,
-    pub status: String,
+    pub status: catalog::tenants::Status,
     pub applied_version: Option<i64>,
     /// Versions still to apply.
     pub pending: Vec<i64>,
     pub state: TenantState,
-    pub last_run: Option<i64>,
+    pub last_run: Option<RunId>,
     pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TemplateStatus {
     pub server: String,
-    pub server_id: Uuid,
+    pub server_id: ServerId,
     pub applied_version: Option<i64>,
     pub pending: Vec<i64>,
 }
@@ -179,9 +179,9 @@ pub struct PlanItem {
     pub kind: &'static str,
     pub slug: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tenant_id: Option<Uuid>,
+    pub tenant_id: Option<TenantId>,
     pub server: String,
-    pub server_id: Uuid,
+    pub server_id: ServerId,
     pub database: String,
     pub from_version: Option<i64>,
     pub steps: Vec<Step>,
@@ -212,7 +212,7 @@ impl Plan {
 pub async fn plan(platform: &Platform, only: &[String]) -> OpsResult<Plan> {
     let set = &platform.settings.migrations;
     let servers = catalog::servers::list(&platform.db).await?;
-    let names: BTreeMap<Uuid, String> = servers
+    let names: BTreeMap<ServerId, String> = servers
         .iter()
         .map(|server| (server.id, server.name.clone()))
         .collect();
@@ -310,8 +310,8 @@ fn interleave<T>(queues: Vec<Vec<T>>) -> Vec<T> {
 /// The admin address of each server named, each opened once.
 async fn addresses(
     platform: &Platform,
-    servers: impl IntoIterator<Item = Uuid>,
-) -> OpsResult<std::collections::HashMap<Uuid, crate::ServerAddress>> {
+    servers: impl IntoIterator<Item = ServerId>,
+) -> OpsResult<std::collections::HashMap<ServerId, crate::ServerAddress>> {
     let mut addresses = std::collections::HashMap::new();
     for id in servers {
         if let std::collections::hash_map::Entry::Vacant(slot) = addresses.entry(id) {

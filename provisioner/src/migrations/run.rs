@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::ServerAddress;
-use catalog::fleet::Run;
+use catalog::fleet::{Run, RunOutcome};
 use serde::Serialize;
+use tenancy_core::{RunId, ServerId};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use uuid::Uuid;
 
 use super::items::{migrate_template, migrate_tenant, migrate_warm};
 use super::{Plan, PlanItem, plan};
@@ -86,11 +86,11 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn ledger_label(self) -> &'static str {
+    fn ledger_label(self) -> RunOutcome {
         match self {
-            Self::NothingToDo | Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Stopped => "stopped",
+            Self::NothingToDo | Self::Succeeded => RunOutcome::Succeeded,
+            Self::Failed => RunOutcome::Failed,
+            Self::Stopped => RunOutcome::Stopped,
         }
     }
 }
@@ -112,13 +112,13 @@ pub struct ItemResult {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
-    pub run_id: Option<i64>,
+    pub run_id: Option<RunId>,
     pub target_version: i64,
     pub outcome: Outcome,
     /// The canary tenants failed and no other tenant was touched.
     pub canary_failed: bool,
     /// Runs found dead (their process killed) and closed by this one.
-    pub interrupted_runs: Vec<i64>,
+    pub interrupted_runs: Vec<RunId>,
     pub succeeded: usize,
     pub failed: usize,
     /// Tenants left for a later run (after a failure, or Ctrl-C).
@@ -164,7 +164,7 @@ async fn run_locked(
 ) -> Result<RunReport, RunError> {
     let interrupted_runs = catalog::fleet::close_interrupted(&platform.db).await?;
     for id in &interrupted_runs {
-        tracing::warn!(run = id, "closed a migration run whose process died");
+        tracing::warn!(run = %id, "closed a migration run whose process died");
     }
     let plan: Plan = plan(platform, &options.tenants).await?;
     if !plan.unknown_tenants.is_empty() {
@@ -195,7 +195,7 @@ async fn run_locked(
     .await?;
     report.run_id = Some(run_id);
     tracing::info!(
-        run = run_id,
+        run = %run_id,
         target = plan.target_version,
         "migration run started"
     );
@@ -213,7 +213,7 @@ async fn run_locked(
         Ok(outcome) => outcome,
         Err(error) => {
             // The catalog failed under us: record what we can and say so.
-            let _ = catalog::fleet::finish_run(&platform.db, run_id, "failed").await;
+            let _ = catalog::fleet::finish_run(&platform.db, run_id, RunOutcome::Failed).await;
             return Err(error);
         }
     };
@@ -223,7 +223,7 @@ async fn run_locked(
     catalog::fleet::finish_run(&platform.db, run_id, outcome.ledger_label()).await?;
     report.elapsed_ms = elapsed_ms(started);
     tracing::info!(
-        run = run_id,
+        run = %run_id,
         ?outcome,
         succeeded = report.succeeded,
         failed = report.failed,
@@ -235,7 +235,7 @@ async fn run_locked(
 #[derive(Clone)]
 pub(super) struct Context {
     pub(super) platform: Platform,
-    pub(super) run_id: i64,
+    pub(super) run_id: RunId,
     pub(super) lock_timeout: Duration,
 }
 
@@ -326,14 +326,14 @@ struct Batch {
 async fn run_batch(
     context: &Context,
     options: &RunOptions,
-    addresses: &Arc<HashMap<Uuid, ServerAddress>>,
+    addresses: &Arc<HashMap<ServerId, ServerAddress>>,
     items: &[PlanItem],
     stop: &watch::Receiver<bool>,
     progress: &Arc<impl Fn(Event) + Send + Sync + 'static>,
     keep_going: bool,
 ) -> Result<Batch, RunError> {
     let global = Arc::new(Semaphore::new(options.concurrency.max(1)));
-    let mut per_server: HashMap<Uuid, Arc<Semaphore>> = HashMap::new();
+    let mut per_server: HashMap<ServerId, Arc<Semaphore>> = HashMap::new();
     let failed = Arc::new(AtomicBool::new(false));
     let mut tasks: JoinSet<Result<ItemResult, RunError>> = JoinSet::new();
     let mut results = Vec::new();

@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::{DatabaseName, Installation, Mark, RoleName, TenantObjects};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use uuid::Uuid;
+use tenancy_core::TenantId;
 
 use crate::error::OpsResult;
 use crate::platform::Platform;
@@ -87,7 +87,7 @@ impl SweepArgs {
 #[derive(Debug, Clone, Default)]
 pub struct Known {
     /// Tenants that are not `deleted`: their role is known.
-    pub tenants: HashSet<Uuid>,
+    pub tenants: HashSet<TenantId>,
     /// Databases in use, being restored, kept after a restore, or in the warm pool.
     pub databases: HashSet<String>,
 }
@@ -114,10 +114,10 @@ impl Object {
         }
     }
 
-    pub fn tenant(&self) -> Option<Uuid> {
+    pub fn tenant(&self) -> Option<TenantId> {
         match self {
-            Self::Database(name) => name.tenant().map(|tenant| tenant.0),
-            Self::Role(name) => name.tenant().map(|tenant| tenant.0),
+            Self::Database(name) => name.tenant(),
+            Self::Role(name) => name.tenant(),
         }
     }
 }
@@ -178,7 +178,7 @@ pub fn plan(
         let known = role
             .name
             .tenant()
-            .is_some_and(|tenant| known.tenants.contains(&tenant.0));
+            .is_some_and(|tenant| known.tenants.contains(&tenant));
         (Object::Role(role.name.clone()), role.mark, known, false)
     });
     for (object, mark, known, in_use) in databases.chain(roles) {
@@ -228,7 +228,7 @@ pub struct Orphan {
     pub server: String,
     pub kind: &'static str,
     pub name: String,
-    pub tenant_id: Option<Uuid>,
+    pub tenant_id: Option<TenantId>,
     pub created_at: DateTime<Utc>,
     pub state: OrphanState,
     pub quarantined_at: Option<DateTime<Utc>>,

@@ -3,6 +3,7 @@
 use super::*;
 use crate::{DatabaseObject, RoleObject};
 use tenancy_core::TenantId;
+use uuid::Uuid;
 
 fn settings(mode: SweepMode) -> SweepSettings {
     SweepSettings {
@@ -98,7 +99,7 @@ fn only_unknown_objects_of_ours_are_quarantined_and_dropped_after_the_period() {
         ],
     };
     let known = Known {
-        tenants: [known_tenant.0].into(),
+        tenants: [known_tenant].into(),
         databases: [DatabaseName::for_tenant(known_tenant).as_str().to_owned()].into(),
     };
     let actions = plan(
@@ -184,7 +185,7 @@ fn a_quarantined_object_known_again_is_released() {
         roles: vec![],
     };
     let known = Known {
-        tenants: [tenant.0].into(),
+        tenants: [tenant].into(),
         databases: [DatabaseName::for_tenant(tenant).as_str().to_owned()].into(),
     };
     assert_eq!(

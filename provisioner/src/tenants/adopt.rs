@@ -5,7 +5,7 @@
 use catalog::audit::Actor;
 use catalog::plans::FieldError;
 use catalog::tenants::Tenant;
-use tenancy_core::{PlanName, Slug, TenantId};
+use tenancy_core::{PlanName, ServerId, Slug, TenantId};
 
 use super::check_name;
 use crate::error::{OpsError, OpsResult};
@@ -32,16 +32,14 @@ pub async fn adopt(platform: &Platform, actor: &Actor, adoption: Adoption) -> Op
     if let Some(error) = check_name(&adoption.name) {
         return Err(OpsError::validation(vec![error]));
     }
-    let database = crate::DatabaseName::parse(&adoption.database)
-        .filter(|name| name.tenant().is_some())
+    let (database, tenant) = crate::DatabaseName::parse(&adoption.database)
+        .and_then(|name| name.tenant().map(|tenant| (name, tenant)))
         .ok_or_else(|| {
             OpsError::validation(vec![FieldError::new(
                 "database",
                 "a tenant database name: t_<32 hex>[_<8 hex>]",
             )])
         })?;
-    let tenant = database.tenant().map(|tenant| tenant.0).unwrap_or_default();
-    let tenant = TenantId(tenant);
     let plan = catalog::plans::list(&platform.db)
         .await?
         .into_iter()
@@ -62,10 +60,7 @@ pub async fn adopt(platform: &Platform, actor: &Actor, adoption: Adoption) -> Op
                 format!("no server `{}`", adoption.server),
             )
         })?;
-    if catalog::tenants::get(&platform.db, tenant.0)
-        .await?
-        .is_some()
-    {
+    if catalog::tenants::get(&platform.db, tenant).await?.is_some() {
         return Err(OpsError::conflict(
             "tenant_known",
             format!("the catalog knows tenant {tenant} already: there is nothing to adopt"),
@@ -86,7 +81,7 @@ async fn adopt_locked(
     actor: &Actor,
     adoption: &Adoption,
     plan: &catalog::plans::Plan,
-    server_id: uuid::Uuid,
+    server_id: ServerId,
     database: &crate::DatabaseName,
     tenant: TenantId,
 ) -> OpsResult<Tenant> {
@@ -119,7 +114,7 @@ async fn adopt_locked(
             });
         }
     };
-    let (role_password, sealed) = super::new_role_password(platform, tenant.0)?;
+    let (role_password, sealed) = super::new_role_password(platform, tenant)?;
     // On the server: connections allowed again, the role (new password, the plan's
     // limits), the grants. All idempotent: an adoption cut short is simply run again.
     if mark.quarantined_at.is_some() {
@@ -159,7 +154,7 @@ async fn adopt_locked(
     let inserted = catalog::tenants::insert_adopted(
         &mut *transaction,
         &catalog::tenants::Adopted {
-            id: tenant.0,
+            id: tenant,
             slug: adoption.slug.as_str(),
             name: adoption.name.trim(),
             plan: adoption.plan.as_str(),
@@ -183,7 +178,7 @@ async fn adopt_locked(
         }
         Err(error) => return Err(error.into()),
     }
-    let adopted = super::record_new(&mut transaction, actor, "tenant.adopt", tenant.0).await?;
+    let adopted = super::record_new(&mut transaction, actor, "tenant.adopt", tenant).await?;
     transaction.commit().await?;
     tracing::info!(tenant_id = %tenant, slug = %adoption.slug, database = %database, "tenant database adopted");
     Ok(adopted)

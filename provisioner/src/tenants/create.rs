@@ -7,8 +7,7 @@ use catalog::audit::Actor;
 use catalog::plans::FieldError;
 use catalog::tenants::{Reservation, Status, Tenant};
 use sha2::{Digest, Sha256};
-use tenancy_core::{Email, PlanName, Slug, TenantId};
-use uuid::Uuid;
+use tenancy_core::{AdminId, Email, PlanName, Slug, TenantId};
 
 use super::provisioning::{self, Outcome};
 use super::{check_name, load};
@@ -31,7 +30,7 @@ pub struct NewTenant {
 /// An `Idempotency-Key` and who sent it.
 #[derive(Debug, Clone)]
 pub struct IdempotencyKey {
-    pub admin_id: Uuid,
+    pub admin_id: AdminId,
     pub key: String,
 }
 
@@ -89,7 +88,7 @@ pub async fn create(
 
     let id = TenantId::new();
     // The role's password is made when its role is (from the sealed copy).
-    let (_, sealed) = super::new_role_password(platform, id.0)?;
+    let (_, sealed) = super::new_role_password(platform, id)?;
 
     let mut transaction = platform.db.begin().await?;
     let plan = catalog::plans::get_for_update(&mut *transaction, &new.plan)
@@ -109,7 +108,7 @@ pub async fn create(
     let reserved = catalog::tenants::reserve(
         &mut *transaction,
         &Reservation {
-            id: id.0,
+            id,
             slug: new.slug.as_str(),
             name: new.name.trim(),
             plan: new.plan.as_str(),
@@ -152,20 +151,20 @@ pub async fn create(
             key.admin_id,
             &key.key,
             &hash,
-            id.0,
+            id,
         )
         .await?;
     }
-    super::record_new(&mut transaction, actor, "tenant.create", id.0).await?;
+    super::record_new(&mut transaction, actor, "tenant.create", id).await?;
     transaction.commit().await?;
     tracing::info!(tenant_id = %id, slug = %new.slug, "tenant reserved; provisioning");
-    finish_provisioning(platform, id.0, Created::New).await
+    finish_provisioning(platform, id, Created::New).await
 }
 
 /// Provisions in a task of its own and waits for the outcome.
 async fn finish_provisioning(
     platform: &Platform,
-    id: Uuid,
+    id: TenantId,
     wrap: fn(Tenant) -> Created,
 ) -> OpsResult<Created> {
     let task = {
@@ -188,8 +187,8 @@ async fn finish_provisioning(
             });
         }
     };
-    Ok(match tenant.status() {
-        Some(Status::Provisioning) => Created::Pending(tenant),
+    Ok(match tenant.status {
+        Status::Provisioning => Created::Pending(tenant),
         _ => wrap(tenant),
     })
 }
@@ -214,7 +213,7 @@ async fn replay(
         });
     }
     let tenant = load(platform, tenant_id).await?;
-    if tenant.status() == Some(Status::Provisioning) {
+    if tenant.status == Status::Provisioning {
         return finish_provisioning(platform, tenant_id, Created::Replayed)
             .await
             .map(Some);
@@ -237,7 +236,7 @@ async fn retry_failed(
     let existing = catalog::tenants::lock_by_slug(&mut *transaction, slug.as_str())
         .await?
         .ok_or_else(|| OpsError::conflict("tenant_exists", format!("a tenant `{slug}` exists")))?;
-    if existing.status() != Some(Status::Failed) {
+    if existing.status != Status::Failed {
         return Err(OpsError::conflict(
             "tenant_exists",
             format!("a tenant `{slug}` exists"),
@@ -262,11 +261,11 @@ async fn retry_failed(
     finish_provisioning(platform, existing.id, Created::New).await
 }
 
-async fn wait_while_provisioning(platform: &Platform, id: Uuid) -> OpsResult<Tenant> {
+async fn wait_while_provisioning(platform: &Platform, id: TenantId) -> OpsResult<Tenant> {
     let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHER_WORKER;
     loop {
         let tenant = load(platform, id).await?;
-        if tenant.status() != Some(Status::Provisioning) || tokio::time::Instant::now() > deadline {
+        if tenant.status != Status::Provisioning || tokio::time::Instant::now() > deadline {
             return Ok(tenant);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

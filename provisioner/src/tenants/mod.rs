@@ -15,13 +15,13 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use rand::distributions::Alphanumeric;
 use secrecy::SecretString;
-use tenancy_core::{PlanName, TenantId};
+use tenancy_core::{PlanName, ServerId, TenantId};
 use uuid::Uuid;
 
 use crate::error::{OpsError, OpsResult};
 use crate::platform::Platform;
 
-pub(crate) async fn load(platform: &Platform, id: Uuid) -> OpsResult<Tenant> {
+pub(crate) async fn load(platform: &Platform, id: TenantId) -> OpsResult<Tenant> {
     catalog::tenants::get(&platform.db, id)
         .await?
         .ok_or_else(|| OpsError::Internal(anyhow::anyhow!("tenant {id} vanished")))
@@ -45,6 +45,30 @@ pub async fn get(platform: &Platform, slug: &str) -> OpsResult<Tenant> {
     catalog::tenants::find_by_slug(&platform.db, slug)
         .await?
         .ok_or_else(|| not_found(slug))
+}
+
+/// A tenant with its usage summary and its newest complete backup (`GET
+/// /v1/tenants/{slug}`).
+pub async fn detail(platform: &Platform, slug: &str) -> OpsResult<crate::wire::TenantDetail> {
+    let tenant = get(platform, slug).await?;
+    let id = tenant.id;
+    let (hours, storage, backups) = tokio::try_join!(
+        catalog::usage::hourly_requests(&platform.db, id, 24),
+        catalog::usage::storage(&platform.db, id),
+        catalog::backups::last_complete(&platform.db, id),
+    )?;
+    let storage = storage.ok_or_else(|| not_found(slug))?;
+    Ok(crate::wire::TenantDetail {
+        usage: crate::wire::UsageSummary {
+            requests_last_24h: hours.iter().map(|hour| hour.requests).sum(),
+            storage_bytes: storage.bytes,
+            storage_limit_bytes: storage.limit_bytes,
+            storage_exceeded: storage.exceeded,
+            storage_sampled_at: storage.sampled_at,
+        },
+        last_backup: backups.as_ref().map(Into::into),
+        tenant: tenant.into(),
+    })
 }
 
 /// A page of tenants and the cursor of the next one.
@@ -96,7 +120,7 @@ pub async fn list(platform: &Platform, query: ListQuery) -> OpsResult<Page> {
         .then(|| {
             items
                 .last()
-                .map(|tenant| encode_cursor(tenant.created_at, tenant.id))
+                .map(|tenant| encode_cursor(tenant.created_at, tenant.id.as_uuid()))
         })
         .flatten();
     Ok(Page { items, next_cursor })
@@ -155,7 +179,7 @@ pub async fn update(
     if new_plan.name != before.plan
         && let Some(server_id) = before
             .server_id
-            .filter(|_| before.status() != Some(Status::Provisioning))
+            .filter(|_| before.status != Status::Provisioning)
     {
         // Set on the role before the catalog commits: if it fails, nothing changed.
         let address = crate::servers::address(platform, server_id).await?;
@@ -165,7 +189,7 @@ pub async fn update(
             .map_err(unavailable_server)?;
         crate::tenant::apply_limits(
             &admin,
-            TenantId(before.id),
+            before.id,
             crate::RoleLimits {
                 max_connections: new_plan.limits.max_connections,
                 statement_timeout_ms: new_plan.limits.statement_timeout_ms,
@@ -196,7 +220,7 @@ pub async fn apply_plan_limits(platform: &Platform, plan: &str) -> OpsResult<usi
         max_connections: plan_row.limits.max_connections,
         statement_timeout_ms: plan_row.limits.statement_timeout_ms,
     };
-    let mut by_server: std::collections::BTreeMap<Uuid, Vec<Uuid>> = Default::default();
+    let mut by_server: std::collections::BTreeMap<ServerId, Vec<TenantId>> = Default::default();
     for (tenant, server) in catalog::tenants::on_plan(&platform.db, plan).await? {
         by_server.entry(server).or_default().push(tenant);
     }
@@ -211,7 +235,7 @@ pub async fn apply_plan_limits(platform: &Platform, plan: &str) -> OpsResult<usi
             }
         };
         for tenant in tenants {
-            match crate::tenant::apply_limits(&admin, TenantId(tenant), limits).await {
+            match crate::tenant::apply_limits(&admin, tenant, limits).await {
                 Ok(()) => applied += 1,
                 Err(error) => {
                     tracing::error!(tenant_id = %tenant, %error, plan, "apply plan limits")
@@ -232,6 +256,11 @@ pub fn unavailable_server(error: crate::ProvisionError) -> OpsError {
     }
 }
 
+/// A tenant as the audit log records it: what the API shows, no internal text.
+fn audit_value(tenant: &Tenant) -> serde_json::Value {
+    serde_json::to_value(crate::wire::Tenant::from(tenant.clone())).unwrap_or_default()
+}
+
 async fn audit(
     transaction: &mut sqlx::PgTransaction<'_>,
     actor: &Actor,
@@ -246,8 +275,8 @@ async fn audit(
             action,
             entity_type: "tenant",
             entity_id: &before.id.to_string(),
-            before: Some(serde_json::to_value(before).unwrap_or_default()),
-            after: Some(serde_json::to_value(after).unwrap_or_default()),
+            before: Some(audit_value(before)),
+            after: Some(audit_value(after)),
         },
     )
     .await?;
@@ -257,7 +286,7 @@ async fn audit(
 /// A new random password for a tenant's role, and the same sealed for the catalog.
 pub(crate) fn new_role_password(
     platform: &Platform,
-    id: Uuid,
+    id: TenantId,
 ) -> OpsResult<(SecretString, Vec<u8>)> {
     let password = SecretString::from(
         rand::thread_rng()
@@ -281,7 +310,7 @@ async fn record_new(
     transaction: &mut sqlx::PgTransaction<'_>,
     actor: &Actor,
     action: &str,
-    id: Uuid,
+    id: TenantId,
 ) -> OpsResult<Tenant> {
     let tenant = catalog::tenants::get(&mut **transaction, id)
         .await?
@@ -294,7 +323,7 @@ async fn record_new(
             entity_type: "tenant",
             entity_id: &id.to_string(),
             before: None,
-            after: Some(serde_json::to_value(&tenant).unwrap_or_default()),
+            after: Some(audit_value(&tenant)),
         },
     )
     .await?;
@@ -322,9 +351,7 @@ async fn transition_with(
     let before = catalog::tenants::lock_by_slug(&mut *transaction, slug)
         .await?
         .ok_or_else(|| not_found(slug))?;
-    let current = before
-        .status()
-        .ok_or_else(|| OpsError::Internal(anyhow::anyhow!("unknown stored status")))?;
+    let current = before.status;
     if !current.can_become(next) {
         return Err(OpsError::conflict(
             "invalid_transition",
@@ -376,13 +403,11 @@ pub async fn delete(
     final_backup: FinalBackup,
 ) -> OpsResult<Tenant> {
     let current = get(platform, slug).await?;
-    let has_database = current.status() != Some(Status::Failed) && current.server_id.is_some();
+    let has_database = current.status != Status::Failed && current.server_id.is_some();
     if final_backup == FinalBackup::Required
         && has_database
         && platform.settings.backup_store.is_none()
-        && current
-            .status()
-            .is_some_and(|status| status.can_become(Status::Deleting))
+        && current.status.can_become(Status::Deleting)
     {
         return Err(OpsError::conflict(
             "final_backup_unavailable",

@@ -8,8 +8,7 @@
 
 use crate::locks::{LockKey, SessionLock};
 use catalog::tenants::Status;
-use tenancy_core::TenantId;
-use uuid::Uuid;
+use tenancy_core::{ServerId, TenantId};
 
 use crate::error::{OpsError, OpsResult};
 use crate::platform::Platform;
@@ -31,7 +30,7 @@ pub enum Outcome {
 }
 
 /// Provisions a reserved tenant, or finishes an interrupted provisioning.
-pub async fn provision(platform: &Platform, id: Uuid) -> OpsResult<Outcome> {
+pub async fn provision(platform: &Platform, id: TenantId) -> OpsResult<Outcome> {
     let Some(lock) = SessionLock::try_take(&platform.db, LockKey::Tenant(id)).await? else {
         return Ok(Outcome::Busy);
     };
@@ -66,11 +65,11 @@ enum StepError {
     Catalog(#[from] sqlx::Error),
 }
 
-async fn run_steps(platform: &Platform, id: Uuid) -> Result<Outcome, OpsError> {
+async fn run_steps(platform: &Platform, id: TenantId) -> Result<Outcome, OpsError> {
     let state = catalog::tenants::provisioning_state(&platform.db, id)
         .await?
         .ok_or_else(|| OpsError::Internal(anyhow::anyhow!("tenant {id} is not in the catalog")))?;
-    if state.status != Status::Provisioning.as_str() {
+    if state.status != Status::Provisioning {
         return Ok(Outcome::NotPending);
     }
     match steps(platform, &state).await {
@@ -86,7 +85,7 @@ async fn steps(
     state: &catalog::tenants::ProvisioningState,
 ) -> Result<(), StepError> {
     let id = state.id;
-    let tenant = TenantId(id);
+    let tenant = id;
     let server_id = state
         .server_id
         .ok_or_else(|| OpsError::Internal(anyhow::anyhow!("tenant {id} has no server")))?;
@@ -153,7 +152,7 @@ async fn steps(
 async fn adopt_warm_database(
     platform: &Platform,
     admin: &tokio_postgres::Client,
-    server_id: Uuid,
+    server_id: ServerId,
     tenant: TenantId,
 ) -> Result<bool, StepError> {
     if crate::tenant::tenant_database_exists(admin, tenant).await? {
@@ -184,7 +183,11 @@ async fn adopt_warm_database(
     }
 }
 
-async fn step_done(platform: &Platform, id: Uuid, step: &'static str) -> Result<(), sqlx::Error> {
+async fn step_done(
+    platform: &Platform,
+    id: TenantId,
+    step: &'static str,
+) -> Result<(), sqlx::Error> {
     catalog::tenants::set_step(&platform.db, id, step).await?;
     if platform.settings.fault_after_step.as_deref() == Some(step) {
         // Test-only fault injection: die as a killed process would, between two steps.
@@ -195,7 +198,7 @@ async fn step_done(platform: &Platform, id: Uuid, step: &'static str) -> Result<
 }
 
 /// Drops a tenant's database and role on its server. Idempotent.
-async fn drop_objects(platform: &Platform, id: Uuid) -> OpsResult<()> {
+async fn drop_objects(platform: &Platform, id: TenantId) -> OpsResult<()> {
     let tenant = catalog::tenants::get(&platform.db, id)
         .await?
         .ok_or_else(|| OpsError::Internal(anyhow::anyhow!("tenant {id} is not in the catalog")))?;
@@ -207,7 +210,7 @@ async fn drop_objects(platform: &Platform, id: Uuid) -> OpsResult<()> {
         .connect("postgres")
         .await
         .map_err(super::unavailable_server)?;
-    crate::tenant::drop_tenant(&admin, TenantId(id), platform.installation)
+    crate::tenant::drop_tenant(&admin, id, platform.installation)
         .await
         .map_err(super::unavailable_server)
 }
@@ -216,7 +219,7 @@ async fn drop_objects(platform: &Platform, id: Uuid) -> OpsResult<()> {
 /// time per tenant (the request that deleted it and the background job may both try): the
 /// tenant's advisory lock, then a fresh look at its status. A tenant whose lock is held
 /// (a backup or restore running on it) is left for the next round: nobody waits on it.
-pub async fn drop_tenant(platform: &Platform, id: Uuid) -> OpsResult<()> {
+pub async fn drop_tenant(platform: &Platform, id: TenantId) -> OpsResult<()> {
     let Some(lock) = SessionLock::try_take(&platform.db, LockKey::Tenant(id)).await? else {
         tracing::info!(tenant_id = %id, "tenant busy; its drop waits for the next round");
         return Ok(());
@@ -226,11 +229,11 @@ pub async fn drop_tenant(platform: &Platform, id: Uuid) -> OpsResult<()> {
     result
 }
 
-async fn drop_locked(platform: &Platform, id: Uuid) -> OpsResult<()> {
+async fn drop_locked(platform: &Platform, id: TenantId) -> OpsResult<()> {
     let Some(before) = catalog::tenants::get(&platform.db, id).await? else {
         return Ok(());
     };
-    if before.status() != Some(Status::Deleting) {
+    if before.status != Status::Deleting {
         return Ok(()); // Dropped by another worker meanwhile.
     }
     final_backup(platform, &before).await?;

@@ -17,8 +17,8 @@ use deadpool::managed::{self, Pool, PoolError, Timeouts};
 use deadpool_postgres::{ManagerConfig, RecyclingMethod};
 use parking_lot::Mutex;
 use secrecy::ExposeSecret;
+use tenancy_core::{ServerId, TenantId};
 use tokio_postgres::NoTls;
-use uuid::Uuid;
 
 pub use breaker::Breaker;
 pub use gate::{ConnectError, GatedClient, GatedManager, ServerGate};
@@ -33,7 +33,7 @@ const EVICT_AT_ONCE: usize = 2;
 
 /// A tenant's pool.
 pub struct TenantPool {
-    pub tenant: Uuid,
+    pub tenant: TenantId,
     pub plan: String,
     pub gate: Arc<ServerGate>,
     /// Where its connections go and as whom: a pool serves only entries that agree.
@@ -92,8 +92,8 @@ impl TenantPool {
 
 /// Every tenant pool and server gate of this router.
 pub struct Pools {
-    pools: Mutex<HashMap<Uuid, Arc<TenantPool>>>,
-    gates: Mutex<HashMap<Uuid, Arc<ServerGate>>>,
+    pools: Mutex<HashMap<TenantId, Arc<TenantPool>>>,
+    gates: Mutex<HashMap<ServerId, Arc<ServerGate>>>,
     wait: Duration,
 }
 
@@ -111,12 +111,12 @@ impl Pools {
     /// no request ever runs on a database its tenant no longer uses.
     pub fn pool_for(&self, entry: &TenantEntry) -> RouterResult<Arc<TenantPool>> {
         let mut pools = self.pools.lock();
-        if let Some(pool) = pools.get(&entry.id.0) {
+        if let Some(pool) = pools.get(&entry.id) {
             if pool.target.matches(entry) {
                 return Ok(pool.clone());
             }
             pool.pool.close();
-            pools.remove(&entry.id.0);
+            pools.remove(&entry.id);
         }
         let (Some(server), Some(database), Some(role), Some(password)) =
             (&entry.server, &entry.database, &entry.role, &entry.password)
@@ -158,7 +158,7 @@ impl Pools {
                 RouterError::Internal(anyhow::Error::new(error).context("build a tenant pool"))
             })?;
         let tenant_pool = Arc::new(TenantPool {
-            tenant: entry.id.0,
+            tenant: entry.id,
             plan: entry.plan.clone(),
             gate,
             target: PoolTarget {
@@ -170,7 +170,7 @@ impl Pools {
             pool,
             last_used: Mutex::new(Instant::now()),
         });
-        pools.insert(entry.id.0, tenant_pool.clone());
+        pools.insert(entry.id, tenant_pool.clone());
         Ok(tenant_pool)
     }
 
@@ -183,7 +183,7 @@ impl Pools {
     }
 
     /// Closes a tenant's pool (its connections close as they come back).
-    pub fn remove(&self, tenant: Uuid) {
+    pub fn remove(&self, tenant: TenantId) {
         let removed = self.pools.lock().remove(&tenant);
         if let Some(pool) = removed {
             pool.pool.close();
@@ -201,7 +201,7 @@ impl Pools {
 
     /// Closes a few idle connections of other tenants on a server, least recently used
     /// pools first, to free budget without emptying everyone's pool.
-    fn evict_idle(&self, server: Uuid, except: Uuid) {
+    fn evict_idle(&self, server: ServerId, except: TenantId) {
         let mut victims: Vec<Arc<TenantPool>> = self
             .pools
             .lock()
@@ -245,7 +245,7 @@ impl Pools {
 
     /// What the metrics show of the pools and gates, read now.
     pub fn stats(&self) -> PoolStats {
-        let mut waiting: HashMap<Uuid, usize> = HashMap::new();
+        let mut waiting: HashMap<ServerId, usize> = HashMap::new();
         let pools = self.pools.lock();
         for pool in pools.values() {
             *waiting.entry(pool.gate.server.id).or_insert(0) += pool.pool.status().waiting;

@@ -371,7 +371,10 @@ async fn bind_preferred(port: u16) -> anyhow::Result<TcpListener> {
 }
 
 /// A service token for the demo tenant with every scope, valid for a day.
-fn mint_demo_token(app: &control_plane::AppState, tenant: uuid::Uuid) -> anyhow::Result<String> {
+fn mint_demo_token(
+    app: &control_plane::AppState,
+    tenant: tenancy_core::TenantId,
+) -> anyhow::Result<String> {
     let now = chrono::Utc::now().timestamp();
     let claims = tenancy_core::claims::TenantClaims {
         sub: "service:dev".to_owned(),
@@ -380,7 +383,7 @@ fn mint_demo_token(app: &control_plane::AppState, tenant: uuid::Uuid) -> anyhow:
         iat: now,
         exp: now + 86_400,
         jti: uuid::Uuid::new_v4(),
-        tenant: tenancy_core::TenantId(tenant),
+        tenant,
         scopes: tenancy_core::claims::SCOPES
             .iter()
             .map(|scope| (*scope).to_owned())
@@ -391,7 +394,7 @@ fn mint_demo_token(app: &control_plane::AppState, tenant: uuid::Uuid) -> anyhow:
 
 /// The demo tenant and its first admin's credentials.
 pub(super) struct DemoTenant {
-    id: uuid::Uuid,
+    id: tenancy_core::TenantId,
     slug: String,
     database: String,
     admin_email: String,

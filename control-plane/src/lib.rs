@@ -82,10 +82,12 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Runs the control plane until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = build_state(&config).await?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listen on {}", config.listen))?;
-    tracing::info!(address = %listener.local_addr()?, "control plane listening");
+    let listener = tenancy_http::bind(
+        config.listen,
+        config.connections.address_file.as_deref(),
+        "control plane",
+    )
+    .await?;
     let jobs = jobs::spawn(
         state.platform.clone(),
         state.metrics.clone(),

@@ -13,7 +13,7 @@ pub mod serve;
 pub use extract::{Json, Path, Query};
 pub use layers::{RequestLimits, with_layers};
 pub use problem::Problem;
-pub use serve::{ConnectionArgs, ConnectionLimits, serve};
+pub use serve::{ConnectionArgs, ConnectionLimits, bind, serve};
 
 use axum::http::Request;
 

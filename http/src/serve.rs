@@ -52,6 +52,11 @@ pub struct ConnectionArgs {
     /// The largest request header block accepted (bytes, at least 8192); larger gets 431.
     #[arg(long, env = "TENANCY_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,
+    /// Once listening, write the bound address (`127.0.0.1:40123`) to this file: with port
+    /// 0 in the listen address, this is how a supervisor (or the test harness) learns
+    /// which port the system chose.
+    #[arg(long, env = "TENANCY_ADDRESS_FILE")]
+    pub address_file: Option<std::path::PathBuf>,
 }
 
 impl ConnectionArgs {
@@ -63,6 +68,29 @@ impl ConnectionArgs {
             ..ConnectionLimits::default()
         }
     }
+}
+
+/// Binds `address` (port 0: any free port), logs the bound address as `what` and, when
+/// `address_file` is given, writes it there (to a temporary name first, then renamed, so a
+/// reader never sees half an address).
+pub async fn bind(
+    address: std::net::SocketAddr,
+    address_file: Option<&std::path::Path>,
+    what: &'static str,
+) -> anyhow::Result<TcpListener> {
+    use anyhow::Context as _;
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listen on {address}"))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(address = %bound, "{what} listening");
+    if let Some(file) = address_file {
+        let partial = file.with_extension("partial");
+        std::fs::write(&partial, bound.to_string())
+            .and_then(|()| std::fs::rename(&partial, file))
+            .with_context(|| format!("write the bound address to {}", file.display()))?;
+    }
+    Ok(listener)
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets requests in flight

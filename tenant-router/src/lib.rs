@@ -104,10 +104,12 @@ pub async fn serve(
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let router = build(&config).await?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listen on {}", config.listen))?;
-    tracing::info!(address = %listener.local_addr()?, "tenant router listening");
+    let listener = tenancy_http::bind(
+        config.listen,
+        config.connections.address_file.as_deref(),
+        "tenant router",
+    )
+    .await?;
     serve(
         listener,
         router.state.clone(),

@@ -230,19 +230,96 @@ pub fn free_port() -> u16 {
 /// Polls `url` until it answers 200 or the timeout passes.
 pub async fn wait_until_healthy(url: &str, timeout: Duration) {
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(response) = client.get(url).send().await
-            && response.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} did not become healthy within {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually(timeout, &format!("{url} healthy"), || async {
+        client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success())
+    })
+    .await;
+}
+
+/// What a check in [`eventually`] gives: `true`/`Some(value)` once it holds.
+pub trait Settled {
+    type Value;
+    fn settled(self) -> Option<Self::Value>;
+}
+
+impl Settled for bool {
+    type Value = ();
+    fn settled(self) -> Option<()> {
+        self.then_some(())
     }
+}
+
+impl<T> Settled for Option<T> {
+    type Value = T;
+    fn settled(self) -> Option<T> {
+        self
+    }
+}
+
+/// Runs `check` until it holds (`true`, or `Some(value)`, which is returned), polling every
+/// 25 ms at first and backing off to every 250 ms; fails the test naming `what` once
+/// `timeout` has passed. Replaces hand-rolled polling loops and fixed sleeps: a test waits
+/// exactly as long as the behaviour takes, and a slow machine only needs the timeout.
+pub async fn eventually<S, F, Fut>(timeout: Duration, what: &str, mut check: F) -> S::Value
+where
+    S: Settled,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = S>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(25);
+    loop {
+        if let Some(value) = check().await.settled() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// Starts a service binary listening on `127.0.0.1:<port>` (0: a port the system picks,
+/// so parallel tests never race for one) and returns it with its bound address, which the
+/// service writes to its `TENANCY_ADDRESS_FILE` once listening.
+pub async fn start_service(
+    mut command: Command,
+    listen_variable: &str,
+    port: u16,
+) -> (Process, std::net::SocketAddr) {
+    let dir = temp_dir();
+    let file = dir.path().join("address");
+    command
+        .env(listen_variable, format!("127.0.0.1:{port}"))
+        .env("TENANCY_ADDRESS_FILE", &file);
+    let mut process = Process {
+        child: command.spawn().expect("start a service"),
+    };
+    let address = eventually(
+        Duration::from_secs(30),
+        "the service's bound address",
+        || {
+            let exited = process.child.try_wait().expect("poll the service");
+            assert!(
+                exited.is_none(),
+                "the service exited at start-up: {exited:?}"
+            );
+            let address = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|text| text.trim().parse().ok());
+            std::future::ready(address)
+        },
+    )
+    .await;
+    wait_until_healthy(
+        &format!("http://{address}/healthz"),
+        Duration::from_secs(30),
+    )
+    .await;
+    (process, address)
 }
 
 /// Runs `tenantctl admin create` for real, with the password on stdin.
@@ -302,16 +379,15 @@ impl ControlPlane {
         let catalog_key = Sealer::generate_key();
         let sealer = Sealer::from_base64(&catalog_key).expect("catalog key");
         let catalog_key = secrecy::ExposeSecret::expose_secret(&catalog_key).to_owned();
-        let port = free_port();
         let mut app = Self {
-            base_url: format!("http://127.0.0.1:{port}"),
+            base_url: String::new(),
             client: reqwest::Client::new(),
             signing_key,
             signing_pem,
             sealer,
             catalog_key,
             database_url,
-            port,
+            port: 0,
             process: Process {
                 child: Command::new("true").spawn().expect("a placeholder process"),
             },
@@ -324,47 +400,42 @@ impl ControlPlane {
     }
 
     /// Stops the control plane (SIGKILL if it still runs) and starts it again on the same
-    /// port, catalog and keys, with `env` added.
+    /// port (the first start takes one the system picks), catalog and keys, with `env`
+    /// added.
     pub async fn restart(&mut self, env: &[(&str, &str)]) {
         let _ = self.process.child.kill();
         let _ = self.process.child.wait();
-        self.process = Process {
-            child: self
-                .control_plane_command(self.port, env)
-                .spawn()
-                .expect("start the control plane"),
-        };
-        wait_until_healthy(
-            &format!("{}/healthz", self.base_url),
-            Duration::from_secs(30),
+        let (process, address) = start_service(
+            self.control_plane_command(env),
+            "TENANCY_CONTROL_PLANE_LISTEN",
+            self.port,
         )
         .await;
+        self.process = process;
+        self.port = address.port();
+        self.base_url = format!("http://{address}");
     }
 
     /// Starts another control plane process on the same catalog and keys (a replica, as
     /// behind a load balancer), on a port of its own, with `env` added.
     pub async fn start_replica(&self, env: &[(&str, &str)]) -> (Process, String) {
-        let port = free_port();
-        let process = Process {
-            child: self
-                .control_plane_command(port, env)
-                .spawn()
-                .expect("start a control plane replica"),
-        };
-        let base_url = format!("http://127.0.0.1:{port}");
-        wait_until_healthy(&format!("{base_url}/healthz"), Duration::from_secs(30)).await;
-        (process, base_url)
+        let (process, address) = start_service(
+            self.control_plane_command(env),
+            "TENANCY_CONTROL_PLANE_LISTEN",
+            0,
+        )
+        .await;
+        (process, format!("http://{address}"))
     }
 
-    /// The control-plane binary on this catalog and keys, listening on `port`: jobs every
-    /// 300 ms, no warm pool, `env` added.
-    fn control_plane_command(&self, port: u16, env: &[(&str, &str)]) -> Command {
+    /// The control-plane binary on this catalog and keys: jobs every 300 ms, no warm pool,
+    /// `env` added.
+    fn control_plane_command(&self, env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(binary("control-plane"));
         command
             .env("TENANCY_DATABASE_URL", &self.database_url)
             .env("TENANCY_JWT_SIGNING_KEY", &self.signing_pem)
             .env("TENANCY_CATALOG_KEY", &self.catalog_key)
-            .env("TENANCY_CONTROL_PLANE_LISTEN", format!("127.0.0.1:{port}"))
             .env("TENANCY_JOBS_INTERVAL", "300ms")
             .env("TENANCY_WARM_POOL_SIZE", "0")
             .env("RUST_LOG", "warn")
@@ -437,25 +508,19 @@ impl ControlPlane {
 
     /// Starts a `tenant-router` binary on this catalog, trusting this control plane's key.
     pub async fn start_router(&self, env: &[(&str, &str)]) -> TenantRouter {
-        let port = free_port();
         let mut command = Command::new(binary("tenant-router"));
         command
             .env("TENANCY_DATABASE_URL", &self.database_url)
             .env("TENANCY_CATALOG_KEY", &self.catalog_key)
             .env("TENANCY_JWT_PUBLIC_KEYS", self.signing_key.public_pem())
-            .env("TENANCY_ROUTER_LISTEN", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null());
         for (name, value) in env {
             command.env(name, value);
         }
-        let process = Process {
-            child: command.spawn().expect("start the tenant router"),
-        };
-        let base_url = format!("http://127.0.0.1:{port}");
-        wait_until_healthy(&format!("{base_url}/healthz"), Duration::from_secs(30)).await;
+        let (process, address) = start_service(command, "TENANCY_ROUTER_LISTEN", 0).await;
         TenantRouter {
-            base_url,
+            base_url: format!("http://{address}"),
             client: reqwest::Client::new(),
             process,
         }

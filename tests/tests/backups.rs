@@ -9,7 +9,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 use tenancy_infra::{EmbeddedS3, S3Credentials};
-use tenancy_tests::{ControlPlane, connect};
+use tenancy_tests::{ControlPlane, connect, eventually};
 
 const BUCKET: &str = "backups";
 
@@ -720,15 +720,15 @@ async fn backups_of(fixture: &Fixture, token: &str, slug: &str) -> Vec<Value> {
 }
 
 async fn wait_for_backups(fixture: &Fixture, token: &str, slug: &str, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let items = backups_of(fixture, token, slug).await;
-        if items.len() >= count {
-            return items;
-        }
-        assert!(Instant::now() < deadline, "no backup of {slug} appeared");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        &format!("{count} backup(s) of {slug}"),
+        || async {
+            let items = backups_of(fixture, token, slug).await;
+            (items.len() >= count).then_some(items)
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

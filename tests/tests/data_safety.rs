@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tenancy_tests::{ControlPlane, assert_problem, connect};
+use tenancy_tests::{ControlPlane, assert_problem, connect, eventually};
 
 /// The sweep as eager as it can be: no minimum age, a 2 s quarantine. Anything it wrongly
 /// took for an orphan would be gone within seconds.
@@ -37,19 +37,6 @@ async fn roles(server: &str) -> Vec<(String, bool)> {
         .fetch_all(&mut connection)
         .await
         .expect("list roles")
-}
-
-/// Polls `check` every 100 ms until it holds or `timeout` passes.
-async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Lets the control plane's jobs (every 300 ms in tests) run several rounds.

@@ -492,5 +492,6 @@ fn dev_connections() -> tenancy_http::ConnectionArgs {
         max_connections: limits.max_connections,
         header_read_timeout: limits.header_read_timeout,
         max_header_bytes: limits.max_header_bytes,
+        address_file: None,
     }
 }

@@ -1,0 +1,280 @@
+//! A router under pressure: the server connection cap, a stopped server, a tenant over its storage limit.
+
+use super::*;
+
+/// Router connections open on a server right now.
+async fn router_connections(server: &tenancy_infra::EmbeddedPostgres) -> i64 {
+    let mut admin = tenancy_tests::connect(&server.superuser_url("postgres")).await;
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tenancy-router'",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .expect("count")
+}
+
+#[tokio::test]
+async fn the_server_connection_cap_holds_and_waiters_get_503_not_a_hang() {
+    let app = ControlPlane::start().await;
+    let admin = app.admin_token().await;
+    // A budget of 4 connections on this server for all tenants together.
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/v1/servers",
+            Some(&admin),
+            Some(json!({
+            "name": "small", "host": "127.0.0.1", "port": app.postgres.server.port(),
+            "admin_user": "postgres", "admin_password": app.postgres.server.superuser_password(),
+            "max_tenants": 50, "connection_budget": 4 })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let slugs = ["t-one", "t-two", "t-three", "t-four", "t-five", "t-six"];
+    let mut tokens = Vec::new();
+    let mut databases = Vec::new();
+    for slug in slugs {
+        let (status, tenant) = app.create_tenant(&admin, slug).await;
+        assert_eq!(status, 201);
+        databases.push(tenant["database_name"].as_str().expect("db").to_owned());
+        tokens.push(app.tenant_token(&admin, slug, ALL).await);
+    }
+    let router = app.start_router(&[("TENANCY_POOL_WAIT", "500ms")]).await;
+
+    // Hold every tenant's customers table locked: requests wait on it holding their
+    // connection, as a slow query would.
+    let mut lockers = Vec::new();
+    for database in &databases {
+        use sqlx::Connection;
+        let mut locker = sqlx::PgConnection::connect(&app.postgres.server.superuser_url(database))
+            .await
+            .expect("connect");
+        sqlx::query("BEGIN")
+            .execute(&mut locker)
+            .await
+            .expect("begin");
+        sqlx::query("LOCK TABLE app.customers IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut locker)
+            .await
+            .expect("lock");
+        lockers.push(locker);
+    }
+    let started = Instant::now();
+    let requests = tokens
+        .iter()
+        .flat_map(|token| (0..3).map(move |_| token))
+        .map(|token| router.call(Method::GET, "/v1/customers", Some(token), None));
+    let all = futures::future::join_all(requests);
+    let watcher = async {
+        let mut most = 0;
+        while started.elapsed() < Duration::from_millis(1500) {
+            most = most.max(router_connections(&app.postgres.server).await);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for locker in &mut lockers {
+            sqlx::query("ROLLBACK")
+                .execute(&mut *locker)
+                .await
+                .expect("unlock");
+        }
+        most
+    };
+    let (results, most) = tokio::join!(all, watcher);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "no request hung"
+    );
+    assert!(
+        most <= 4,
+        "at most the budget of router connections on the server: saw {most}"
+    );
+    assert!(most >= 2, "the lock held connections busy: saw {most}");
+    let ok = results.iter().filter(|(status, _)| *status == 200).count();
+    let timeouts = results
+        .iter()
+        .filter(|(status, body)| *status == 503 && body["code"] == "pool_timeout")
+        .count();
+    assert_eq!(
+        ok + timeouts,
+        results.len(),
+        "only 200 or 503 pool_timeout: {results:?}"
+    );
+    assert!(timeouts > 0 && ok > 0, "{ok} served, {timeouts} timed out");
+    assert!(router_connections(&app.postgres.server).await <= 4);
+}
+
+#[tokio::test]
+async fn a_stopped_server_gives_fast_503s_and_traffic_resumes_when_it_returns() {
+    use tenancy_infra::{EmbeddedPostgres, PostgresOptions};
+    let app = ControlPlane::start().await;
+    let admin = app.admin_token().await;
+    let mut tenant_server = tenancy_tests::TestPostgres::start_distinct();
+    app.add_server(&admin, "tenants", &tenant_server.server, 50)
+        .await;
+    let (status, _) = app.create_tenant(&admin, "acme").await;
+    assert_eq!(status, 201);
+    let token = app.tenant_token(&admin, "acme", ALL).await;
+    let router = app.start_router(&[]).await;
+    create_customer(&router, &token, "A-1").await;
+
+    let port = tenant_server.server.port();
+    let data_dir = tenant_server.server.data_dir().to_path_buf();
+    tenant_server.server.stop().expect("stop the tenant server");
+    for _ in 0..10 {
+        let started = Instant::now();
+        let (status, body) = router
+            .call(Method::GET, "/v1/customers", Some(&token), None)
+            .await;
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            body["code"] == "server_unavailable" || body["code"] == "pool_timeout",
+            "{body}"
+        );
+        let text = body.to_string();
+        assert!(
+            !text.contains("127.0.0.1") && !text.to_lowercase().contains("refused"),
+            "no internal detail: {text}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "fails fast: {:?}",
+            started.elapsed()
+        );
+    }
+    // The breaker is open now: answers are immediate.
+    let started = Instant::now();
+    let (status, _) = router
+        .call(Method::GET, "/v1/customers", Some(&token), None)
+        .await;
+    assert_eq!(status, 503);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "breaker answers at once: {:?}",
+        started.elapsed()
+    );
+
+    let _back = EmbeddedPostgres::start(PostgresOptions {
+        port: Some(port),
+        ..PostgresOptions::for_tests(data_dir)
+    })
+    .expect("restart the tenant server");
+    let returned = Instant::now();
+    loop {
+        let (status, body) = router
+            .call(Method::GET, "/v1/customers", Some(&token), None)
+            .await;
+        if status == 200 {
+            assert_eq!(codes(&body), ["A-1"]);
+            break;
+        }
+        assert!(
+            returned.elapsed() < Duration::from_secs(10),
+            "not back: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "traffic resumed {:?} after the server returned",
+        returned.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn over_its_storage_limit_a_tenant_can_read_but_not_write_and_usage_is_counted() {
+    let (app, admin) = platform_with_tenants(&["acme", "globex"]).await;
+    let router = app.start_router(&[("TENANCY_USAGE_FLUSH", "200ms")]).await;
+    let token = app.tenant_token(&admin, "acme", ALL).await;
+    let mut requests = 0;
+    create_customer(&router, &token, "A-1").await;
+    requests += 1;
+
+    // A fresh tenant database is several MB: a 1 MB plan is exceeded at the next sample.
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            "/v1/plans/standard",
+            Some(&admin),
+            Some(json!({ "limits": { "max_storage_mb": 1 } })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = router
+            .call(
+                Method::POST,
+                "/v1/customers",
+                Some(&token),
+                Some(json!({ "code": format!("B-{requests}"), "name": "B" })),
+            )
+            .await;
+        requests += 1;
+        if status == 403 {
+            assert_eq!(body["code"], "storage_limit_exceeded");
+            break;
+        }
+        assert_eq!(status, 201, "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "the storage limit was never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = router
+        .call(Method::GET, "/v1/customers", Some(&token), None)
+        .await;
+    requests += 1;
+    assert_eq!(status, 200, "reads still work");
+
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            "/v1/plans/standard",
+            Some(&admin),
+            Some(json!({ "limits": { "max_storage_mb": 10240 } })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = router
+            .call(
+                Method::POST,
+                "/v1/customers",
+                Some(&token),
+                Some(json!({ "code": format!("C-{requests}"), "name": "C" })),
+            )
+            .await;
+        requests += 1;
+        if status == 201 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "writes did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The requests reach the usage figures; another tenant's stay at zero.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, usage) = app
+            .call(Method::GET, "/v1/tenants/acme/usage", Some(&admin), None)
+            .await;
+        assert_eq!(status, 200, "{usage}");
+        if usage["requests_last_24h"].as_i64() == Some(requests) {
+            assert!(usage["storage"]["bytes"].as_i64().expect("sampled") > 1_000_000);
+            assert_eq!(usage["storage"]["limit_bytes"], 10240_i64 * 1_048_576);
+            assert_eq!(usage["storage"]["exceeded"], false);
+            assert_eq!(usage["hourly_requests"].as_array().expect("hours").len(), 1);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "usage shows {usage}, expected {requests} requests"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, other) = app
+        .call(Method::GET, "/v1/tenants/globex/usage", Some(&admin), None)
+        .await;
+    assert_eq!(other["requests_last_24h"], 0);
+}

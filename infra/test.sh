@@ -41,9 +41,12 @@ if cargo tree -p tenantctl --no-default-features --locked -e normal | grep -E '(
   echo "test.sh: tenantctl without its dev feature must not depend on the services" >&2
   exit 1
 fi
-cargo build -p tenantctl --no-default-features --locked
-# The end-to-end tests run the real binaries; build them once, up front.
-cargo build --workspace --bins --locked
+# tenantctl without `dev` (no services) compiles and lints clean.
+cargo clippy -p tenantctl --no-default-features --locked -- -D warnings
+# The end-to-end tests run the real binaries. Binaries and test targets are built in one
+# go: one feature resolution (dev-dependencies included), the one `cargo test` and the
+# harness use too, so nothing is compiled twice.
+cargo build --workspace --bins --tests --locked
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"

@@ -14,10 +14,11 @@
 //! - **Orchestration over the catalog** ([`platform`], [`error`], [`locks`], [`tenants`],
 //!   [`servers`], [`migrations`], [`backups`], [`sweep`], [`jobs`]): tenants and their
 //!   provisioning steps, placement, fleet migrations, backups and restores, the sweep, the
-//!   background jobs' bodies.
+//!   background jobs' bodies, super-admins ([`admins`]) and service tokens ([`tokens`]).
 //! - **What clients see** ([`wire`]): the JSON shapes of the API and `tenantctl --json`,
 //!   made from catalog rows (no row is serialized as it is).
 
+pub mod admins;
 pub mod backup;
 pub mod backups;
 pub mod error;
@@ -33,6 +34,7 @@ pub mod sweep;
 pub mod template;
 pub mod tenant;
 pub mod tenants;
+pub mod tokens;
 pub mod wire;
 
 pub use error::{OpsError, OpsResult};

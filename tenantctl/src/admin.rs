@@ -4,8 +4,7 @@
 use std::io::{BufRead, IsTerminal};
 
 use anyhow::{Context, bail};
-use catalog::audit::{Actor, Change};
-use tenancy_core::password::hash_password;
+use catalog::audit::Actor;
 use tenancy_core::{AdminId, Email};
 
 use crate::CatalogArgs;
@@ -48,41 +47,14 @@ pub async fn run(command: AdminCommand, json: bool) -> anyhow::Result<()> {
     }
 }
 
-/// Hashes the password and inserts the admin, with an audit entry, in one transaction.
+/// Creates a super-admin through the operations library (hash, insert, audit entry).
 pub async fn create_admin(
     pool: &sqlx::PgPool,
     email: &Email,
     password: &str,
     actor: &Actor,
 ) -> anyhow::Result<AdminId> {
-    let owned = password.to_owned();
-    let hash = tokio::task::spawn_blocking(move || hash_password(&owned))
-        .await
-        .context("hash the password")??;
-    let mut transaction = pool.begin().await?;
-    let id = match catalog::admins::create(&mut *transaction, email, &hash).await {
-        Ok(id) => id,
-        Err(sqlx::Error::Database(error))
-            if error.constraint() == Some("admin_users_email_key") =>
-        {
-            bail!("a super-admin with e-mail {email} exists already")
-        }
-        Err(error) => return Err(anyhow::Error::new(error).context("create the super-admin")),
-    };
-    catalog::audit::record(
-        &mut *transaction,
-        actor,
-        Change {
-            action: "admin.create",
-            entity_type: "admin",
-            entity_id: &id.to_string(),
-            before: None,
-            after: Some(serde_json::json!({ "id": id, "email": email })),
-        },
-    )
-    .await?;
-    transaction.commit().await?;
-    Ok(id)
+    Ok(provisioner::admins::create(pool, email, password, actor).await?)
 }
 
 /// The operator running this command, for the audit log.

@@ -12,6 +12,8 @@ use tenancy_infra::EmbeddedPostgres;
 pub use reqwest;
 pub use serde_json::json;
 
+#[cfg(test)]
+mod architecture;
 mod cluster;
 mod process;
 
@@ -315,19 +317,89 @@ impl ControlPlane {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = self.client.request(method, self.url(path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("send the request");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("read the body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, body)
+        send(&self.client, method, self.url(path), token, body).await
     }
+
+    /// `GET /v1/tenants/{slug}`: the tenant's detail.
+    pub async fn tenant(&self, token: &str, slug: &str) -> (u16, Value) {
+        let path = format!("/v1/tenants/{slug}");
+        self.call(reqwest::Method::GET, &path, Some(token), None)
+            .await
+    }
+
+    /// `POST /v1/tenants/{slug}/suspend`.
+    pub async fn suspend(&self, token: &str, slug: &str) -> (u16, Value) {
+        let path = format!("/v1/tenants/{slug}/suspend");
+        self.call(reqwest::Method::POST, &path, Some(token), None)
+            .await
+    }
+
+    /// `POST /v1/tenants/{slug}/resume`.
+    pub async fn resume(&self, token: &str, slug: &str) -> (u16, Value) {
+        let path = format!("/v1/tenants/{slug}/resume");
+        self.call(reqwest::Method::POST, &path, Some(token), None)
+            .await
+    }
+
+    /// `DELETE /v1/tenants/{slug}`, with its final backup (the default) or, with
+    /// `FinalBackup::Skip`, without one (`?final_backup=skip`).
+    pub async fn delete_tenant(
+        &self,
+        token: &str,
+        slug: &str,
+        final_backup: FinalBackup,
+    ) -> (u16, Value) {
+        let path = match final_backup {
+            FinalBackup::Required => format!("/v1/tenants/{slug}"),
+            FinalBackup::Skip => format!("/v1/tenants/{slug}?final_backup=skip"),
+        };
+        self.call(reqwest::Method::DELETE, &path, Some(token), None)
+            .await
+    }
+
+    /// `GET /v1/tenants/{slug}/backups`.
+    pub async fn backups(&self, token: &str, slug: &str) -> (u16, Value) {
+        let path = format!("/v1/tenants/{slug}/backups");
+        self.call(reqwest::Method::GET, &path, Some(token), None)
+            .await
+    }
+
+    /// `GET /v1/tenants/{slug}/usage`.
+    pub async fn usage(&self, token: &str, slug: &str) -> (u16, Value) {
+        let path = format!("/v1/tenants/{slug}/usage");
+        self.call(reqwest::Method::GET, &path, Some(token), None)
+            .await
+    }
+}
+
+/// Whether a deletion takes a final backup first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalBackup {
+    Required,
+    Skip,
+}
+
+/// Sends a request (a bearer token and a JSON body when given); returns the status and the
+/// body as JSON (a body that is not JSON comes back as a JSON string).
+async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = client.request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("send the request");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("read the body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
 }
 
 /// A `tenant-router` binary under test.
@@ -338,7 +410,7 @@ pub struct TenantRouter {
 }
 
 impl TenantRouter {
-    /// Sends a request with a bearer token; returns status, Retry-After and JSON body.
+    /// Sends a request with a bearer token; returns status and JSON body.
     pub async fn call(
         &self,
         method: reqwest::Method,
@@ -346,22 +418,14 @@ impl TenantRouter {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base_url));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("send the request");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("read the body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let url = format!("{}{path}", self.base_url);
+        send(&self.client, method, url, token, body).await
+    }
+
+    /// `GET /v1/customers` (a page).
+    pub async fn customers(&self, token: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, "/v1/customers", Some(token), None)
+            .await
     }
 }
 

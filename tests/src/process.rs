@@ -27,6 +27,10 @@ pub fn binary(name: &str) -> PathBuf {
         let mut args = vec!["build", "--workspace", "--bins", "--locked", "--quiet"];
         if directory.ends_with("release") {
             args.push("--release"); // a benchmark
+        } else {
+            // As `infra/test.sh` builds them: with the test targets, so that the features
+            // resolve as in `cargo test` and nothing is rebuilt.
+            args.push("--tests");
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let status = Command::new(cargo)
@@ -105,30 +109,39 @@ pub async fn wait_until_healthy(url: &str, timeout: Duration) {
     .await;
 }
 
-/// What a check in [`eventually`] gives: `true`/`Some(value)` once it holds.
+/// What a check in [`eventually`] gives: `true`, `Some(value)` or `Ok(value)` once it
+/// holds; `Err(seen)` says what it saw instead (shown if time runs out).
 pub trait Settled {
     type Value;
-    fn settled(self) -> Option<Self::Value>;
+    fn settled(self) -> Result<Self::Value, Option<String>>;
 }
 
 impl Settled for bool {
     type Value = ();
-    fn settled(self) -> Option<()> {
-        self.then_some(())
+    fn settled(self) -> Result<(), Option<String>> {
+        if self { Ok(()) } else { Err(None) }
     }
 }
 
 impl<T> Settled for Option<T> {
     type Value = T;
-    fn settled(self) -> Option<T> {
-        self
+    fn settled(self) -> Result<T, Option<String>> {
+        self.ok_or(None)
     }
 }
 
-/// Runs `check` until it holds (`true`, or `Some(value)`, which is returned), polling every
-/// 25 ms at first and backing off to every 250 ms; fails the test naming `what` once
-/// `timeout` has passed. Replaces hand-rolled polling loops and fixed sleeps: a test waits
-/// exactly as long as the behaviour takes, and a slow machine only needs the timeout.
+impl<T> Settled for Result<T, String> {
+    type Value = T;
+    fn settled(self) -> Result<T, Option<String>> {
+        self.map_err(Some)
+    }
+}
+
+/// Runs `check` until it holds (`true`, or `Some(value)`/`Ok(value)`, which is returned),
+/// polling every 25 ms at first and backing off to every 250 ms; fails the test naming
+/// `what` (and the last `Err` seen) once `timeout` has passed. Replaces hand-rolled polling
+/// loops and fixed sleeps: a test waits exactly as long as the behaviour takes, and a slow
+/// machine only needs the timeout.
 pub async fn eventually<S, F, Fut>(timeout: Duration, what: &str, mut check: F) -> S::Value
 where
     S: Settled,
@@ -138,10 +151,16 @@ where
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(25);
     loop {
-        if let Some(value) = check().await.settled() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        let seen = match check().await.settled() {
+            Ok(value) => return value,
+            Err(seen) => seen,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {timeout:?}{}",
+            seen.map(|seen| format!("; last seen: {seen}"))
+                .unwrap_or_default()
+        );
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(250));
     }

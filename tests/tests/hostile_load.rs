@@ -461,9 +461,7 @@ async fn bad_text_in_every_input_of_every_route_gets_a_4xx_problem_document() {
     }
     assert!(all_wrong.is_empty(), "{:#?}", all_wrong);
     // Nothing was half-made meanwhile: the tenant and its one customer are as they were.
-    let (status, body) = app
-        .call(Method::GET, "/v1/tenants/acme", Some(&admin), None)
-        .await;
+    let (status, body) = app.tenant(&admin, "acme").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("active")));
     let (_, page) = router
         .call(Method::GET, "/v1/customers", Some(&tenant), None)

@@ -375,20 +375,16 @@ fn mint_demo_token(
     app: &control_plane::AppState,
     tenant: tenancy_core::TenantId,
 ) -> anyhow::Result<String> {
-    let now = chrono::Utc::now().timestamp();
-    let claims = tenancy_core::claims::TenantClaims {
-        sub: "service:dev".to_owned(),
-        iss: app.auth.issuer().to_owned(),
-        aud: tenancy_core::claims::TENANT_AUDIENCE.to_owned(),
-        iat: now,
-        exp: now + 86_400,
-        jti: uuid::Uuid::new_v4(),
+    let claims = provisioner::tokens::service_claims(
+        app.auth.issuer(),
         tenant,
-        scopes: tenancy_core::claims::SCOPES
+        Some("service:dev"),
+        tenancy_core::claims::SCOPES
             .iter()
             .map(|scope| (*scope).to_owned())
             .collect(),
-    };
+        86_400,
+    );
     Ok(app.auth.sign(&claims)?)
 }
 

@@ -89,10 +89,7 @@ async fn the_control_plane_backs_up_on_request_on_schedule_and_before_a_drop() {
     assert!(items[0].get("error").is_none(), "no internal error text");
 
     // The tenant's detail names its last backup and sums up its usage (SPEC §5).
-    let (status, detail) = fixture
-        .app
-        .call(reqwest::Method::GET, "/v1/tenants/acme", Some(&token), None)
-        .await;
+    let (status, detail) = fixture.app.tenant(&token, "acme").await;
     assert_eq!(status, 200, "{detail}");
     assert_eq!(detail["slug"], "acme");
     assert_eq!(detail["last_backup"]["id"], items[0]["id"], "{detail}");
@@ -104,15 +101,7 @@ async fn the_control_plane_backs_up_on_request_on_schedule_and_before_a_drop() {
         "{detail}"
     );
     assert!(detail.get("failure_reason").is_none(), "{detail}");
-    let (_, globex) = fixture
-        .app
-        .call(
-            reqwest::Method::GET,
-            "/v1/tenants/globex",
-            Some(&token),
-            None,
-        )
-        .await;
+    let (_, globex) = fixture.app.tenant(&token, "globex").await;
     assert!(globex["last_backup"].is_null(), "{globex}");
 
     let (status, body) = fixture
@@ -150,12 +139,7 @@ async fn the_control_plane_backs_up_on_request_on_schedule_and_before_a_drop() {
     // Deleting a tenant takes a final backup before its database is dropped.
     let (status, body) = fixture
         .app
-        .call(
-            reqwest::Method::DELETE,
-            "/v1/tenants/globex",
-            Some(&token),
-            None,
-        )
+        .delete_tenant(&token, "globex", FinalBackup::Required)
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "deleted");
@@ -260,12 +244,7 @@ async fn a_deleted_tenant_whose_final_backup_fails_keeps_its_database() {
     fixture.s3.take().expect("the S3 endpoint").stop().await;
     let (status, body) = fixture
         .app
-        .call(
-            reqwest::Method::DELETE,
-            "/v1/tenants/acme",
-            Some(&token),
-            None,
-        )
+        .delete_tenant(&token, "acme", FinalBackup::Required)
         .await;
     tenancy_tests::assert_problem(status, &body, 503, "final_backup_failed");
     // The jobs retry (every 300 ms) and fail the same way: nothing is dropped.

@@ -9,7 +9,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 use tenancy_infra::{EmbeddedS3, S3Credentials};
-use tenancy_tests::{ControlPlane, connect, eventually};
+use tenancy_tests::{ControlPlane, FinalBackup, connect, eventually};
 
 mod control_plane;
 mod restore;

@@ -23,9 +23,7 @@ async fn a_slow_catalog_read_racing_a_suspend_never_serves_the_suspended_tenant(
         router.call(Method::GET, "/v1/customers", Some(&tenant_token), None),
         async {
             tokio::time::sleep(Duration::from_millis(400)).await;
-            let (status, body) = app
-                .call(Method::POST, "/v1/tenants/acme/suspend", Some(&token), None)
-                .await;
+            let (status, body) = app.suspend(&token, "acme").await;
             assert_eq!(status, 200, "{body}");
             Instant::now()
         }
@@ -70,7 +68,7 @@ async fn deletion_needs_a_final_backup_unless_there_is_no_database_and_a_retry_t
 
     // A failed tenant has no database: deleted at once without any backup, slug free.
     let (status, body) = app
-        .call(Method::DELETE, "/v1/tenants/broken", Some(&token), None)
+        .delete_tenant(&token, "broken", FinalBackup::Required)
         .await;
     assert_eq!(
         (status, body["status"].as_str()),
@@ -109,7 +107,7 @@ async fn deletion_needs_a_final_backup_unless_there_is_no_database_and_a_retry_t
 
     // A tenant with a database and no backups configured: refused, then waived.
     let (status, body) = app
-        .call(Method::DELETE, "/v1/tenants/retry", Some(&token), None)
+        .delete_tenant(&token, "retry", FinalBackup::Required)
         .await;
     assert_problem(status, &body, 409, "final_backup_unavailable");
     let (status, body) = app
@@ -127,14 +125,7 @@ async fn deletion_needs_a_final_backup_unless_there_is_no_database_and_a_retry_t
             .iter()
             .any(|(name, _)| name == database)
     );
-    let (status, body) = app
-        .call(
-            Method::DELETE,
-            "/v1/tenants/retry?final_backup=skip",
-            Some(&token),
-            None,
-        )
-        .await;
+    let (status, body) = app.delete_tenant(&token, "retry", FinalBackup::Skip).await;
     assert_eq!(
         (status, body["status"].as_str()),
         (200, Some("deleted")),
@@ -182,9 +173,7 @@ async fn a_trial_moved_to_a_paid_plan_stays_active_past_its_trial_date() {
     assert_eq!(status, 200, "{body}");
     assert!(body["trial_ends_at"].is_null(), "{body}");
     several_job_rounds().await;
-    let (_, body) = app
-        .call(Method::GET, "/v1/tenants/trying", Some(&token), None)
-        .await;
+    let (_, body) = app.tenant(&token, "trying").await;
     assert_eq!(body["status"], "active", "{body}");
     // Back on `trial`, a new trial starts.
     let (_, body) = app
@@ -306,28 +295,14 @@ async fn a_hanging_server_or_a_busy_tenant_holds_up_no_other_job() {
         .execute(&mut holder)
         .await
         .expect("hold the tenant's lock");
-    let (status, body) = app
-        .call(
-            Method::DELETE,
-            "/v1/tenants/busy?final_backup=skip",
-            Some(&token),
-            None,
-        )
-        .await;
+    let (status, body) = app.delete_tenant(&token, "busy", FinalBackup::Skip).await;
     assert_eq!(
         (status, body["status"].as_str()),
         (202, Some("deleting")),
         "{body}"
     );
     // ...and blocks neither another tenant's drop nor the trials.
-    let (status, body) = app
-        .call(
-            Method::DELETE,
-            "/v1/tenants/gone?final_backup=skip",
-            Some(&token),
-            None,
-        )
-        .await;
+    let (status, body) = app.delete_tenant(&token, "gone", FinalBackup::Skip).await;
     assert_eq!(
         (status, body["status"].as_str()),
         (200, Some("deleted")),
@@ -340,9 +315,7 @@ async fn a_hanging_server_or_a_busy_tenant_holds_up_no_other_job() {
         .expect("end the trial");
     let started = Instant::now();
     eventually(Duration::from_secs(3), "the trial suspended", || async {
-        let (_, body) = app
-            .call(Method::GET, "/v1/tenants/trying", Some(&token), None)
-            .await;
+        let (_, body) = app.tenant(&token, "trying").await;
         body["status"] == "suspended"
     })
     .await;
@@ -350,9 +323,7 @@ async fn a_hanging_server_or_a_busy_tenant_holds_up_no_other_job() {
         "trial suspended {:?} after it ended, with a hanging server",
         started.elapsed()
     );
-    let (_, body) = app
-        .call(Method::GET, "/v1/tenants/busy", Some(&token), None)
-        .await;
+    let (_, body) = app.tenant(&token, "busy").await;
     assert_eq!(body["status"], "deleting");
     // Once the lock is free, the next round drops it.
     drop(holder);
@@ -360,9 +331,7 @@ async fn a_hanging_server_or_a_busy_tenant_holds_up_no_other_job() {
         Duration::from_secs(5),
         "the busy tenant dropped",
         || async {
-            let (_, body) = app
-                .call(Method::GET, "/v1/tenants/busy", Some(&token), None)
-                .await;
+            let (_, body) = app.tenant(&token, "busy").await;
             body["status"] == "deleted"
         },
     )

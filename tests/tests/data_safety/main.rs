@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tenancy_tests::{ControlPlane, assert_problem, connect, eventually};
+use tenancy_tests::{ControlPlane, FinalBackup, assert_problem, connect, eventually};
 
 mod jobs;
 mod sweep;

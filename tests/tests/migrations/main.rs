@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use reqwest::Method;
 use serde_json::Value;
 use sqlx::Connection;
-use tenancy_tests::{ControlPlane, TestPostgres, assert_problem, connect};
+use tenancy_tests::{ControlPlane, TestPostgres, assert_problem, connect, eventually};
 
 mod failures;
 mod serving;
@@ -81,15 +81,7 @@ impl Fleet {
 
     /// A superuser connection to a tenant's own database.
     async fn tenant_database(&self, slug: &str) -> sqlx::PgConnection {
-        let (status, tenant) = self
-            .app
-            .call(
-                Method::GET,
-                &format!("/v1/tenants/{slug}"),
-                Some(&self.admin),
-                None,
-            )
-            .await;
+        let (status, tenant) = self.app.tenant(&self.admin, slug).await;
         assert_eq!(status, 200, "{tenant}");
         let database = tenant["database_name"].as_str().expect("database_name");
         let server = match tenant["server"].as_str() {

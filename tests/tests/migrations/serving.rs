@@ -5,17 +5,17 @@ use super::*;
 /// Polls the router until the tenant's customers are served (the router follows the
 /// catalog's notifications within milliseconds).
 async fn wait_until_served(router: &tenancy_tests::TenantRouter, token: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    eventually(Duration::from_secs(5), "served", || async {
         let (code, body) = router
             .call(Method::GET, "/v1/customers", Some(token), None)
             .await;
         if code == 200 {
-            return;
+            Ok(())
+        } else {
+            Err(format!("{code} {body}"))
         }
-        assert!(Instant::now() < deadline, "not served: {code} {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -69,18 +69,18 @@ async fn the_router_answers_tenant_migrating_while_a_tenant_is_migrated() {
     // With a longer one it waits; meanwhile the router answers 503 tenant_migrating for
     // this tenant only.
     let mut run = fleet.spawn_migrate(&["run", "--tenant", "tenant-01"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let (code, body) = eventually(Duration::from_secs(10), "a 503", || async {
         let (code, body) = router
             .call(Method::GET, "/v1/customers", Some(&first), None)
             .await;
         if code == 503 && body["code"] == "tenant_migrating" {
-            assert_problem(code, &body, 503, "tenant_migrating");
-            break;
+            Ok((code, body))
+        } else {
+            Err(format!("{code} {body}"))
         }
-        assert!(Instant::now() < deadline, "never 503: {code} {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    assert_problem(code, &body, 503, "tenant_migrating");
     let (code, body) = router
         .call(Method::GET, "/v1/customers", Some(&second), None)
         .await;

@@ -256,9 +256,7 @@ async fn over_its_storage_limit_a_tenant_can_read_but_not_write_and_usage_is_cou
     // The requests reach the usage figures; another tenant's stay at zero.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let (status, usage) = app
-            .call(Method::GET, "/v1/tenants/acme/usage", Some(&admin), None)
-            .await;
+        let (status, usage) = app.usage(&admin, "acme").await;
         assert_eq!(status, 200, "{usage}");
         if usage["requests_last_24h"].as_i64() == Some(requests) {
             assert!(usage["storage"]["bytes"].as_i64().expect("sampled") > 1_000_000);
@@ -273,8 +271,6 @@ async fn over_its_storage_limit_a_tenant_can_read_but_not_write_and_usage_is_cou
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (_, other) = app
-        .call(Method::GET, "/v1/tenants/globex/usage", Some(&admin), None)
-        .await;
+    let (_, other) = app.usage(&admin, "globex").await;
     assert_eq!(other["requests_last_24h"], 0);
 }

@@ -31,9 +31,7 @@ async fn suspension_and_deletion_reach_the_router_within_a_second() {
     let token = app.tenant_token(&admin, "acme", ALL).await;
     create_customer(&router, &token, "A-1").await;
 
-    let (status, _) = app
-        .call(Method::POST, "/v1/tenants/acme/suspend", Some(&admin), None)
-        .await;
+    let (status, _) = app.suspend(&admin, "acme").await;
     assert_eq!(status, 200);
     let took = wait_for_status(&router, &token, 403, Duration::from_secs(1)).await;
     let (_, body) = router
@@ -42,21 +40,12 @@ async fn suspension_and_deletion_reach_the_router_within_a_second() {
     assert_eq!(body["code"], "tenant_suspended");
     println!("suspension reached the router in {took:?}");
 
-    let (status, _) = app
-        .call(Method::POST, "/v1/tenants/acme/resume", Some(&admin), None)
-        .await;
+    let (status, _) = app.resume(&admin, "acme").await;
     assert_eq!(status, 200);
     wait_for_status(&router, &token, 200, Duration::from_secs(1)).await;
 
     // Deleted: 401. A new tenant with the same slug does not honour the old token.
-    let (status, _) = app
-        .call(
-            Method::DELETE,
-            "/v1/tenants/acme?final_backup=skip",
-            Some(&admin),
-            None,
-        )
-        .await;
+    let (status, _) = app.delete_tenant(&admin, "acme", FinalBackup::Skip).await;
     assert_eq!(status, 200);
     wait_for_status(&router, &token, 401, Duration::from_secs(1)).await;
     let (status, _) = app.create_tenant(&admin, "acme").await;
@@ -196,9 +185,7 @@ async fn two_signing_keys_are_valid_during_a_rotation() {
 #[tokio::test]
 async fn a_request_over_the_time_limit_gets_a_503_problem_document() {
     let (app, admin) = platform_with_tenants(&["acme"]).await;
-    let (_, tenant) = app
-        .call(Method::GET, "/v1/tenants/acme", Some(&admin), None)
-        .await;
+    let (_, tenant) = app.tenant(&admin, "acme").await;
     let database = tenant["database_name"]
         .as_str()
         .expect("database")

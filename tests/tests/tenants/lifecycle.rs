@@ -40,25 +40,16 @@ async fn a_provisioning_killed_between_steps_is_finished_after_a_restart() {
 
         // A restart finishes it.
         app.restart(&[]).await;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let tenant = loop {
-            let (_, tenant) = app
-                .call(
-                    Method::GET,
-                    &format!("/v1/tenants/{slug}"),
-                    Some(&token),
-                    None,
-                )
-                .await;
+        let what = format!("finished after a restart ({step})");
+        let tenant = eventually(Duration::from_secs(20), &what, || async {
+            let (_, tenant) = app.tenant(&token, &slug).await;
             if tenant["status"] == "active" {
-                break tenant;
+                Ok(tenant)
+            } else {
+                Err(tenant.to_string())
             }
-            assert!(
-                Instant::now() < deadline,
-                "not finished after a restart ({step}): {tenant}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        })
+        .await;
         // Exactly the objects the catalog knows, and the tenant works.
         let database = tenant["database_name"]
             .as_str()
@@ -277,18 +268,11 @@ async fn lifecycle_plan_changes_and_deletion() {
     // No backups configured: a tenant with a database is not dropped without a final
     // backup, unless the admin waives it explicitly.
     let (status, body) = app
-        .call(Method::DELETE, "/v1/tenants/acme", Some(&token), None)
+        .delete_tenant(&token, "acme", FinalBackup::Required)
         .await;
     assert_problem(status, &body, 409, "final_backup_unavailable");
     assert_eq!(tenant_databases(&app.postgres.server).await.len(), 1);
-    let (status, body) = app
-        .call(
-            Method::DELETE,
-            "/v1/tenants/acme?final_backup=skip",
-            Some(&token),
-            None,
-        )
-        .await;
+    let (status, body) = app.delete_tenant(&token, "acme", FinalBackup::Skip).await;
     assert_eq!(
         (status, body["status"].as_str()),
         (200, Some("deleted")),
@@ -363,15 +347,13 @@ async fn an_expired_trial_is_suspended_by_the_background_job() {
     .execute(&mut catalog)
     .await
     .expect("expire");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, tenant) = app
-            .call(Method::GET, "/v1/tenants/trying", Some(&token), None)
-            .await;
+    eventually(Duration::from_secs(10), "suspended", || async {
+        let (_, tenant) = app.tenant(&token, "trying").await;
         if tenant["status"] == "suspended" {
-            break;
+            Ok(())
+        } else {
+            Err(tenant.to_string())
         }
-        assert!(Instant::now() < deadline, "not suspended: {tenant}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }

@@ -2,14 +2,14 @@
 //! placement, isolation, crash safety, concurrency and bad input.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sqlx::Connection;
 use tenancy_infra::EmbeddedPostgres;
-use tenancy_tests::{ControlPlane, TestPostgres, assert_problem, connect};
+use tenancy_tests::{ControlPlane, FinalBackup, TestPostgres, assert_problem, connect, eventually};
 
 mod lifecycle;
 mod warm;
@@ -182,9 +182,7 @@ async fn a_tenant_gets_its_own_database_on_its_server_and_postgres_enforces_isol
     );
 
     // The API never shows a password.
-    let (_, detail) = app
-        .call(Method::GET, "/v1/tenants/acme", Some(&token), None)
-        .await;
+    let (_, detail) = app.tenant(&token, "acme").await;
     assert!(!detail.to_string().contains(&password));
     let (_, servers) = app
         .call(Method::GET, "/v1/servers", Some(&token), None)

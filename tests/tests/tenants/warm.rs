@@ -17,19 +17,16 @@ async fn warm_databases(server: &EmbeddedPostgres) -> BTreeMap<String, u32> {
 }
 
 async fn wait_for_warm(server: &EmbeddedPostgres, count: usize) -> BTreeMap<String, u32> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let what = format!("{count} warm databases");
+    eventually(Duration::from_secs(20), &what, || async {
         let warm = warm_databases(server).await;
         if warm.len() == count {
-            return warm;
+            Ok(warm)
+        } else {
+            Err(format!("{} databases", warm.len()))
         }
-        assert!(
-            Instant::now() < deadline,
-            "the warm pool has {} databases, not {count}",
-            warm.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]

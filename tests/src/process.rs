@@ -142,12 +142,13 @@ impl<T> Settled for Result<T, String> {
 /// `what` (and the last `Err` seen) once `timeout` has passed. Replaces hand-rolled polling
 /// loops and fixed sleeps: a test waits exactly as long as the behaviour takes, and a slow
 /// machine only needs the timeout.
-pub async fn eventually<S, F, Fut>(timeout: Duration, what: &str, mut check: F) -> S::Value
-where
-    S: Settled,
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = S>,
-{
+///
+/// `check` may be an async closure that borrows (`async || query(&mut connection).await`).
+pub async fn eventually<S: Settled>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> S,
+) -> S::Value {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(25);
     loop {

@@ -172,19 +172,23 @@ async fn two_control_planes_on_one_catalog_back_up_and_suspend_each_tenant_once(
         .execute(&mut catalog)
         .await
         .expect("end the trials");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let active: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM tenants WHERE status = 'active'")
-                .fetch_one(&mut catalog)
-                .await
-                .expect("count");
-        if active == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the trials were not suspended");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        "the trials suspended",
+        async || {
+            let active: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM tenants WHERE status = 'active'")
+                    .fetch_one(&mut catalog)
+                    .await
+                    .expect("count");
+            if active == 0 {
+                Ok(())
+            } else {
+                Err(format!("{active} active"))
+            }
+        },
+    )
+    .await;
     // Several more rounds of both control planes.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let backups: Vec<i64> = sqlx::query_scalar(

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -309,11 +309,7 @@ fn pg_dump_pids(database: &str) -> Vec<i32> {
 }
 
 async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(60), what, async || condition()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

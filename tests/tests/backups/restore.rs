@@ -306,25 +306,26 @@ async fn the_database_of_a_restore_whose_process_died_is_reclaimed() {
     .expect("record the dead restore");
 
     // The control plane's sweep (every 300 ms in tests) drops it and closes the row.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let names = database_names(&fixture.app, &tenant_id).await;
-        let status: String =
-            sqlx::query_scalar("SELECT status FROM restores WHERE database_name = $1")
-                .bind(&leftover)
-                .fetch_one(&mut catalog)
-                .await
-                .expect("read the restore");
-        if !names.contains(&leftover) && status == "failed" {
-            assert_eq!(names.len(), 1, "the tenant's own database stays: {names:?}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the leftover database is still there ({status})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let names = eventually(
+        Duration::from_secs(30),
+        "the leftover dropped",
+        async || {
+            let names = database_names(&fixture.app, &tenant_id).await;
+            let status: String =
+                sqlx::query_scalar("SELECT status FROM restores WHERE database_name = $1")
+                    .bind(&leftover)
+                    .fetch_one(&mut catalog)
+                    .await
+                    .expect("read the restore");
+            if !names.contains(&leftover) && status == "failed" {
+                Ok(names)
+            } else {
+                Err(format!("restore {status}, databases {names:?}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(names.len(), 1, "the tenant's own database stays: {names:?}");
     // The tenant is still served from its database.
     let (_, mut database) = fixture.tenant_database("acme").await;
     let users: i64 = sqlx::query_scalar("SELECT count(*) FROM app.users")

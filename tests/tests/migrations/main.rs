@@ -203,11 +203,12 @@ async fn a_new_step_reaches_every_tenant_and_new_tenants_are_born_current() {
     ];
     fleet.app.restart(&env).await;
     let mut catalog = fleet.catalog().await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while warm_versions(&mut catalog).await != vec![1; 4] {
-        assert!(Instant::now() < deadline, "the warm pools were not filled");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        "the warm pools filled",
+        async || warm_versions(&mut catalog).await == vec![1; 4],
+    )
+    .await;
 
     fleet.add_step("V2__customer_segments.sql", V2_ADDITIVE);
     // A deploy ships the new step to the control plane too.

@@ -9,7 +9,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tenancy_core::token::TokenKey;
-use tenancy_tests::{ControlPlane, FinalBackup, TenantRouter, assert_problem};
+use tenancy_tests::{ControlPlane, FinalBackup, TenantRouter, assert_problem, eventually};
 
 mod capacity;
 mod lifecycle;

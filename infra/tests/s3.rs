@@ -3,6 +3,7 @@
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_smithy_http_client::tls;
 use tenancy_infra::{EmbeddedS3, S3Credentials};
 
 fn credentials() -> S3Credentials {
@@ -25,6 +26,13 @@ fn client(s3: &EmbeddedS3, secret: &str) -> aws_sdk_s3::Client {
             "test",
         ))
         .force_path_style(true)
+        .http_client(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::Ring,
+                ))
+                .build_https(),
+        )
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }

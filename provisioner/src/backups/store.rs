@@ -95,7 +95,8 @@ impl Store {
                 None,
                 "tenancy",
             ))
-            .force_path_style(args.s3_path_style);
+            .force_path_style(args.s3_path_style)
+            .http_client(https_client());
         if let Some(endpoint) = &args.s3_endpoint {
             config = config.endpoint_url(endpoint);
         }
@@ -219,4 +220,15 @@ impl Store {
             .map_err(request_error("delete the object"))?;
         Ok(())
     }
+}
+
+/// The S3 client's HTTP(S) client: rustls with the ring crypto provider and the system's
+/// root certificates (plain `http://` endpoints work too).
+pub fn https_client() -> aws_sdk_s3::config::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }

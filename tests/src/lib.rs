@@ -357,6 +357,35 @@ impl ControlPlane {
             .await
     }
 
+    /// Deletes a tenant (no grace period configured) and waits until it is dropped: the
+    /// request drops it (200 `deleted`) or, when the deletions job took the tenant's lock
+    /// first, the job does (202 `deleting`, then `deleted`): a request never waits on a
+    /// busy tenant. Returns the deleted tenant.
+    pub async fn delete_tenant_now(
+        &self,
+        token: &str,
+        slug: &str,
+        final_backup: FinalBackup,
+    ) -> Value {
+        let (status, body) = self.delete_tenant(token, slug, final_backup).await;
+        match (status, body["status"].as_str()) {
+            (200, Some("deleted")) => body,
+            (202, Some("deleting")) => {
+                let what = format!("{slug} dropped by the jobs");
+                eventually(std::time::Duration::from_secs(20), &what, async || {
+                    let (status, body) = self.tenant(token, slug).await;
+                    if status == 200 && body["status"] == "deleted" {
+                        Ok(body)
+                    } else {
+                        Err(format!("{status} {body}"))
+                    }
+                })
+                .await
+            }
+            _ => panic!("{slug} was not deleted: {status} {body}"),
+        }
+    }
+
     /// `GET /v1/tenants/{slug}/backups`.
     pub async fn backups(&self, token: &str, slug: &str) -> (u16, Value) {
         let path = format!("/v1/tenants/{slug}/backups");

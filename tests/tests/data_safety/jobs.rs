@@ -67,10 +67,8 @@ async fn deletion_needs_a_final_backup_unless_there_is_no_database_and_a_retry_t
         .expect("bring the template back");
 
     // A failed tenant has no database: deleted at once without any backup, slug free.
-    let (status, body) = app
-        .delete_tenant(&token, "broken", FinalBackup::Required)
+    app.delete_tenant_now(&token, "broken", FinalBackup::Required)
         .await;
-    dropped_at_once_or_by_the_next_job_round(&app, &token, "broken", status, &body).await;
     create(&app, &token, "broken").await;
 
     // A failed slug sent again with another body is provisioned with that body.
@@ -121,42 +119,14 @@ async fn deletion_needs_a_final_backup_unless_there_is_no_database_and_a_retry_t
             .iter()
             .any(|(name, _)| name == database)
     );
-    let (status, body) = app.delete_tenant(&token, "retry", FinalBackup::Skip).await;
-    dropped_at_once_or_by_the_next_job_round(&app, &token, "retry", status, &body).await;
+    app.delete_tenant_now(&token, "retry", FinalBackup::Skip)
+        .await;
     assert!(
         !databases(&admin_url)
             .await
             .iter()
             .any(|(name, _)| name == database)
     );
-}
-
-/// With no grace period a deleted tenant is dropped by the request (200 `deleted`), or, when
-/// the deletions job took the tenant's lock first, by that job (202 `deleting`, then
-/// `deleted` within a few rounds): the request never waits on a busy tenant.
-async fn dropped_at_once_or_by_the_next_job_round(
-    app: &ControlPlane,
-    token: &str,
-    slug: &str,
-    status: u16,
-    body: &Value,
-) {
-    match (status, body["status"].as_str()) {
-        (200, Some("deleted")) => {}
-        (202, Some("deleting")) => {
-            eventually(Duration::from_secs(10), "dropped by the jobs", async || {
-                let (status, body) = app.tenant(token, slug).await;
-                // A dropped tenant's slug names no live tenant any more.
-                if status == 404 || body["status"] == "deleted" {
-                    Ok(())
-                } else {
-                    Err(format!("{status} {body}"))
-                }
-            })
-            .await;
-        }
-        other => panic!("not deleted: {other:?} {body}"),
-    }
 }
 
 #[tokio::test]
@@ -322,12 +292,8 @@ async fn a_hanging_server_or_a_busy_tenant_holds_up_no_other_job() {
         "{body}"
     );
     // ...and blocks neither another tenant's drop nor the trials.
-    let (status, body) = app.delete_tenant(&token, "gone", FinalBackup::Skip).await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (200, Some("deleted")),
-        "{body}"
-    );
+    app.delete_tenant_now(&token, "gone", FinalBackup::Skip)
+        .await;
     sqlx::query("UPDATE tenants SET plan = 'trial', trial_ends_at = now() WHERE id = $1::uuid")
         .bind(trying["id"].as_str().expect("id"))
         .execute(&mut catalog)

@@ -85,7 +85,10 @@ pub async fn bind(
     let bound = listener.local_addr()?;
     tracing::info!(address = %bound, "{what} listening");
     if let Some(file) = address_file {
-        let partial = file.with_extension("partial");
+        // Beside the file, named after all of it: never another file's name.
+        let mut partial = file.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = std::path::PathBuf::from(partial);
         std::fs::write(&partial, bound.to_string())
             .and_then(|()| std::fs::rename(&partial, file))
             .with_context(|| format!("write the bound address to {}", file.display()))?;

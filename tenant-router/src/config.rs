@@ -63,9 +63,152 @@ pub struct Config {
     #[command(flatten)]
     pub connections: tenancy_http::ConnectionArgs,
 
+    /// End-user sign-in: the router's own token keys, lifetimes, brute-force lockout.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+
+    /// Live events (`GET /v1/events`).
+    #[command(flatten)]
+    pub events: EventsArgs,
+
     /// Test-only fault injection: every directory read of the catalog takes this longer.
     #[arg(long, env = "TENANCY_FAULT_DIRECTORY_DELAY", hide = true, value_parser = humantime::parse_duration)]
     pub fault_directory_delay: Option<Duration>,
+}
+
+/// End-user sign-in. The router signs its users' tokens with keys of its own (never the
+/// control plane's), for an audience of their own.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthArgs {
+    /// Private keys (Ed25519, PKCS#8 PEM, one or more concatenated) for user tokens. The
+    /// first signs; every one is accepted. To rotate: add the new key second, then move it
+    /// first, then drop the old one an access-token lifetime later.
+    #[arg(long, env = "TENANCY_ROUTER_SIGNING_KEYS", value_parser = parse_secret, hide_env_values = true)]
+    pub signing_keys: Option<SecretString>,
+
+    /// File holding the user-token private keys.
+    #[arg(long, env = "TENANCY_ROUTER_SIGNING_KEYS_FILE")]
+    pub signing_keys_file: Option<PathBuf>,
+
+    /// The `iss` of user tokens.
+    #[arg(long, env = "TENANCY_ROUTER_ISSUER", default_value = "tenancy-router")]
+    pub issuer: String,
+
+    /// Sign-in names its tenant by the first label of a host under this domain (say
+    /// `example.com`: `acme.example.com` is the tenant `acme`), or by `X-Tenant`.
+    #[arg(long, env = "TENANCY_ROUTER_BASE_DOMAIN")]
+    pub base_domain: Option<String>,
+
+    /// Lifetime of an access token.
+    #[arg(long, env = "TENANCY_ACCESS_TOKEN_TTL", default_value = "60m", value_parser = humantime::parse_duration)]
+    pub access_token_ttl: Duration,
+
+    /// Lifetime of a refresh token (each refresh issues a new one).
+    #[arg(long, env = "TENANCY_REFRESH_TOKEN_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub refresh_token_ttl: Duration,
+
+    /// A refresh token presented again within this time of its rotation (a client retrying
+    /// a lost response) gets a new one; later, the whole session is revoked.
+    #[arg(long, env = "TENANCY_REFRESH_REUSE_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub refresh_reuse_grace: Duration,
+
+    /// Failed sign-ins of one e-mail within the window that lock it.
+    #[arg(long, env = "TENANCY_LOGIN_MAX_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub login_max_failures: u32,
+
+    /// The window in which failed sign-ins are counted.
+    #[arg(long, env = "TENANCY_LOGIN_WINDOW", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub login_window: Duration,
+
+    /// How long a locked e-mail stays locked.
+    #[arg(long, env = "TENANCY_LOGIN_LOCKOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub login_lockout: Duration,
+
+    /// Password checks (argon2id) at once; default: one per core.
+    #[arg(long, env = "TENANCY_PASSWORD_CHECKS")]
+    pub password_checks: Option<usize>,
+}
+
+impl AuthArgs {
+    /// The defaults, with these keys.
+    pub fn with_keys(signing_keys: SecretString) -> Self {
+        Self {
+            signing_keys: Some(signing_keys),
+            signing_keys_file: None,
+            issuer: "tenancy-router".to_owned(),
+            base_domain: None,
+            access_token_ttl: Duration::from_secs(3600),
+            refresh_token_ttl: Duration::from_secs(7 * 86_400),
+            refresh_reuse_grace: Duration::from_secs(5),
+            login_max_failures: 5,
+            login_window: Duration::from_secs(300),
+            login_lockout: Duration::from_secs(300),
+            password_checks: None,
+        }
+    }
+
+    /// The PEM blocks of the signing keys, the signing one first.
+    pub fn signing_keys(&self) -> Result<Vec<SecretString>, ConfigError> {
+        let bundle = load_secret(
+            "the user-token signing keys",
+            self.signing_keys.clone(),
+            self.signing_keys_file.as_deref(),
+        )?
+        .ok_or(ConfigError::NoSigningKeys)?;
+        let blocks =
+            pem_blocks(bundle.expose_secret(), "PRIVATE KEY").map_err(ConfigError::SigningKeys)?;
+        Ok(blocks.into_iter().map(SecretString::from).collect())
+    }
+}
+
+/// Live events.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EventsArgs {
+    /// A comment line is sent this often on an idle stream, so proxies keep it open.
+    #[arg(long, env = "TENANCY_EVENTS_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub events_heartbeat: Duration,
+
+    /// Events kept per tenant for clients that reconnect with `Last-Event-ID`.
+    #[arg(long, env = "TENANCY_EVENTS_REPLAY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub events_replay: u32,
+
+    /// Connected clients at most, over all tenants; beyond, `503`.
+    #[arg(long, env = "TENANCY_EVENTS_MAX_CLIENTS", default_value_t = 10_000)]
+    pub events_max_clients: usize,
+
+    /// Lifetime of a single-use events ticket.
+    #[arg(long, env = "TENANCY_EVENTS_TICKET_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub events_ticket_ttl: Duration,
+}
+
+impl Default for EventsArgs {
+    fn default() -> Self {
+        Self {
+            events_heartbeat: Duration::from_secs(15),
+            events_replay: 256,
+            events_max_clients: 10_000,
+            events_ticket_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The PEM blocks labelled `label` in `text`.
+fn pem_blocks(text: &str, label: &str) -> Result<Vec<String>, String> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let mut blocks = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(&begin) {
+        let length = rest[start..]
+            .find(&end)
+            .ok_or_else(|| "a PEM block is not closed".to_owned())?;
+        blocks.push(rest[start..start + length + end.len()].to_owned());
+        rest = &rest[start + length + end.len()..];
+    }
+    if blocks.is_empty() {
+        return Err(format!("no `BEGIN {label}` block"));
+    }
+    Ok(blocks)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +223,12 @@ pub enum ConfigError {
     NoPublicKeys,
     #[error("TENANCY_JWT_PUBLIC_KEYS: {0}")]
     PublicKeys(String),
+    #[error(
+        "no user-token keys: set TENANCY_ROUTER_SIGNING_KEYS or TENANCY_ROUTER_SIGNING_KEYS_FILE (Ed25519 private keys, PEM: `openssl genpkey -algorithm ed25519`)"
+    )]
+    NoSigningKeys,
+    #[error("TENANCY_ROUTER_SIGNING_KEYS: {0}")]
+    SigningKeys(String),
 }
 
 impl Config {
@@ -95,23 +244,7 @@ impl Config {
             self.jwt_public_keys_file.as_deref(),
         )?
         .ok_or(ConfigError::NoPublicKeys)?;
-        let text = bundle.expose_secret();
-        let mut keys = Vec::new();
-        let mut rest: &str = text;
-        while let Some(start) = rest.find("-----BEGIN PUBLIC KEY-----") {
-            let end_marker = "-----END PUBLIC KEY-----";
-            let end = rest[start..]
-                .find(end_marker)
-                .ok_or_else(|| ConfigError::PublicKeys("a PEM block is not closed".to_owned()))?;
-            keys.push(rest[start..start + end + end_marker.len()].to_owned());
-            rest = &rest[start + end + end_marker.len()..];
-        }
-        if keys.is_empty() {
-            return Err(ConfigError::PublicKeys(
-                "no `BEGIN PUBLIC KEY` block".to_owned(),
-            ));
-        }
-        Ok(keys)
+        pem_blocks(bundle.expose_secret(), "PUBLIC KEY").map_err(ConfigError::PublicKeys)
     }
 
     pub fn database_options(&self) -> Result<sqlx::postgres::PgConnectOptions, ConfigError> {

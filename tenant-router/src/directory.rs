@@ -145,6 +145,7 @@ impl Directory {
             database: row.database_name,
             role: row.app_role,
             password,
+            max_users: u32::try_from(row.max_users).unwrap_or(1),
             max_connections: u32::try_from(row.max_connections).unwrap_or(1),
             statement_timeout_ms: u32::try_from(row.statement_timeout_ms).unwrap_or(0),
             requests_per_minute: u32::try_from(row.requests_per_minute).unwrap_or(1),

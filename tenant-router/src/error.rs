@@ -18,11 +18,26 @@ pub enum RouterError {
     /// tenant is unknown or deleted.
     #[error("{0}")]
     InvalidToken(String),
+    /// 401: bad credentials, a refresh token that is not accepted, an ended session.
+    #[error("{detail}")]
+    Unauthorized { code: &'static str, detail: String },
+    /// 403: the request names one tenant and its token is for another.
+    #[error("the token is for another tenant than the one the request names")]
+    TenantMismatch,
+    /// 429: too many failed sign-ins for this e-mail.
+    #[error("too many failed sign-ins; try again later")]
+    AccountLocked { retry_after: Duration },
+    /// 503: too many password checks at once.
+    #[error("too many sign-ins at once; retry shortly")]
+    Busy,
+    /// 403: the plan's limit is reached.
+    #[error("{0}")]
+    LimitExceeded(String),
     /// 403: the tenant is suspended.
     #[error("the tenant is suspended")]
     TenantSuspended,
     /// 403: the token lacks the permission the route needs.
-    #[error("the token does not grant `{0}`")]
+    #[error("this request needs the permission `{0}`")]
     Forbidden(&'static str),
     /// 403: the tenant is over its storage limit; reads still work.
     #[error("the tenant is over its storage limit; writes are refused until it is under again")]
@@ -70,6 +85,11 @@ impl RouterError {
         match self {
             Self::MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
             Self::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            Self::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
+            Self::TenantMismatch => (StatusCode::FORBIDDEN, "tenant_mismatch"),
+            Self::AccountLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, "account_locked"),
+            Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            Self::LimitExceeded(_) => (StatusCode::FORBIDDEN, "limit_exceeded"),
             Self::TenantSuspended => (StatusCode::FORBIDDEN, "tenant_suspended"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::StorageLimitExceeded => (StatusCode::FORBIDDEN, "storage_limit_exceeded"),
@@ -90,12 +110,15 @@ impl RouterError {
 
     fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::RateLimited { retry_after } => Some(retry_after.as_secs().max(1)),
+            Self::RateLimited { retry_after } | Self::AccountLocked { retry_after } => {
+                Some(retry_after.as_secs().max(1))
+            }
             Self::PoolTimeout
             | Self::ServerUnavailable
             | Self::TenantNotReady
             | Self::TenantMigrating
             | Self::TenantRestoring
+            | Self::Busy
             | Self::CatalogUnavailable => Some(1),
             _ => None,
         }

@@ -1,55 +1,130 @@
-//! Extractors: the tenant of a request (from a verified token, with its pool), and JSON
-//! bodies and query strings whose rejections are problem documents.
+//! Extractors: the tenant and principal of a request (from a verified token, with the
+//! tenant's pool), and JSON bodies and query strings whose rejections are problem
+//! documents.
+//!
+//! Two kinds of bearer token reach the router: service tokens the control plane mints
+//! (their permissions are their scopes) and user tokens the router itself issues at
+//! sign-in (their permissions are read from the tenant's database on every request, with
+//! the session and the user's status, so a change applies to the very next request).
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
-use axum::http::{header, request::Parts};
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::{HeaderMap, header, request::Parts};
 use catalog::tenants::Status;
+use tenancy_core::TenantId;
 use tenancy_core::claims::TenantClaims;
+use tenancy_core::token::TokenError;
+use uuid::Uuid;
 
+use crate::audit::{AuditContext, clip_user_agent};
 use crate::error::{RouterError, RouterResult};
 use crate::pools::{Connection, TenantPool};
 use crate::state::AppState;
 use crate::tenant::TenantEntry;
 
-/// The tenant a request acts for: verified token, directory entry, and its pool. Handlers
+/// Who a request acts as.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A tenant app with a service token: its scopes are its permissions.
+    Service {
+        subject: String,
+        scopes: Vec<String>,
+    },
+    /// A signed-in user of the tenant, in one session.
+    User { id: Uuid, session: Uuid },
+}
+
+/// The tenant a request acts for: who acts, the directory entry, and its pool. Handlers
 /// never look a tenant up themselves.
 pub struct Tenant {
-    pub claims: TenantClaims,
+    pub principal: Principal,
     pub entry: Arc<TenantEntry>,
     pool: Arc<TenantPool>,
+    audit: AuditContext,
     state: AppState,
 }
 
 impl Tenant {
-    /// Refuses the request unless the token grants `permission`.
-    pub fn require(&self, permission: &'static str) -> RouterResult<()> {
-        if self.claims.allows(permission) {
-            Ok(())
-        } else {
-            Err(RouterError::Forbidden(permission))
-        }
+    /// A connection for a request that needs `permission`; refused (403 naming it) when
+    /// the principal lacks it, and (401) when a user's session has ended or the user was
+    /// disabled.
+    pub async fn access(&self, permission: &'static str) -> RouterResult<Connection> {
+        self.checked(Some(permission)).await
     }
 
-    /// Like [`Tenant::require`], for writes: also refused while the tenant is over its
+    /// Like [`Tenant::access`], for writes: also refused while the tenant is over its
     /// storage limit.
-    pub fn require_write(&self, permission: &'static str) -> RouterResult<()> {
-        self.require(permission)?;
+    pub async fn access_write(&self, permission: &'static str) -> RouterResult<Connection> {
         if self.entry.storage_exceeded {
+            // The permission is checked first: a principal without it learns nothing.
+            drop(self.checked(Some(permission)).await?);
             return Err(RouterError::StorageLimitExceeded);
         }
-        Ok(())
+        self.checked(Some(permission)).await
     }
 
-    /// A connection to the tenant's database, as the tenant's role.
-    pub async fn connection(&self) -> RouterResult<Connection> {
-        self.pool.connection(&self.state.pools).await
+    /// A connection for a request any signed-in principal may make (its own session).
+    pub async fn signed_in(&self) -> RouterResult<Connection> {
+        self.checked(None).await
     }
 
-    /// Who acts, for the tenant's audit log.
-    pub fn actor(&self) -> &str {
-        &self.claims.sub
+    async fn checked(&self, permission: Option<&'static str>) -> RouterResult<Connection> {
+        match &self.principal {
+            Principal::Service { scopes, .. } => {
+                if let Some(permission) = permission
+                    && !scopes.iter().any(|scope| scope == permission)
+                {
+                    return Err(RouterError::Forbidden(permission));
+                }
+                self.pool.connection(&self.state.pools).await
+            }
+            Principal::User { id, session } => {
+                let connection = self.pool.connection(&self.state.pools).await?;
+                let statement = connection
+                    .client
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM user_roles ur \
+                           JOIN role_permissions rp ON rp.role_id = ur.role_id \
+                           WHERE ur.user_id = u.id AND rp.permission = $3) \
+                         FROM users u JOIN sessions s ON s.user_id = u.id \
+                         WHERE u.id = $1 AND s.id = $2 AND u.is_active AND s.revoked_at IS NULL",
+                    )
+                    .await?;
+                let row = connection
+                    .client
+                    .query_opt(&statement, &[id, session, &permission])
+                    .await?
+                    .ok_or_else(|| RouterError::Unauthorized {
+                        code: "session_ended",
+                        detail: "the session has ended (signed out, revoked, or the user was disabled or deleted); sign in again".to_owned(),
+                    })?;
+                match permission {
+                    Some(permission) if !row.get::<_, bool>(0) => {
+                        Err(RouterError::Forbidden(permission))
+                    }
+                    _ => Ok(connection),
+                }
+            }
+        }
+    }
+
+    /// Who acts and from where, for the audit log.
+    pub fn audit(&self) -> &AuditContext {
+        &self.audit
+    }
+
+    /// The signed-in user and session, for a user token.
+    pub fn user(&self) -> Option<(Uuid, Uuid)> {
+        match self.principal {
+            Principal::User { id, session } => Some((id, session)),
+            Principal::Service { .. } => None,
+        }
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
     }
 }
 
@@ -70,41 +145,226 @@ impl FromRequestParts<AppState> for Tenant {
                     ),
                 }
             })?;
-        let claims: TenantClaims = state
-            .verifier
-            .verify(token)
-            .map_err(|error| RouterError::InvalidToken(error.to_string()))?;
-        let entry = state.directory.get(claims.tenant).await?.ok_or_else(|| {
-            RouterError::InvalidToken("the token's tenant does not exist".to_owned())
-        })?;
-        match entry.status {
-            Status::Active => {}
-            Status::Suspended => return Err(RouterError::TenantSuspended),
-            Status::Restoring => return Err(RouterError::TenantRestoring),
-            Status::Deleting | Status::Deleted => {
-                return Err(RouterError::InvalidToken(
-                    "the token's tenant was deleted".to_owned(),
-                ));
+        let (tenant, principal) = match state.auth.tokens.verify(token) {
+            Ok(claims) => (
+                claims.tenant,
+                Principal::User {
+                    id: claims.sub,
+                    session: claims.sid,
+                },
+            ),
+            // Not signed by a router key: it may be a service token.
+            Err(TokenError::UnknownKey) => {
+                let claims: TenantClaims = state
+                    .verifier
+                    .verify(token)
+                    .map_err(|error| RouterError::InvalidToken(error.to_string()))?;
+                (
+                    claims.tenant,
+                    Principal::Service {
+                        subject: claims.sub,
+                        scopes: claims.scopes,
+                    },
+                )
             }
-            Status::Provisioning | Status::Failed => return Err(RouterError::TenantNotReady),
+            Err(error) => return Err(RouterError::InvalidToken(error.to_string())),
+        };
+        let (entry, pool) = admit(state, tenant).await?;
+        if let Some(named) = named_tenant(&parts.headers, state.auth.base_domain.as_deref())?
+            && named != entry.slug
+        {
+            return Err(RouterError::TenantMismatch);
         }
-        if entry.migrating {
-            return Err(RouterError::TenantMigrating);
-        }
-        tracing::Span::current().record("tenant_id", tracing::field::display(entry.id));
-        state
-            .limiter
-            .take(entry.id, entry.requests_per_minute)
-            .map_err(|retry_after| RouterError::RateLimited { retry_after })?;
-        state.usage.record(entry.id);
-        let pool = state.pools.pool_for(&entry)?;
+        let audit = AuditContext {
+            actor: match &principal {
+                Principal::Service { subject, .. } => subject.clone(),
+                Principal::User { id, .. } => format!("user:{id}"),
+            },
+            actor_id: match &principal {
+                Principal::User { id, .. } => Some(*id),
+                Principal::Service { .. } => None,
+            },
+            request_id: request_id(&parts.headers),
+            client_ip: client_ip(parts),
+            user_agent: user_agent(&parts.headers),
+        };
         Ok(Self {
-            claims,
+            principal,
             entry,
             pool,
+            audit,
             state: state.clone(),
         })
     }
 }
 
+/// Lets a request for `tenant` through: the tenant exists and is active, and the request
+/// is within the plan's rate. Counts it, and gives the tenant's pool.
+pub async fn admit(
+    state: &AppState,
+    tenant: TenantId,
+) -> RouterResult<(Arc<TenantEntry>, Arc<TenantPool>)> {
+    let entry =
+        state.directory.get(tenant).await?.ok_or_else(|| {
+            RouterError::InvalidToken("the token's tenant does not exist".to_owned())
+        })?;
+    check_status(&entry)?;
+    tracing::Span::current().record("tenant_id", tracing::field::display(entry.id));
+    state
+        .limiter
+        .take(entry.id, entry.requests_per_minute)
+        .map_err(|retry_after| RouterError::RateLimited { retry_after })?;
+    state.usage.record(entry.id);
+    let pool = state.pools.pool_for(&entry)?;
+    Ok((entry, pool))
+}
+
+fn check_status(entry: &TenantEntry) -> RouterResult<()> {
+    match entry.status {
+        Status::Active => {}
+        Status::Suspended => return Err(RouterError::TenantSuspended),
+        Status::Restoring => return Err(RouterError::TenantRestoring),
+        Status::Deleting | Status::Deleted => {
+            return Err(RouterError::InvalidToken(
+                "the token's tenant was deleted".to_owned(),
+            ));
+        }
+        Status::Provisioning | Status::Failed => return Err(RouterError::TenantNotReady),
+    }
+    if entry.migrating {
+        return Err(RouterError::TenantMigrating);
+    }
+    Ok(())
+}
+
+/// The tenant a request names: `X-Tenant`, else the first label of a host under the base
+/// domain. A malformed name is a 400.
+pub fn named_tenant(
+    headers: &HeaderMap,
+    base_domain: Option<&str>,
+) -> RouterResult<Option<String>> {
+    if let Some(value) = headers.get("x-tenant") {
+        let slug = value
+            .to_str()
+            .ok()
+            .and_then(|text| text.parse::<tenancy_core::Slug>().ok())
+            .ok_or_else(|| RouterError::BadRequest("`X-Tenant` is not a tenant slug".to_owned()))?;
+        return Ok(Some(slug.as_str().to_owned()));
+    }
+    let (Some(domain), Some(host)) = (base_domain, headers.get(header::HOST)) else {
+        return Ok(None);
+    };
+    let host = host.to_str().unwrap_or_default().to_ascii_lowercase();
+    let host = host.rsplit_once(':').map_or(host.as_str(), |(name, port)| {
+        if port.chars().all(|c| c.is_ascii_digit()) {
+            name
+        } else {
+            host.as_str()
+        }
+    });
+    let Some(label) = host
+        .strip_suffix(domain.trim_start_matches('.'))
+        .and_then(|rest| rest.strip_suffix('.'))
+    else {
+        return Ok(None);
+    };
+    if label.contains('.') {
+        return Ok(None);
+    }
+    label
+        .parse::<tenancy_core::Slug>()
+        .map(|slug| Some(slug.as_str().to_owned()))
+        .map_err(|_| RouterError::BadRequest("the host does not name a tenant".to_owned()))
+}
+
+/// Where a request came from: its id, the peer's address, the user agent. For routes that
+/// have no token yet (sign-in, refresh).
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub request_id: Option<String>,
+    pub client_ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+impl Origin {
+    /// The audit context of `user` acting from here.
+    pub fn as_user(&self, user: Uuid) -> AuditContext {
+        AuditContext {
+            actor: format!("user:{user}"),
+            actor_id: Some(user),
+            request_id: self.request_id.clone(),
+            client_ip: self.client_ip,
+            user_agent: self.user_agent.clone(),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            request_id: request_id(&parts.headers),
+            client_ip: client_ip(parts),
+            user_agent: user_agent(&parts.headers),
+        })
+    }
+}
+
+pub fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .map(|id| id.chars().take(100).collect())
+}
+
+pub fn user_agent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .map(clip_user_agent)
+}
+
+/// The peer's address, as the listener saw it.
+pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip())
+}
+
 pub use tenancy_http::{Json, Query};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).expect("header"));
+        }
+        map
+    }
+
+    #[test]
+    fn the_tenant_is_named_by_header_or_by_host() {
+        let named = |pairs, domain| named_tenant(&headers(pairs), domain).ok().flatten();
+        assert_eq!(
+            named(&[("x-tenant", "acme")], None),
+            Some("acme".to_owned())
+        );
+        assert_eq!(
+            named(&[("host", "acme.example.com:8081")], Some("example.com")),
+            Some("acme".to_owned())
+        );
+        assert_eq!(named(&[("host", "acme.example.com")], None), None);
+        assert_eq!(
+            named(&[("host", "a.b.example.com")], Some("example.com")),
+            None
+        );
+        assert_eq!(named(&[("host", "example.com")], Some("example.com")), None);
+        assert!(named_tenant(&headers(&[("x-tenant", "NOT A SLUG")]), None).is_err());
+    }
+}

@@ -3,6 +3,8 @@
 //! where its database is; the request runs on that tenant's own pool, as that tenant's own
 //! database role, under the plan's limits.
 
+pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod directory;
 pub mod error;
@@ -46,6 +48,7 @@ impl Drop for Router {
 /// Connects to the catalog and starts the background tasks.
 pub async fn build(config: &Config) -> anyhow::Result<Router> {
     let sealer = config.sealer()?;
+    let auth = auth::AuthState::from_config(&config.auth)?;
     let verifier = TokenVerifier::from_public_pems(
         &config.public_keys()?,
         &config.jwt_issuer,
@@ -81,6 +84,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Router> {
             directory,
             pools,
             verifier: Arc::new(verifier),
+            auth: Arc::new(auth),
             limiter: Arc::new(limits::RateLimiter::default()),
             usage,
             metrics,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tenancy_core::token::TokenVerifier;
 
+use crate::auth::AuthState;
 use crate::directory::Directory;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
@@ -14,7 +15,10 @@ use crate::usage::UsageCounter;
 pub struct AppState {
     pub directory: Arc<Directory>,
     pub pools: Arc<Pools>,
+    /// Verifies service tokens (the control plane's keys).
     pub verifier: Arc<TokenVerifier>,
+    /// User sign-in, sessions and the router's own user tokens.
+    pub auth: Arc<AuthState>,
     pub limiter: Arc<RateLimiter>,
     pub usage: Arc<UsageCounter>,
     pub metrics: Arc<Metrics>,

@@ -24,6 +24,7 @@ pub struct TenantEntry {
     pub database: Option<String>,
     pub role: Option<String>,
     pub password: Option<SecretString>,
+    pub max_users: u32,
     pub max_connections: u32,
     pub statement_timeout_ms: u32,
     pub requests_per_minute: u32,

@@ -16,8 +16,6 @@ use tenancy_tests::ControlPlane;
 
 type Error = Box<dyn std::error::Error>;
 
-const V1: &str = include_str!("../../migrations/tenant/V1__initial.sql");
-
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let tenant_count: usize = std::env::var("TENANCY_BENCH_TENANTS")
@@ -25,7 +23,7 @@ async fn main() -> Result<(), Error> {
         .and_then(|value| value.parse().ok())
         .unwrap_or(1000);
     let dir = tenancy_tests::temp_dir();
-    std::fs::write(dir.path().join("V1__initial.sql"), V1)?;
+    tenancy_tests::write_built_in_tenant_steps(dir.path());
     let migrations = dir.path().to_str().ok_or("utf-8 path")?.to_owned();
     let app = ControlPlane::start_with(&[
         ("TENANCY_TENANT_MIGRATIONS", &migrations),
@@ -75,7 +73,9 @@ async fn main() -> Result<(), Error> {
     let baseline = started.elapsed();
 
     let mut rows = Vec::new();
-    for (version, concurrency) in [(2, 1), (3, 4), (4, 8)] {
+    let base = tenancy_tests::built_in_tenant_version();
+    for (step, concurrency) in [(1, 1), (2, 4), (3, 8)] {
+        let version = base + step;
         std::fs::write(
             dir.path().join(format!("V{version}__note_{version}.sql")),
             format!("ALTER TABLE customers ADD COLUMN note_{version} text;\n"),

@@ -15,9 +15,11 @@ pub use serde_json::json;
 #[cfg(test)]
 mod architecture;
 mod cluster;
+mod migrations;
 mod process;
 
 pub use cluster::{TestPostgres, connect, scratch_root, temp_dir};
+pub use migrations::{built_in_tenant_steps, built_in_tenant_version, write_built_in_tenant_steps};
 pub use process::{
     Process, Settled, binary, eventually, free_port, start_service, wait_until_healthy,
 };
@@ -56,6 +58,9 @@ pub struct ControlPlane {
     /// refuse.
     pub signing_key: TokenKey,
     signing_pem: String,
+    /// The key routers sign user tokens with (each router started here shares it, as
+    /// replicas behind a load balancer do).
+    pub router_signing_pem: String,
     /// The catalog key, so tests can open what the control plane sealed.
     pub sealer: Sealer,
     catalog_key: String,
@@ -76,6 +81,8 @@ impl ControlPlane {
         let database_url = postgres.create_database("catalog").await;
         let (signing_key, pem) = TokenKey::generate().expect("generate a signing key");
         let signing_pem = secrecy::ExposeSecret::expose_secret(&pem).to_owned();
+        let (_, router_pem) = TokenKey::generate().expect("generate a router signing key");
+        let router_signing_pem = secrecy::ExposeSecret::expose_secret(&router_pem).to_owned();
         let catalog_key = Sealer::generate_key();
         let sealer = Sealer::from_base64(&catalog_key).expect("catalog key");
         let catalog_key = secrecy::ExposeSecret::expose_secret(&catalog_key).to_owned();
@@ -84,6 +91,7 @@ impl ControlPlane {
             client: reqwest::Client::new(),
             signing_key,
             signing_pem,
+            router_signing_pem,
             sealer,
             catalog_key,
             database_url,
@@ -213,6 +221,7 @@ impl ControlPlane {
             .env("TENANCY_DATABASE_URL", &self.database_url)
             .env("TENANCY_CATALOG_KEY", &self.catalog_key)
             .env("TENANCY_JWT_PUBLIC_KEYS", self.signing_key.public_pem())
+            .env("TENANCY_ROUTER_SIGNING_KEYS", &self.router_signing_pem)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null());
         for (name, value) in env {

@@ -61,7 +61,9 @@ pub async fn create(
     idempotency: Option<IdempotencyKey>,
 ) -> OpsResult<Created> {
     let mut errors: Vec<FieldError> = check_name(&new.name).into_iter().collect();
-    if let Err(error) = tenancy_core::password::check_password_policy(&new.admin_password) {
+    if let Err(error) =
+        tenancy_core::password::check_new_password(&new.admin_password, new.admin_email.as_str())
+    {
         errors.push(FieldError::new("admin_password", error.to_string()));
     }
     if !errors.is_empty() {

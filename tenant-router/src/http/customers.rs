@@ -2,7 +2,6 @@
 //! own audit log, in the same transaction.
 
 use axum::Router;
-use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -12,6 +11,8 @@ use tenancy_http::Path;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::input::{ListParams, Page, Problems, path_id, violated};
+use crate::audit::Change;
 use crate::error::{RouterError, RouterResult};
 use crate::extract::{Json, Query, Tenant};
 use crate::state::AppState;
@@ -53,59 +54,15 @@ impl From<&Row> for Customer {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListParams {
-    limit: Option<i64>,
-    cursor: Option<String>,
-    q: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Page {
-    items: Vec<Customer>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_cursor: Option<String>,
-}
-
-fn decode_cursor(cursor: &str) -> RouterResult<(DateTime<Utc>, Uuid)> {
-    tenancy_core::cursor::decode(cursor).ok_or_else(|| {
-        RouterError::BadRequest("`cursor` is not a cursor this API gave out".to_owned())
-    })
-}
-
-async fn list(tenant: Tenant, Query(params): Query<ListParams>) -> RouterResult<Json<Page>> {
-    tenant.require("customers.read")?;
-    let limit = params.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(RouterError::BadRequest(
-            "`limit` must be between 1 and 500".to_owned(),
-        ));
-    }
-    if params.q.as_deref().is_some_and(|q| q.chars().count() > 200) {
-        return Err(RouterError::BadRequest(
-            "`q` must be at most 200 characters".to_owned(),
-        ));
-    }
-    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
-    let (after_time, after_id) = after.unzip();
-    // A search matches a code exactly or a name by prefix, case-insensitively.
-    let search = params
-        .q
-        .as_deref()
-        .map(str::trim)
-        .filter(|q| !q.is_empty())
-        .map(str::to_lowercase);
-    let pattern = search.as_deref().map(|q| {
-        format!(
-            "{}%",
-            q.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        )
-    });
-    let connection = tenant.connection().await?;
+async fn list(
+    tenant: Tenant,
+    Query(params): Query<ListParams>,
+) -> RouterResult<Json<Page<Customer>>> {
+    let listing = params.check()?;
+    let (after_time, after_id) = listing.after.unzip();
+    let connection = tenant.access("customers.read").await?;
     // Statements are prepared once per connection (deadpool-postgres' statement cache).
+    // A search matches a code exactly or a name by prefix, case-insensitively.
     let statement = connection
         .client
         .prepare_cached(&format!(
@@ -119,14 +76,17 @@ async fn list(tenant: Tenant, Query(params): Query<ListParams>) -> RouterResult<
         .client
         .query(
             &statement,
-            &[&after_time, &after_id, &search, &pattern, &limit],
+            &[
+                &after_time,
+                &after_id,
+                &listing.search,
+                &listing.pattern,
+                &listing.limit,
+            ],
         )
         .await?;
     let items: Vec<Customer> = rows.iter().map(Customer::from).collect();
-    let next_cursor = (items.len() == usize::try_from(limit).unwrap_or(usize::MAX))
-        .then(|| items.last())
-        .flatten()
-        .map(|last| tenancy_core::cursor::encode(last.created_at, last.id));
+    let next_cursor = listing.next_cursor(&items, |customer| (customer.created_at, customer.id));
     Ok(Json(Page { items, next_cursor }))
 }
 
@@ -138,9 +98,8 @@ fn not_found() -> RouterError {
 }
 
 async fn show(tenant: Tenant, Path(id): Path<String>) -> RouterResult<Json<Customer>> {
-    tenant.require("customers.read")?;
-    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let connection = tenant.connection().await?;
+    let id = path_id(&id, not_found)?;
+    let connection = tenant.access("customers.read").await?;
     let statement = connection
         .client
         .prepare_cached(&format!("SELECT {COLUMNS} FROM customers WHERE id = $1"))
@@ -165,39 +124,19 @@ struct NewCustomer {
 }
 
 fn check(customer: &NewCustomer) -> RouterResult<()> {
-    let mut problems = Vec::new();
-    let mut length = |field: &str, value: Option<&str>, low: usize, high: usize| {
-        if let Some(value) = value {
-            let count = value.chars().count();
-            if !(low..=high).contains(&count) {
-                problems.push(format!("{field}: must be {low} to {high} characters"));
-            }
-        }
-    };
-    length("code", Some(customer.code.trim()), 1, 50);
-    length("name", Some(customer.name.trim()), 1, 200);
-    length("email", customer.email.as_deref(), 3, 254);
-    length("phone", customer.phone.as_deref(), 1, 50);
-    length("address", customer.address.as_deref(), 1, 1000);
-    length("tax_id", customer.tax_id.as_deref(), 1, 50);
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(RouterError::Invalid {
-            code: "validation_failed",
-            detail: problems.join("; "),
-        })
-    }
+    let mut problems = Problems::new();
+    problems.length("code", Some(customer.code.trim()), 1, 50);
+    problems.length("name", Some(customer.name.trim()), 1, 200);
+    problems.length("email", customer.email.as_deref(), 3, 254);
+    problems.length("phone", customer.phone.as_deref(), 1, 50);
+    problems.length("address", customer.address.as_deref(), 1, 1000);
+    problems.length("tax_id", customer.tax_id.as_deref(), 1, 50);
+    problems.finish()
 }
 
-async fn create(
-    State(_state): State<AppState>,
-    tenant: Tenant,
-    Json(body): Json<NewCustomer>,
-) -> RouterResult<impl IntoResponse> {
-    tenant.require_write("customers.write")?;
+async fn create(tenant: Tenant, Json(body): Json<NewCustomer>) -> RouterResult<impl IntoResponse> {
     check(&body)?;
-    let mut connection = tenant.connection().await?;
+    let mut connection = tenant.access_write("customers.write").await?;
     let transaction = connection.client.transaction().await?;
     let inserted = transaction
         .query_one(
@@ -217,9 +156,7 @@ async fn create(
         .await;
     let row = match inserted {
         Ok(row) => row,
-        Err(error)
-            if error.as_db_error().and_then(|db| db.constraint()) == Some("customers_code_key") =>
-        {
+        Err(error) if violated(&error) == Some("customers_code_key") => {
             return Err(RouterError::Conflict {
                 code: "customer_exists",
                 detail: format!("a customer with code `{}` exists", body.code.trim()),
@@ -228,11 +165,17 @@ async fn create(
         Err(error) => return Err(error.into()),
     };
     let customer = Customer::from(&row);
-    let after = serde_json::to_value(&customer).unwrap_or_default();
-    transaction
-        .execute(
-            "INSERT INTO audit_log (actor, action, entity_type, entity_id, after) VALUES ($1, 'customer.create', 'customer', $2, $3)",
-            &[&tenant.actor(), &customer.id.to_string(), &after],
+    tenant
+        .audit()
+        .record(
+            &transaction,
+            Change {
+                action: "customer.create",
+                entity_type: "customer",
+                entity_id: &customer.id.to_string(),
+                before: None,
+                after: Some(serde_json::to_value(&customer).unwrap_or_default()),
+            },
         )
         .await?;
     transaction.commit().await?;

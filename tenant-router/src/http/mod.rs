@@ -1,7 +1,12 @@
 //! The router's HTTP surface, merged with the layers every request passes through.
 
+mod audit_log;
+mod auth;
 mod customers;
+mod input;
 mod ops;
+mod roles;
+mod users;
 
 use axum::Router;
 
@@ -12,6 +17,10 @@ pub const BODY_LIMIT_BYTES: usize = 256 * 1024;
 
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
+        .merge(auth::router())
+        .merge(users::router())
+        .merge(roles::router())
+        .merge(audit_log::router())
         .merge(customers::router())
         .merge(ops::router());
     tenancy_http::with_layers(

@@ -157,15 +157,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
     };
 
-    let key_path = data_dir.join("jwt-signing-key.pem");
-    let signing_pem = match std::fs::read_to_string(&key_path) {
-        Ok(pem) => SecretString::from(pem),
-        Err(_) => {
-            let (_, pem) = TokenKey::generate()?;
-            write_private(&key_path, pem.expose_secret())?;
-            pem
-        }
-    };
+    let signing_pem = signing_key(&data_dir.join("jwt-signing-key.pem"))?;
+    let router_signing_pem = signing_key(&data_dir.join("router-signing-key.pem"))?;
 
     let catalog_key_path = data_dir.join("catalog-key");
     let catalog_key = match std::fs::read_to_string(&catalog_key_path) {
@@ -266,6 +259,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         usage_flush: Duration::from_secs(10),
         fault_directory_delay: None,
         connections: dev_connections(),
+        auth: tenant_router::config::AuthArgs::with_keys(router_signing_pem),
+        events: tenant_router::config::EventsArgs::default(),
     };
     let tenant_router = tenant_router::build(&router_config).await?;
     let demo_token = match &demo {
@@ -489,5 +484,17 @@ fn dev_connections() -> tenancy_http::ConnectionArgs {
         header_read_timeout: limits.header_read_timeout,
         max_header_bytes: limits.max_header_bytes,
         address_file: None,
+    }
+}
+
+/// The Ed25519 key in `path`, made (readable by the owner only) on the first run.
+fn signing_key(path: &Path) -> anyhow::Result<SecretString> {
+    match std::fs::read_to_string(path) {
+        Ok(pem) => Ok(SecretString::from(pem)),
+        Err(_) => {
+            let (_, pem) = TokenKey::generate()?;
+            write_private(path, pem.expose_secret())?;
+            Ok(pem)
+        }
     }
 }

@@ -6,7 +6,7 @@ use super::*;
 async fn failing_tenants_stop_the_run_or_are_reported_and_a_failing_canary_touches_nobody_else() {
     let fleet = Fleet::start(30).await;
     fleet.add_step(
-        "V2__unique_customer_emails.sql",
+        &step(1, "unique_customer_emails"),
         "CREATE UNIQUE INDEX customers_email_key ON customers (lower(email));\n",
     );
     let order = fleet.planned_order();
@@ -86,7 +86,7 @@ async fn failing_tenants_stop_the_run_or_are_reported_and_a_failing_canary_touch
     // The failed tenants were left exactly as they were.
     for slug in &bad {
         let mut database = fleet.tenant_database(slug).await;
-        assert_eq!(history_version(&mut database).await, 1);
+        assert_eq!(history_version(&mut database).await, base());
         assert!(!index_exists(&mut database, "customers_email_key").await);
     }
 
@@ -105,7 +105,7 @@ async fn failing_tenants_stop_the_run_or_are_reported_and_a_failing_canary_touch
 
     // A canary of 5 with one failing tenant: no other tenant is touched.
     fleet.add_step(
-        "V3__unique_supplier_names.sql",
+        &step(2, "unique_supplier_names"),
         "CREATE UNIQUE INDEX suppliers_name_key ON suppliers (name);\n",
     );
     let order = fleet.planned_order();
@@ -141,7 +141,11 @@ async fn failing_tenants_stop_the_run_or_are_reported_and_a_failing_canary_touch
     assert_eq!(in_ledger, 5);
     for slug in &order[5..] {
         let mut database = fleet.tenant_database(slug).await;
-        assert_eq!(history_version(&mut database).await, 2, "{slug} untouched");
+        assert_eq!(
+            history_version(&mut database).await,
+            base() + 1,
+            "{slug} untouched"
+        );
     }
 }
 
@@ -179,7 +183,7 @@ async fn one_run_at_a_time_and_killed_or_stopped_runs_resume_with_no_half_migrat
     // Two changes with a pause between them: a run killed between the two would leave a
     // half-migrated tenant if the steps were not one transaction.
     fleet.add_step(
-        "V2__slow_two_part_change.sql",
+        &step(1, "slow_two_part_change"),
         "ALTER TABLE customers ADD COLUMN segment text;\n\
          SELECT pg_sleep(0.6);\n\
          CREATE INDEX customers_segment_idx ON customers (segment);\n",
@@ -210,10 +214,10 @@ async fn one_run_at_a_time_and_killed_or_stopped_runs_resume_with_no_half_migrat
         let column = column_exists(&mut database, "customers", "segment").await;
         let index = index_exists(&mut database, "customers_segment_idx").await;
         assert!(
-            (version == 2 && column && index) || (version == 1 && !column && !index),
+            (version == base() + 1 && column && index) || (version == base() && !column && !index),
             "{slug} is half-migrated: version {version}, column {column}, index {index}"
         );
-        migrated += usize::from(version == 2);
+        migrated += usize::from(version == base() + 1);
     }
     assert!(
         (3..12).contains(&migrated),
@@ -246,7 +250,7 @@ async fn one_run_at_a_time_and_killed_or_stopped_runs_resume_with_no_half_migrat
     assert_eq!(status["summary"]["migrating"], 0);
     for slug in &fleet.slugs {
         let mut database = fleet.tenant_database(slug).await;
-        assert_eq!(history_version(&mut database).await, 2);
+        assert_eq!(history_version(&mut database).await, base() + 1);
         assert!(index_exists(&mut database, "customers_segment_idx").await);
     }
     let dead_run: String = sqlx::query_scalar("SELECT outcome FROM migration_runs WHERE id = $1")
@@ -258,7 +262,7 @@ async fn one_run_at_a_time_and_killed_or_stopped_runs_resume_with_no_half_migrat
 
     // Ctrl-C: no new tenant is started, those in flight finish, everything is recorded.
     fleet.add_step(
-        "V3__slow_step.sql",
+        &step(2, "slow_step"),
         "ALTER TABLE suppliers ADD COLUMN rating int;\nSELECT pg_sleep(0.4);\n",
     );
     let previous = newest_run(&mut catalog).await.expect("a run");

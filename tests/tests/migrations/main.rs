@@ -14,7 +14,15 @@ use tenancy_tests::{ControlPlane, TestPostgres, assert_problem, connect, eventua
 mod failures;
 mod serving;
 
-const V1: &str = include_str!("../../../migrations/tenant/V1__initial.sql");
+/// The newest built-in step; a test adds its own after it.
+fn base() -> i64 {
+    tenancy_tests::built_in_tenant_version()
+}
+
+/// The file name of the test's `n`-th own step.
+fn step(n: i64, name: &str) -> String {
+    format!("V{}__{name}.sql", base() + n)
+}
 
 /// A control plane on two servers with `count` tenants, and a migrations directory (the
 /// built-in step, to which tests add steps) that the control plane and tenantctl use.
@@ -29,7 +37,7 @@ struct Fleet {
 impl Fleet {
     async fn start(count: usize) -> Self {
         let dir = tenancy_tests::temp_dir();
-        std::fs::write(dir.path().join("V1__initial.sql"), V1).expect("write V1");
+        tenancy_tests::write_built_in_tenant_steps(dir.path());
         let migrations = dir.path().to_str().expect("utf-8 path").to_owned();
         let app = ControlPlane::start_with(&[("TENANCY_TENANT_MIGRATIONS", &migrations)]).await;
         let admin = app.admin_token().await;
@@ -192,10 +200,10 @@ const V2_ADDITIVE: &str = "ALTER TABLE customers ADD COLUMN segment text;\n\
 async fn a_new_step_reaches_every_tenant_and_new_tenants_are_born_current() {
     let mut fleet = Fleet::start(30).await;
     let status = fleet.status().await;
-    assert_eq!(status["target_version"], 1);
+    assert_eq!(status["target_version"], base());
     assert_eq!(status["summary"]["current"], 30, "{status}");
 
-    // Warm-pool databases (2 per server), cloned at version 1.
+    // Warm-pool databases (2 per server), cloned at the built-in version.
     let dir = fleet.dir().to_owned();
     let env = [
         ("TENANCY_TENANT_MIGRATIONS", dir.as_str()),
@@ -206,24 +214,23 @@ async fn a_new_step_reaches_every_tenant_and_new_tenants_are_born_current() {
     eventually(
         Duration::from_secs(30),
         "the warm pools filled",
-        async || warm_versions(&mut catalog).await == vec![1; 4],
+        async || warm_versions(&mut catalog).await == vec![base(); 4],
     )
     .await;
 
-    fleet.add_step("V2__customer_segments.sql", V2_ADDITIVE);
+    fleet.add_step(&step(1, "customer_segments"), V2_ADDITIVE);
     // A deploy ships the new step to the control plane too.
     fleet.app.restart(&env).await;
 
     let plan = json_of(&fleet.migrate(&["plan"]));
-    assert_eq!(plan["target_version"], 2);
+    assert_eq!(plan["target_version"], base() + 1);
     assert_eq!(plan["templates"].as_array().expect("templates").len(), 2);
     assert_eq!(plan["warm"].as_array().expect("warm").len(), 4);
     let planned = plan["tenants"].as_array().expect("tenants");
     assert_eq!(planned.len(), 30, "{plan}");
     assert!(
-        planned.iter().all(
-            |item| item["from_version"] == 1 && item["steps"][0]["name"] == "customer_segments"
-        )
+        planned.iter().all(|item| item["from_version"] == base()
+            && item["steps"][0]["name"] == "customer_segments")
     );
     // Interleaved over the servers: the first two are on different servers.
     assert_ne!(planned[0]["server"], planned[1]["server"]);
@@ -245,16 +252,16 @@ async fn a_new_step_reaches_every_tenant_and_new_tenants_are_born_current() {
         .collect();
     assert_eq!(&kinds[..2], ["template", "template"], "templates go first");
     assert_eq!(&kinds[2..6], ["warm"; 4], "then warm databases");
-    assert_eq!(warm_versions(&mut catalog).await, vec![2; 4]);
+    assert_eq!(warm_versions(&mut catalog).await, vec![base() + 1; 4]);
 
     let status = fleet.status().await;
-    assert_eq!(status["target_version"], 2);
+    assert_eq!(status["target_version"], base() + 1);
     assert_eq!(status["summary"]["current"], 30, "{status}");
     assert_eq!(status["summary"]["pending"], 0);
     assert_eq!(status["summary"]["templates_pending"], 0);
     for slug in &fleet.slugs {
         let mut database = fleet.tenant_database(slug).await;
-        assert_eq!(history_version(&mut database).await, 2, "{slug}");
+        assert_eq!(history_version(&mut database).await, base() + 1, "{slug}");
         assert!(column_exists(&mut database, "customers", "segment").await);
         assert!(index_exists(&mut database, "customers_segment_idx").await);
     }
@@ -265,7 +272,7 @@ async fn a_new_step_reaches_every_tenant_and_new_tenants_are_born_current() {
         .call(Method::GET, "/v1/migrations", Some(&fleet.admin), None)
         .await;
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["target_version"], 2);
+    assert_eq!(body["target_version"], base() + 1);
     assert_eq!(body["summary"], status["summary"]);
     assert_eq!(body["tenants"].as_array().expect("tenants").len(), 30);
     let (code, body) = fleet
@@ -278,7 +285,7 @@ async fn a_new_step_reaches_every_tenant_and_new_tenants_are_born_current() {
     // template): current from birth.
     let (code, body) = fleet.app.create_tenant(&fleet.admin, "newcomer").await;
     assert_eq!(code, 201, "{body}");
-    assert_eq!(body["schema_version"], 2);
+    assert_eq!(body["schema_version"], base() + 1);
     let mut database = fleet.tenant_database("newcomer").await;
     assert!(column_exists(&mut database, "customers", "segment").await);
 
@@ -293,7 +300,8 @@ async fn a_new_step_reaches_every_tenant_and_new_tenants_are_born_current() {
     let verified = json_of(&fleet.migrate(&["status", "--verify"]));
     assert_eq!(verified["verify"]["checked"], 31);
     assert_eq!(verified["verify"]["drift"], Value::Array(vec![]));
-    sqlx::query("UPDATE tenants SET schema_version = 1 WHERE slug = 'tenant-07'")
+    sqlx::query("UPDATE tenants SET schema_version = $1 WHERE slug = 'tenant-07'")
+        .bind(base())
         .execute(&mut catalog)
         .await
         .expect("tamper with the catalog");
@@ -302,14 +310,14 @@ async fn a_new_step_reaches_every_tenant_and_new_tenants_are_born_current() {
     let drift = drifted["verify"]["drift"].as_array().expect("drift");
     assert_eq!(drift.len(), 1, "{drifted}");
     assert_eq!(drift[0]["slug"], "tenant-07");
-    assert_eq!(drift[0]["catalog_version"], 1);
-    assert_eq!(drift[0]["database_version"], 2);
+    assert_eq!(drift[0]["catalog_version"], base());
+    assert_eq!(drift[0]["database_version"], base() + 1);
     // A run reconciles it: the step is already in the database, so nothing is applied.
     let report = json_of(&fleet.migrate(&["run"]));
     let items = tenant_items(&report);
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["applied_steps"], 0);
-    assert_eq!(items[0]["to_version"], 2);
+    assert_eq!(items[0]["to_version"], base() + 1);
     json_of(&fleet.migrate(&["status", "--verify"]));
 }
 

@@ -35,7 +35,7 @@ async fn the_router_answers_tenant_migrating_while_a_tenant_is_migrated() {
         .call(Method::GET, "/v1/customers", Some(&first), None)
         .await;
     assert_eq!(code, 200, "{body}");
-    fleet.add_step("V2__customer_segments.sql", V2_ADDITIVE);
+    fleet.add_step(&step(1, "customer_segments"), V2_ADDITIVE);
     let output = fleet.migrate(&["run", "--tenant", "no-such-tenant"]);
     assert!(!output.status.success());
     assert!(
@@ -100,11 +100,12 @@ async fn the_router_answers_tenant_migrating_while_a_tenant_is_migrated() {
 #[tokio::test]
 async fn a_migrations_directory_that_rewrites_a_built_in_step_is_refused() {
     let fleet = Fleet::start(0).await;
-    std::fs::write(
-        fleet.dir.path().join("V1__initial.sql"),
-        format!("{V1}\n-- edited\n"),
-    )
-    .expect("edit V1");
+    let (name, sql) = tenancy_tests::built_in_tenant_steps()
+        .into_iter()
+        .next()
+        .expect("a built-in step");
+    std::fs::write(fleet.dir.path().join(name), format!("{sql}\n-- edited\n"))
+        .expect("edit the first built-in step");
     let output = fleet.migrate(&["status"]);
     assert!(!output.status.success());
     assert!(

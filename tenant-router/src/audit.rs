@@ -1,0 +1,69 @@
+//! The tenant's audit log: every write records who did it, from where, and the entity
+//! before and after, in the same transaction as the write. The tenant's role can append to
+//! the log but never change or delete an entry (the provisioner's grants).
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Who acts and from where, for the audit log.
+#[derive(Debug, Clone)]
+pub struct AuditContext {
+    /// `user:<id>` or `service:<id>`.
+    pub actor: String,
+    /// The user's id, for a user.
+    pub actor_id: Option<Uuid>,
+    pub request_id: Option<String>,
+    pub client_ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+/// One audited change.
+pub struct Change<'a> {
+    pub action: &'a str,
+    pub entity_type: &'a str,
+    pub entity_id: &'a str,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+impl AuditContext {
+    /// Appends `change` to the log, in the write's own transaction.
+    pub async fn record(
+        &self,
+        transaction: &deadpool_postgres::Transaction<'_>,
+        change: Change<'_>,
+    ) -> Result<(), tokio_postgres::Error> {
+        let statement = transaction
+            .prepare_cached(
+                "INSERT INTO audit_log (actor, actor_id, action, entity_type, entity_id, before, after, \
+                   request_id, client_ip, user_agent) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .await?;
+        transaction
+            .execute(
+                &statement,
+                &[
+                    &self.actor,
+                    &self.actor_id,
+                    &change.action,
+                    &change.entity_type,
+                    &change.entity_id,
+                    &change.before,
+                    &change.after,
+                    &self.request_id,
+                    &self.client_ip,
+                    &self.user_agent,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// The user agent as stored: at most 512 characters.
+pub fn clip_user_agent(agent: &str) -> String {
+    agent.chars().take(512).collect()
+}

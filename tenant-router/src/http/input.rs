@@ -1,0 +1,155 @@
+//! What list routes share (limit, cursor, search) and the checks on bodies: every problem
+//! names its field, and all of a body's problems are told at once.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::error::{RouterError, RouterResult};
+
+/// `?limit=&cursor=&q=` of a list route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    pub q: Option<String>,
+}
+
+/// A list request, checked.
+pub struct Listing {
+    pub limit: i64,
+    /// After this (created_at, id).
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+    /// Lower-cased search text.
+    pub search: Option<String>,
+    /// `search` as a LIKE prefix pattern, metacharacters escaped.
+    pub pattern: Option<String>,
+}
+
+impl ListParams {
+    pub fn check(&self) -> RouterResult<Listing> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(RouterError::BadRequest(
+                "`limit` must be between 1 and 500".to_owned(),
+            ));
+        }
+        if self.q.as_deref().is_some_and(|q| q.chars().count() > 200) {
+            return Err(RouterError::BadRequest(
+                "`q` must be at most 200 characters".to_owned(),
+            ));
+        }
+        let after = self
+            .cursor
+            .as_deref()
+            .map(|cursor| {
+                tenancy_core::cursor::decode(cursor).ok_or_else(|| {
+                    RouterError::BadRequest("`cursor` is not a cursor this API gave out".to_owned())
+                })
+            })
+            .transpose()?;
+        let search = self
+            .q
+            .as_deref()
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(str::to_lowercase);
+        let pattern = search.as_deref().map(|q| {
+            format!(
+                "{}%",
+                q.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )
+        });
+        Ok(Listing {
+            limit,
+            after,
+            search,
+            pattern,
+        })
+    }
+}
+
+impl Listing {
+    /// The cursor after the last of `items` when the page is full.
+    pub fn next_cursor<T>(
+        &self,
+        items: &[T],
+        key: impl Fn(&T) -> (DateTime<Utc>, Uuid),
+    ) -> Option<String> {
+        (items.len() == usize::try_from(self.limit).unwrap_or(usize::MAX))
+            .then(|| items.last())
+            .flatten()
+            .map(|last| {
+                let (created_at, id) = key(last);
+                tenancy_core::cursor::encode(created_at, id)
+            })
+    }
+}
+
+/// The problems found in a body.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<String>);
+
+impl Problems {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, field: &str, message: impl std::fmt::Display) {
+        self.0.push(format!("{field}: {message}"));
+    }
+
+    /// `value`, when given, has `low` to `high` characters.
+    pub fn length(&mut self, field: &str, value: Option<&str>, low: usize, high: usize) {
+        if let Some(value) = value {
+            let count = value.chars().count();
+            if !(low..=high).contains(&count) {
+                self.push(field, format!("must be {low} to {high} characters"));
+            }
+        }
+    }
+
+    /// An e-mail address, normalised; a problem when it is not one.
+    pub fn email(&mut self, field: &str, value: &str) -> Option<String> {
+        match value.parse::<tenancy_core::Email>() {
+            Ok(email) => Some(email.as_str().to_owned()),
+            Err(error) => {
+                self.push(field, error);
+                None
+            }
+        }
+    }
+
+    /// A 422 naming every problem, or nothing.
+    pub fn finish(self) -> RouterResult<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(RouterError::Invalid {
+                code: "validation_failed",
+                detail: self.0.join("; "),
+            })
+        }
+    }
+}
+
+/// A path id: anything but a UUID is no such entity.
+pub fn path_id(id: &str, not_found: fn() -> RouterError) -> RouterResult<Uuid> {
+    Uuid::parse_str(id).map_err(|_| not_found())
+}
+
+/// The constraint a tenant database error violated, if it is one.
+pub fn violated(error: &tokio_postgres::Error) -> Option<&str> {
+    error.as_db_error().and_then(|db| db.constraint())
+}
+
+/// Page of a list route.
+#[derive(serde::Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}

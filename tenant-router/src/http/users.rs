@@ -1,0 +1,462 @@
+//! Users of the tenant: list, show, create (capped by the plan's `max_users`), update,
+//! disable, delete, and their roles. Disabling or deleting a user ends its sessions at once;
+//! the last active admin can be neither disabled, deleted nor demoted.
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tenancy_http::Path;
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+use super::input::{ListParams, Page, Problems, path_id, violated};
+use crate::audit::Change;
+use crate::auth::sessions;
+use crate::error::{RouterError, RouterResult};
+use crate::extract::{Json, Query, Tenant};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/users", get(list).post(create))
+        .route("/v1/users/{id}", get(show).patch(update).delete(remove))
+        .route("/v1/users/{id}/roles", post(set_roles))
+}
+
+/// Serializes the changes that could leave the tenant without an admin or over its user
+/// cap (an advisory lock in the tenant's own database, for the transaction).
+pub const USERS_LOCK: i64 = 0x7573_6572_735f_6c6b;
+
+#[derive(Debug, Serialize)]
+pub struct User {
+    id: Uuid,
+    email: String,
+    display_name: String,
+    is_active: bool,
+    /// `[{id, name}]`, by name.
+    roles: Value,
+    last_login_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+const SELECT: &str = "SELECT u.id, u.email, u.display_name, u.is_active, u.last_login_at, \
+      u.created_at, u.updated_at, \
+      COALESCE((SELECT jsonb_agg(jsonb_build_object('id', r.id, 'name', r.name) ORDER BY r.name) \
+                FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = u.id), \
+               '[]'::jsonb) AS roles \
+    FROM users u";
+
+impl From<&Row> for User {
+    fn from(row: &Row) -> Self {
+        Self {
+            id: row.get("id"),
+            email: row.get("email"),
+            display_name: row.get("display_name"),
+            is_active: row.get("is_active"),
+            roles: row.get("roles"),
+            last_login_at: row.get("last_login_at"),
+            created_at: row.get("created_at"),
+            updated_at: row.get("updated_at"),
+        }
+    }
+}
+
+impl User {
+    fn audited(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+pub fn not_found() -> RouterError {
+    RouterError::NotFound {
+        code: "user_not_found",
+        detail: "no such user".to_owned(),
+    }
+}
+
+/// The user with this id.
+pub async fn load(client: &impl GenericClient, id: Uuid) -> RouterResult<Option<User>> {
+    let row = client
+        .query_opt(&format!("{SELECT} WHERE u.id = $1"), &[&id])
+        .await?;
+    Ok(row.as_ref().map(User::from))
+}
+
+/// The user's effective permissions, sorted.
+pub async fn permissions(client: &impl GenericClient, id: Uuid) -> RouterResult<Vec<String>> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT rp.permission FROM user_roles ur \
+             JOIN role_permissions rp ON rp.role_id = ur.role_id \
+             WHERE ur.user_id = $1 ORDER BY 1",
+            &[&id],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+async fn list(tenant: Tenant, Query(params): Query<ListParams>) -> RouterResult<Json<Page<User>>> {
+    let listing = params.check()?;
+    let connection = tenant.access("users.read").await?;
+    let (after_time, after_id) = listing.after.unzip();
+    let statement = connection
+        .client
+        .prepare_cached(&format!(
+            "{SELECT} WHERE ($1::timestamptz IS NULL OR (u.created_at, u.id) > ($1, $2)) \
+               AND ($3::text IS NULL OR u.email LIKE $3 OR lower(u.display_name) LIKE $3) \
+             ORDER BY u.created_at, u.id LIMIT $4"
+        ))
+        .await?;
+    let rows = connection
+        .client
+        .query(
+            &statement,
+            &[&after_time, &after_id, &listing.pattern, &listing.limit],
+        )
+        .await?;
+    let items: Vec<User> = rows.iter().map(User::from).collect();
+    let next_cursor = listing.next_cursor(&items, |user| (user.created_at, user.id));
+    Ok(Json(Page { items, next_cursor }))
+}
+
+async fn show(tenant: Tenant, Path(id): Path<String>) -> RouterResult<Json<User>> {
+    let id = path_id(&id, not_found)?;
+    let connection = tenant.access("users.read").await?;
+    load(&*connection.client, id)
+        .await?
+        .map(Json)
+        .ok_or_else(not_found)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    email: String,
+    password: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    roles: Vec<Uuid>,
+}
+
+/// Checks a new password and hashes it, off the async threads and within the bound on
+/// concurrent hashing.
+async fn hash_new_password(tenant: &Tenant, password: &str, email: &str) -> RouterResult<String> {
+    if let Err(error) = tenancy_core::password::check_new_password(password, email) {
+        let mut problems = Problems::new();
+        problems.push("password", error);
+        problems.finish()?;
+    }
+    let permit = tenant
+        .state()
+        .auth
+        .hashes
+        .enter()
+        .await
+        .map_err(|_| RouterError::Busy)?;
+    let password = password.to_owned();
+    permit
+        .run(move || tenancy_core::password::hash_checked_password(&password))
+        .await
+        .map_err(|error| RouterError::Internal(anyhow::Error::new(error)))?
+        .map_err(|error| RouterError::Internal(anyhow::Error::new(error)))
+}
+
+/// Refuses role ids that do not exist (422 naming them).
+async fn check_roles(client: &impl GenericClient, roles: &[Uuid]) -> RouterResult<()> {
+    let known: Vec<Uuid> = client
+        .query("SELECT id FROM roles WHERE id = ANY($1)", &[&roles])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let unknown: Vec<String> = roles
+        .iter()
+        .filter(|role| !known.contains(role))
+        .map(ToString::to_string)
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(RouterError::Invalid {
+            code: "validation_failed",
+            detail: format!("roles: no such role: {}", unknown.join(", ")),
+        })
+    }
+}
+
+/// Refuses a change that left no active admin (the caller then rolls back).
+async fn require_an_admin(client: &impl GenericClient) -> RouterResult<()> {
+    let any: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM users u JOIN user_roles ur ON ur.user_id = u.id \
+               JOIN roles r ON r.id = ur.role_id \
+               WHERE r.is_system AND r.name = 'admin' AND u.is_active)",
+            &[],
+        )
+        .await?
+        .get(0);
+    if any {
+        Ok(())
+    } else {
+        Err(RouterError::Conflict {
+            code: "last_admin",
+            detail: "this would leave the tenant without an active admin".to_owned(),
+        })
+    }
+}
+
+fn user_exists(email: &str) -> RouterError {
+    RouterError::Conflict {
+        code: "user_exists",
+        detail: format!("a user with the e-mail `{email}` exists"),
+    }
+}
+
+async fn create(tenant: Tenant, Json(body): Json<NewUser>) -> RouterResult<impl IntoResponse> {
+    let mut problems = Problems::new();
+    let email = problems.email("email", &body.email);
+    problems.length("display_name", Some(&body.display_name), 0, 200);
+    if body.roles.len() > 100 {
+        problems.push("roles", "at most 100 roles");
+    }
+    problems.finish()?;
+    let email = email.unwrap_or_default();
+    // The permission first: a principal without it learns nothing from the body's checks.
+    drop(tenant.access_write("users.write").await?);
+    let hash = hash_new_password(&tenant, &body.password, &email).await?;
+    let mut connection = tenant.access_write("users.write").await?;
+    let transaction = connection.client.transaction().await?;
+    check_roles(&*transaction, &body.roles).await?;
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&USERS_LOCK])
+        .await?;
+    let count: i64 = transaction
+        .query_one("SELECT count(*) FROM users", &[])
+        .await?
+        .get(0);
+    let cap = i64::from(tenant.entry.max_users);
+    if count >= cap {
+        return Err(RouterError::LimitExceeded(format!(
+            "the plan allows {cap} users; the tenant has {count}"
+        )));
+    }
+    let inserted = transaction
+        .query_one(
+            "INSERT INTO users (email, display_name, password_hash) VALUES ($1, $2, $3) RETURNING id",
+            &[&email, &body.display_name.trim(), &hash],
+        )
+        .await;
+    let id: Uuid = match inserted {
+        Ok(row) => row.get(0),
+        Err(error) if violated(&error) == Some("users_email_key") => {
+            return Err(user_exists(&email));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    transaction
+        .execute(
+            "INSERT INTO user_roles (user_id, role_id) SELECT $1, unnest($2::uuid[]) ON CONFLICT DO NOTHING",
+            &[&id, &body.roles],
+        )
+        .await?;
+    let user = load(&*transaction, id).await?.ok_or_else(not_found)?;
+    tenant
+        .audit()
+        .record(
+            &transaction,
+            Change {
+                action: "user.create",
+                entity_type: "user",
+                entity_id: &id.to_string(),
+                before: None,
+                after: Some(user.audited()),
+            },
+        )
+        .await?;
+    transaction.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/v1/users/{id}"))],
+        Json(user),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserChange {
+    email: Option<String>,
+    display_name: Option<String>,
+    password: Option<String>,
+    is_active: Option<bool>,
+}
+
+async fn update(
+    tenant: Tenant,
+    Path(id): Path<String>,
+    Json(body): Json<UserChange>,
+) -> RouterResult<Json<User>> {
+    let id = path_id(&id, not_found)?;
+    let mut problems = Problems::new();
+    let email = body
+        .email
+        .as_deref()
+        .and_then(|email| problems.email("email", email));
+    problems.length("display_name", body.display_name.as_deref(), 0, 200);
+    problems.finish()?;
+    drop(tenant.access_write("users.write").await?);
+    let hash = match &body.password {
+        Some(password) => {
+            let current = {
+                let connection = tenant.access("users.read").await?;
+                load(&*connection.client, id).await?.ok_or_else(not_found)?
+            };
+            let email = email.clone().unwrap_or(current.email);
+            Some(hash_new_password(&tenant, password, &email).await?)
+        }
+        None => None,
+    };
+    let mut connection = tenant.access_write("users.write").await?;
+    let transaction = connection.client.transaction().await?;
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&USERS_LOCK])
+        .await?;
+    let before = load(&*transaction, id).await?.ok_or_else(not_found)?;
+    let updated = transaction
+        .execute(
+            "UPDATE users SET email = COALESCE($2, email), \
+               display_name = COALESCE($3, display_name), \
+               password_hash = COALESCE($4, password_hash), \
+               is_active = COALESCE($5, is_active), updated_at = now() \
+             WHERE id = $1",
+            &[
+                &id,
+                &email,
+                &body.display_name.as_deref().map(str::trim),
+                &hash,
+                &body.is_active,
+            ],
+        )
+        .await;
+    match updated {
+        Ok(_) => {}
+        Err(error) if violated(&error) == Some("users_email_key") => {
+            return Err(user_exists(email.as_deref().unwrap_or_default()));
+        }
+        Err(error) => return Err(error.into()),
+    }
+    if body.is_active == Some(false) {
+        require_an_admin(&*transaction).await?;
+        sessions::revoke_all(&*transaction, id, "user_disabled").await?;
+    } else if hash.is_some() {
+        sessions::revoke_all(&*transaction, id, "password_changed").await?;
+    }
+    let after = load(&*transaction, id).await?.ok_or_else(not_found)?;
+    tenant
+        .audit()
+        .record(
+            &transaction,
+            Change {
+                action: "user.update",
+                entity_type: "user",
+                entity_id: &id.to_string(),
+                before: Some(before.audited()),
+                after: Some(after.audited()),
+            },
+        )
+        .await?;
+    transaction.commit().await?;
+    Ok(Json(after))
+}
+
+async fn remove(tenant: Tenant, Path(id): Path<String>) -> RouterResult<StatusCode> {
+    let id = path_id(&id, not_found)?;
+    let mut connection = tenant.access_write("users.write").await?;
+    let transaction = connection.client.transaction().await?;
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&USERS_LOCK])
+        .await?;
+    let before = load(&*transaction, id).await?.ok_or_else(not_found)?;
+    // Its sessions go with it (ON DELETE CASCADE): its tokens stop working at once.
+    transaction
+        .execute("DELETE FROM users WHERE id = $1", &[&id])
+        .await?;
+    require_an_admin(&*transaction).await?;
+    tenant
+        .audit()
+        .record(
+            &transaction,
+            Change {
+                action: "user.delete",
+                entity_type: "user",
+                entity_id: &id.to_string(),
+                before: Some(before.audited()),
+                after: None,
+            },
+        )
+        .await?;
+    transaction.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleSet {
+    /// Every role the user holds afterwards.
+    roles: Vec<Uuid>,
+}
+
+/// Sets the user's roles to exactly these.
+async fn set_roles(
+    tenant: Tenant,
+    Path(id): Path<String>,
+    Json(body): Json<RoleSet>,
+) -> RouterResult<Json<User>> {
+    let id = path_id(&id, not_found)?;
+    if body.roles.len() > 100 {
+        let mut problems = Problems::new();
+        problems.push("roles", "at most 100 roles");
+        problems.finish()?;
+    }
+    let mut connection = tenant.access_write("users.write").await?;
+    let transaction = connection.client.transaction().await?;
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&USERS_LOCK])
+        .await?;
+    let before = load(&*transaction, id).await?.ok_or_else(not_found)?;
+    check_roles(&*transaction, &body.roles).await?;
+    transaction
+        .execute(
+            "DELETE FROM user_roles WHERE user_id = $1 AND NOT role_id = ANY($2)",
+            &[&id, &body.roles],
+        )
+        .await?;
+    transaction
+        .execute(
+            "INSERT INTO user_roles (user_id, role_id) SELECT $1, unnest($2::uuid[]) ON CONFLICT DO NOTHING",
+            &[&id, &body.roles],
+        )
+        .await?;
+    require_an_admin(&*transaction).await?;
+    let after = load(&*transaction, id).await?.ok_or_else(not_found)?;
+    tenant
+        .audit()
+        .record(
+            &transaction,
+            Change {
+                action: "user.roles",
+                entity_type: "user",
+                entity_id: &id.to_string(),
+                before: Some(before.audited()),
+                after: Some(after.audited()),
+            },
+        )
+        .await?;
+    transaction.commit().await?;
+    Ok(Json(after))
+}

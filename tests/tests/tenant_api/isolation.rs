@@ -1,0 +1,156 @@
+//! Two tenants: nothing of one is reachable with the other's tokens.
+
+use super::*;
+
+#[tokio::test]
+async fn no_user_role_or_audit_entry_of_one_tenant_is_reachable_from_another() {
+    let platform = Platform::start(&["acme", "globex"], &[]).await;
+    let acme = platform.owner("acme").await;
+    let globex = platform.owner("globex").await;
+    let role = platform.role(&acme, "acme-only", &["customers.read"]).await;
+    let user = platform
+        .user(
+            &acme,
+            "someone@acme.example",
+            "someone's own password",
+            &[&role],
+        )
+        .await;
+
+    for (method, path, body) in [
+        (Method::GET, format!("/v1/users/{user}"), None),
+        (
+            Method::PATCH,
+            format!("/v1/users/{user}"),
+            Some(json!({ "display_name": "x" })),
+        ),
+        (Method::DELETE, format!("/v1/users/{user}"), None),
+        (
+            Method::POST,
+            format!("/v1/users/{user}/roles"),
+            Some(json!({ "roles": [] })),
+        ),
+        (Method::GET, format!("/v1/roles/{role}"), None),
+        (
+            Method::PATCH,
+            format!("/v1/roles/{role}"),
+            Some(json!({ "name": "x" })),
+        ),
+        (Method::DELETE, format!("/v1/roles/{role}"), None),
+        (
+            Method::PUT,
+            format!("/v1/roles/{role}/permissions"),
+            Some(json!({ "permissions": [] })),
+        ),
+    ] {
+        let route = format!("{method} {path}");
+        let (status, answer) = platform.call(method, &path, &globex, body).await;
+        assert_eq!(status, 404, "{route}: {answer}");
+    }
+    // A user id of one tenant given as a role of another is no such role.
+    let (_, me) = platform
+        .call(Method::GET, "/v1/auth/me", &globex, None)
+        .await;
+    let globex_owner = me["user"]["id"].as_str().expect("id").to_owned();
+    let (status, answer) = platform
+        .call(
+            Method::POST,
+            &format!("/v1/users/{globex_owner}/roles"),
+            &globex,
+            Some(json!({ "roles": [role] })),
+        )
+        .await;
+    assert_problem(status, &answer, 422, "validation_failed");
+    let (_, log) = platform
+        .call(
+            Method::GET,
+            &format!("/v1/audit-log?entity_id={user}"),
+            &globex,
+            None,
+        )
+        .await;
+    assert_eq!(log["items"], json!([]), "{log}");
+    let (_, users) = platform.call(Method::GET, "/v1/users", &globex, None).await;
+    assert_eq!(users["items"].as_array().expect("items").len(), 1);
+
+    // Naming tenant B with tenant A's credentials fails.
+    let (status, answer) = platform
+        .send(
+            Method::GET,
+            "/v1/users",
+            Some(&acme),
+            &[("x-tenant", "globex")],
+            None,
+        )
+        .await;
+    assert_problem(status, &answer, 403, "tenant_mismatch");
+    let (status, answer) = platform
+        .login("globex", "someone@acme.example", "someone's own password")
+        .await;
+    assert_problem(status, &answer, 401, "invalid_credentials");
+    let (status, answer) = platform
+        .login("no-such-co", "owner@acme.example", ADMIN_PASSWORD)
+        .await;
+    assert_problem(status, &answer, 401, "invalid_credentials");
+
+    // Input: SQL metacharacters are data; too long, NUL and wrong types are 422 naming the field.
+    let (status, created) = platform
+        .call(
+            Method::POST,
+            "/v1/roles",
+            &acme,
+            Some(json!({ "name": "x'); DROP TABLE users; --" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["name"], "x'); DROP TABLE users; --");
+    for (body, field) in [
+        (json!({ "name": "n".repeat(101) }), "name"),
+        (json!({ "name": "a\u{0}b" }), "name"),
+        (json!({ "name": 42 }), "name"),
+        (
+            json!({ "name": "ok", "permissions": ["no.such"] }),
+            "permissions",
+        ),
+    ] {
+        let (status, answer) = platform
+            .call(Method::POST, "/v1/roles", &acme, Some(body))
+            .await;
+        assert_eq!(status, 422, "{answer}");
+        assert!(
+            answer["detail"]
+                .as_str()
+                .is_some_and(|detail| detail.contains(field)),
+            "names `{field}`: {answer}"
+        );
+    }
+    for (body, field) in [
+        (
+            json!({ "email": "not-an-email", "password": "a long enough password" }),
+            "email",
+        ),
+        (
+            json!({ "email": "short@acme.example", "password": "short" }),
+            "password",
+        ),
+        (
+            json!({ "email": "same@acme.example", "password": "same@acme.example" }),
+            "password",
+        ),
+        (
+            json!({ "email": "common@acme.example", "password": "password1234" }),
+            "password",
+        ),
+    ] {
+        let (status, answer) = platform
+            .call(Method::POST, "/v1/users", &acme, Some(body))
+            .await;
+        assert_eq!(status, 422, "{answer}");
+        assert!(
+            answer["detail"]
+                .as_str()
+                .is_some_and(|detail| detail.contains(field)),
+            "names `{field}`: {answer}"
+        );
+    }
+}

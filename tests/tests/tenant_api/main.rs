@@ -1,0 +1,191 @@
+//! The tenant API for a tenant's own users, over HTTP against the real router and
+//! PostgreSQL: sign-in, refresh rotation and reuse detection, lockout, users, roles and
+//! permissions checked on every route, the audit log, the plan's user cap, and isolation
+//! between tenants.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tenancy_tests::{ControlPlane, TenantRouter, assert_problem};
+
+mod isolation;
+mod session;
+mod sign_in;
+
+const ADMIN_PASSWORD: &str = "a long enough password";
+const USER_AGENT: &str = "tenancy-tests/1.0";
+
+/// A platform with tenants (first admin `owner@<slug>.example`) and a router whose client
+/// sends a user agent.
+struct Platform {
+    app: ControlPlane,
+    admin: String,
+    router: TenantRouter,
+}
+
+impl Platform {
+    async fn start(slugs: &[&str], router_env: &[(&str, &str)]) -> Self {
+        let app = ControlPlane::start().await;
+        let admin = app.admin_token().await;
+        app.add_server(&admin, "main", &app.postgres.server, 50)
+            .await;
+        for slug in slugs {
+            let (status, body) = app.create_tenant(&admin, slug).await;
+            assert_eq!(status, 201, "{body}");
+        }
+        let mut router = app.start_router(router_env).await;
+        router.client = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .build()
+            .expect("a client");
+        Self { app, admin, router }
+    }
+
+    /// `POST /v1/auth/login` naming the tenant by `X-Tenant`.
+    async fn login(&self, slug: &str, email: &str, password: &str) -> (u16, Value) {
+        self.send(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            &[("x-tenant", slug)],
+            Some(json!({ "email": email, "password": password })),
+        )
+        .await
+    }
+
+    /// Signs in; the tokens.
+    async fn sign_in(&self, slug: &str, email: &str, password: &str) -> Value {
+        let (status, body) = self.login(slug, email, password).await;
+        assert_eq!(status, 200, "sign-in of {email}: {body}");
+        assert_eq!(body["token_type"], "Bearer");
+        body
+    }
+
+    /// The first admin's access token.
+    async fn owner(&self, slug: &str) -> String {
+        let tokens = self
+            .sign_in(slug, &format!("owner@{slug}.example"), ADMIN_PASSWORD)
+            .await;
+        access(&tokens)
+    }
+
+    async fn refresh(&self, refresh_token: &str) -> (u16, Value) {
+        self.send(
+            Method::POST,
+            "/v1/auth/refresh",
+            None,
+            &[],
+            Some(json!({ "refresh_token": refresh_token })),
+        )
+        .await
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.router.call(method, path, Some(token), body).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .router
+            .client
+            .request(method, format!("{}{path}", self.router.base_url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("send the request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("read the body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Creates a role; its id.
+    async fn role(&self, token: &str, name: &str, permissions: &[&str]) -> String {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/v1/roles",
+                token,
+                Some(json!({ "name": name, "permissions": permissions })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        id(&body)
+    }
+
+    /// Creates a user holding `roles`; its id.
+    async fn user(&self, token: &str, email: &str, password: &str, roles: &[&str]) -> String {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/v1/users",
+                token,
+                Some(json!({ "email": email, "password": password, "roles": roles })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        id(&body)
+    }
+
+    /// Every audit entry of the tenant, oldest first.
+    async fn audit_log(&self, token: &str) -> Vec<Value> {
+        let (status, body) = self
+            .call(Method::GET, "/v1/audit-log?limit=500", token, None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let mut items = body["items"].as_array().expect("items").clone();
+        items.reverse();
+        items
+    }
+}
+
+fn access(tokens: &Value) -> String {
+    tokens["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_owned()
+}
+
+fn refresh_token(tokens: &Value) -> String {
+    tokens["refresh_token"]
+        .as_str()
+        .expect("a refresh token")
+        .to_owned()
+}
+
+fn id(body: &Value) -> String {
+    body["id"].as_str().expect("an id").to_owned()
+}
+
+/// Asserts a 403 `forbidden` that names the permission.
+#[track_caller]
+fn assert_forbidden(status: u16, body: &Value, permission: &str, route: &str) {
+    assert_eq!(status, 403, "{route}: {body}");
+    assert_eq!(body["code"], "forbidden", "{route}: {body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains(permission)),
+        "{route}: the problem names `{permission}`: {body}"
+    );
+}

@@ -391,8 +391,12 @@ INSERT INTO app.users (email, display_name, password_hash)
 INSERT INTO app.roles (name, description) VALUES ('clerk', E'quotes '' and \\\\ backslash, tab\\there');
 INSERT INTO app.role_permissions SELECT id, 'customers.read' FROM app.roles WHERE name = 'clerk';
 INSERT INTO app.user_roles SELECT u.id, r.id FROM app.users u, app.roles r WHERE r.name = 'clerk';
-INSERT INTO app.refresh_tokens (user_id, token_hash, expires_at)
-  SELECT id, sha256(convert_to(email, 'UTF8')), now() + interval '1 day' FROM app.users;
+INSERT INTO app.sessions (user_id, client_ip, user_agent)
+  SELECT id, '192.0.2.7', 'seed/1.0 (x; y)' FROM app.users;
+INSERT INTO app.refresh_tokens (session_id, token_hash, expires_at)
+  SELECT id, sha256(convert_to(id::text, 'UTF8')), now() + interval '1 day' FROM app.sessions;
+INSERT INTO app.login_failures (email, failures, window_start)
+  SELECT email, 2, now() FROM app.users LIMIT 10;
 INSERT INTO app.audit_log (actor, action, entity_type, entity_id, after)
   SELECT 'seed', 'create', 'customer', g::text, jsonb_build_object('n', g, 'emoji', '😀', 'nul', 'a\\u0000b'::text)
   FROM generate_series(1, 100) g;

@@ -30,6 +30,9 @@ pub enum RouterError {
     /// 503: too many password checks at once.
     #[error("too many sign-ins at once; retry shortly")]
     Busy,
+    /// 503: the tenant's events feed is not available (its database could not be reached).
+    #[error("live events for this tenant are unavailable; retry shortly")]
+    EventsUnavailable,
     /// 403: the plan's limit is reached.
     #[error("{0}")]
     LimitExceeded(String),
@@ -89,6 +92,7 @@ impl RouterError {
             Self::TenantMismatch => (StatusCode::FORBIDDEN, "tenant_mismatch"),
             Self::AccountLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, "account_locked"),
             Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            Self::EventsUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "events_unavailable"),
             Self::LimitExceeded(_) => (StatusCode::FORBIDDEN, "limit_exceeded"),
             Self::TenantSuspended => (StatusCode::FORBIDDEN, "tenant_suspended"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
@@ -119,6 +123,7 @@ impl RouterError {
             | Self::TenantMigrating
             | Self::TenantRestoring
             | Self::Busy
+            | Self::EventsUnavailable
             | Self::CatalogUnavailable => Some(1),
             _ => None,
         }

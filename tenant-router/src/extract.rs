@@ -219,6 +219,18 @@ pub async fn admit(
     Ok((entry, pool))
 }
 
+/// The tenant's pool for the router's own work on its behalf (the events listener): the
+/// tenant must be active; no rate limit, not counted as a request.
+pub async fn admit_quietly(state: &AppState, tenant: TenantId) -> RouterResult<Arc<TenantPool>> {
+    let entry = state
+        .directory
+        .get(tenant)
+        .await?
+        .ok_or_else(|| RouterError::InvalidToken("the tenant does not exist".to_owned()))?;
+    check_status(&entry)?;
+    state.pools.pool_for(&entry)
+}
+
 fn check_status(entry: &TenantEntry) -> RouterResult<()> {
     match entry.status {
         Status::Active => {}

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod directory;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod http;
 pub mod limits;
@@ -85,6 +86,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Router> {
             pools,
             verifier: Arc::new(verifier),
             auth: Arc::new(auth),
+            events: Arc::new(events::Events::new(&config.events)),
             limiter: Arc::new(limits::RateLimiter::default()),
             usage,
             metrics,

@@ -29,6 +29,8 @@ pub struct Metrics {
     breaker_open: Family<ServerLabels, Gauge>,
     waiting: Family<ServerLabels, Gauge>,
     open_pools: Gauge,
+    event_clients: Gauge,
+    event_listeners: Gauge,
 }
 
 impl Default for Metrics {
@@ -61,6 +63,18 @@ impl Default for Metrics {
         );
         let open_pools = Gauge::default();
         registry.register("tenant_pools", "Tenant pools open", open_pools.clone());
+        let event_clients = Gauge::default();
+        registry.register(
+            "event_clients",
+            "Clients connected to GET /v1/events",
+            event_clients.clone(),
+        );
+        let event_listeners = Gauge::default();
+        registry.register(
+            "event_listeners",
+            "Tenants whose database this router listens to for events",
+            event_listeners.clone(),
+        );
         Self {
             registry,
             http,
@@ -69,6 +83,8 @@ impl Default for Metrics {
             breaker_open,
             waiting,
             open_pools,
+            event_clients,
+            event_listeners,
         }
     }
 }
@@ -82,8 +98,13 @@ impl Metrics {
             .inc();
     }
 
-    /// The metrics in the OpenMetrics text format, with the pool gauges from `pools`.
-    pub fn render(&self, pools: &PoolStats) -> String {
+    /// The metrics in the OpenMetrics text format, with the pool gauges from `pools` and
+    /// the events figures.
+    pub fn render(&self, pools: &PoolStats, events: EventStats) -> String {
+        self.event_clients
+            .set(i64::try_from(events.clients).unwrap_or(i64::MAX));
+        self.event_listeners
+            .set(i64::try_from(events.listeners).unwrap_or(i64::MAX));
         for server in &pools.servers {
             let labels = ServerLabels {
                 server: server.server.to_string(),
@@ -106,6 +127,13 @@ impl Metrics {
         }
         text
     }
+}
+
+/// Connected events clients and the tenants listened to, at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventStats {
+    pub clients: usize,
+    pub listeners: usize,
 }
 
 /// The pools' state at one moment, for [`Metrics::render`] (metrics never reach into the

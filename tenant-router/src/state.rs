@@ -6,6 +6,7 @@ use tenancy_core::token::TokenVerifier;
 
 use crate::auth::AuthState;
 use crate::directory::Directory;
+use crate::events::Events;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::pools::Pools;
@@ -19,6 +20,8 @@ pub struct AppState {
     pub verifier: Arc<TokenVerifier>,
     /// User sign-in, sessions and the router's own user tokens.
     pub auth: Arc<AuthState>,
+    /// Live events: a hub per tenant with connected clients.
+    pub events: Arc<Events>,
     pub limiter: Arc<RateLimiter>,
     pub usage: Arc<UsageCounter>,
     pub metrics: Arc<Metrics>,

@@ -69,7 +69,8 @@ pub async fn apply_limits(
     limits: RoleLimits,
 ) -> Result<(), ProvisionError> {
     let role = RoleName::for_tenant(tenant).ident();
-    let max_connections = limits.max_connections.max(1);
+    // The plan's connections for the router's pool, and one for its events listener.
+    let max_connections = limits.max_connections.max(1).saturating_add(1);
     let timeout = limits.statement_timeout_ms.max(1);
     admin
         .batch_execute(&format!(

@@ -261,7 +261,7 @@ async fn refresh(
     }
 }
 
-fn not_a_user() -> RouterError {
+pub(super) fn not_a_user() -> RouterError {
     RouterError::BadRequest("this route is for signed-in users, not service tokens".to_owned())
 }
 

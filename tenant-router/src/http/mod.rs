@@ -3,6 +3,7 @@
 mod audit_log;
 mod auth;
 mod customers;
+mod events;
 mod input;
 mod ops;
 mod roles;
@@ -21,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .merge(users::router())
         .merge(roles::router())
         .merge(audit_log::router())
+        .merge(events::router())
         .merge(customers::router())
         .merge(ops::router());
     tenancy_http::with_layers(

@@ -45,6 +45,12 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.render(&state.pools.stats()),
+        state.metrics.render(
+            &state.pools.stats(),
+            crate::metrics::EventStats {
+                clients: state.events.clients(),
+                listeners: state.events.tenants(),
+            },
+        ),
     )
 }

@@ -39,7 +39,17 @@ pub struct TenantPool {
     /// Where its connections go and as whom: a pool serves only entries that agree.
     target: PoolTarget,
     pool: Pool<GatedManager>,
+    /// How to open a connection of the tenant's own (the events listener's).
+    connect: tokio_postgres::Config,
     last_used: Mutex<Instant>,
+}
+
+/// A connection outside the pool (for `LISTEN`), and the server permit it holds while open.
+pub struct Dedicated {
+    pub client: tokio_postgres::Client,
+    pub connection:
+        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+    pub permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// What a pool's connections are bound to: a server, a database, a role and its password.
@@ -83,6 +93,39 @@ impl TenantPool {
                 RouterError::ServerUnavailable
             }
         })
+    }
+
+    /// A connection of the tenant's own, outside the pool but within the server's budget
+    /// (it holds a permit while open) and the breaker.
+    pub async fn dedicated(&self) -> RouterResult<Dedicated> {
+        if self.gate.breaker.is_open() {
+            return Err(RouterError::ServerUnavailable);
+        }
+        let permit =
+            tokio::time::timeout(self.gate_wait(), self.gate.permits.clone().acquire_owned())
+                .await
+                .map_err(|_| RouterError::PoolTimeout)?
+                .map_err(|_| RouterError::PoolTimeout)?;
+        match self.connect.connect(NoTls).await {
+            Ok((client, connection)) => {
+                self.gate.breaker.success();
+                Ok(Dedicated {
+                    client,
+                    connection,
+                    permit,
+                })
+            }
+            Err(error) => {
+                if error.as_db_error().is_none() {
+                    self.gate.breaker.failure();
+                }
+                Err(error.into())
+            }
+        }
+    }
+
+    fn gate_wait(&self) -> Duration {
+        self.pool.timeouts().wait.unwrap_or(Duration::from_secs(2))
     }
 
     fn idle_for(&self) -> Duration {
@@ -135,7 +178,7 @@ impl Pools {
             .connect_timeout(Duration::from_secs(2));
         let manager = GatedManager {
             inner: deadpool_postgres::Manager::from_config(
-                config,
+                config.clone(),
                 NoTls,
                 ManagerConfig {
                     recycling_method: RecyclingMethod::Fast,
@@ -168,6 +211,7 @@ impl Pools {
                 password: password.clone(),
             },
             pool,
+            connect: config,
             last_used: Mutex::new(Instant::now()),
         });
         pools.insert(entry.id, tenant_pool.clone());

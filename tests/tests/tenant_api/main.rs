@@ -7,6 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tenancy_tests::{ControlPlane, TenantRouter, assert_problem};
 
+mod events;
 mod isolation;
 mod session;
 mod sign_in;

@@ -2,6 +2,9 @@
 //! can do exactly what the role allows on every route; a permission removed applies to
 //! the user's very next request; every write is audited once, with who, where and what.
 
+use std::time::{Duration, Instant};
+
+use super::events::EventsClient;
 use super::*;
 
 /// Every tenant-user route: method, path, body, the permission it needs (None: any
@@ -170,7 +173,12 @@ async fn a_user_can_do_exactly_what_its_role_allows_and_a_change_applies_at_once
         }
     }
 
-    // The admin takes `customers.write` away: the clerk's very next write is refused.
+    // The admin takes `customers.write` away: the clerk's very next write is refused, and
+    // its connected events client hears of it within a second.
+    let mut events = EventsClient::open(&platform, "", Some(&token), None)
+        .await
+        .expect("the clerk listens");
+    let started = Instant::now();
     let (status, body) = platform
         .call(
             Method::PUT,
@@ -189,6 +197,12 @@ async fn a_user_can_do_exactly_what_its_role_allows_and_a_change_applies_at_once
         )
         .await;
     assert_forbidden(status, &body, "customers.write", "after the change");
+    let event = events
+        .next_of("role.permissions_changed", Duration::from_secs(5))
+        .await;
+    assert_eq!(event.data["role_id"], role.as_str());
+    let took = event.at.duration_since(started);
+    assert!(took < Duration::from_secs(1), "{took:?}");
     let (status, _) = platform
         .call(Method::GET, "/v1/customers", &token, None)
         .await;

@@ -235,8 +235,8 @@ async fn lifecycle_plan_changes_and_deletion() {
     };
     assert_eq!(
         connection_limit().await,
-        10,
-        "the standard plan's max_connections"
+        11,
+        "the standard plan's max_connections, and one for the router's events listener"
     );
     let (status, body) = app
         .call(
@@ -253,7 +253,7 @@ async fn lifecycle_plan_changes_and_deletion() {
     );
     assert_eq!(
         connection_limit().await,
-        40,
+        41,
         "the new plan's limit is on the role at once"
     );
 

@@ -3,8 +3,6 @@
 
 use std::net::IpAddr;
 
-use axum::Router;
-use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
@@ -13,12 +11,12 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::input::Page;
+use super::table::Routes;
 use crate::error::{RouterError, RouterResult};
 use crate::extract::{Json, Query, Tenant};
-use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/audit-log", get(list))
+pub fn routes() -> Routes {
+    Routes::new().get("/v1/audit-log", list)
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,14 +1,13 @@
 //! Sign-in and the token lifecycle: `POST /v1/auth/login`, `/refresh`, `/logout`, and
 //! `GET /v1/auth/me`.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
+use super::table::Routes;
 use super::users::{self, User};
 use crate::audit::Change;
 use crate::auth::lockout::{self, Attempt};
@@ -18,12 +17,12 @@ use crate::error::{RouterError, RouterResult};
 use crate::extract::{Json, Origin, Principal, Tenant, admit, named_tenant};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/auth/login", post(login))
-        .route("/v1/auth/refresh", post(refresh))
-        .route("/v1/auth/logout", post(logout))
-        .route("/v1/auth/me", get(me))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/v1/auth/login", login)
+        .post("/v1/auth/refresh", refresh)
+        .post("/v1/auth/logout", logout)
+        .get("/v1/auth/me", me)
 }
 
 #[derive(Deserialize)]

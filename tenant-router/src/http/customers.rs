@@ -1,10 +1,8 @@
 //! Customers: list (cursor, search), get, create. Every write is audited in the tenant's
 //! own audit log, in the same transaction.
 
-use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenancy_http::Path;
@@ -12,15 +10,16 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::input::{ListParams, Page, Problems, path_id, violated};
+use super::table::Routes;
 use crate::audit::Change;
 use crate::error::{RouterError, RouterResult};
 use crate::extract::{Json, Query, Tenant};
-use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/customers", get(list).post(create))
-        .route("/v1/customers/{id}", get(show))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/v1/customers", list)
+        .post("/v1/customers", create)
+        .get("/v1/customers/{id}", show)
 }
 
 #[derive(Debug, Serialize)]

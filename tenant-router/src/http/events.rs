@@ -10,28 +10,27 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 
-use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::auth::not_a_user;
+use super::table::Routes;
 use crate::auth::secrets::{self, Kind};
 use crate::error::{RouterError, RouterResult};
 use crate::events::{Connected, Event};
 use crate::extract::{Json, Query, Tenant, admit, named_tenant};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/events", get(stream))
-        .route("/v1/events/ticket", post(ticket))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/v1/events", stream)
+        .post("/v1/events/ticket", ticket)
 }
 
 #[derive(Deserialize)]

@@ -7,24 +7,34 @@ mod events;
 mod input;
 mod ops;
 mod roles;
+mod table;
 mod users;
 
 use axum::Router;
+use axum::http::Method;
 
 use crate::state::AppState;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT_BYTES: usize = 256 * 1024;
 
+fn routes() -> table::Routes {
+    auth::routes()
+        .merge(users::routes())
+        .merge(roles::routes())
+        .merge(audit_log::routes())
+        .merge(events::routes())
+        .merge(customers::routes())
+        .merge(ops::routes())
+}
+
+/// Every route the router serves: method and path template.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    routes().into_parts().1
+}
+
 pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .merge(auth::router())
-        .merge(users::router())
-        .merge(roles::router())
-        .merge(audit_log::router())
-        .merge(events::router())
-        .merge(customers::router())
-        .merge(ops::router());
+    let (routes, _) = routes().into_parts();
     tenancy_http::with_layers(
         routes,
         state.metrics.http.clone(),
@@ -35,3 +45,6 @@ pub fn router(state: AppState) -> Router {
     )
     .with_state(state)
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,31 +2,26 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use serde_json::json;
 
+use super::table::Routes;
 use crate::error::{RouterError, RouterResult};
 use crate::extract::Json;
 use crate::state::AppState;
 
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(json!({ "status": "ok" })) }),
-        )
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route(
-            "/openapi.json",
-            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
-        )
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/healthz", || async { Json(json!({ "status": "ok" })) })
+        .get("/readyz", readyz)
+        .get("/metrics", metrics)
+        .get("/openapi.json", || async {
+            ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+        })
 }
 
 /// Ready when the catalog answers within two seconds (tenant servers are checked per

@@ -1,10 +1,8 @@
 //! Roles and permissions: the seeded permission catalogue, roles that group permissions,
 //! and the system `admin` role (every permission; never changed or deleted).
 
-use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenancy_http::Path;
@@ -12,20 +10,20 @@ use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use super::input::{Problems, path_id, violated};
+use super::table::Routes;
 use crate::audit::Change;
 use crate::error::{RouterError, RouterResult};
 use crate::extract::{Json, Tenant};
-use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/roles", get(list).post(create))
-        .route("/v1/roles/{id}", get(show).patch(update).delete(remove))
-        .route(
-            "/v1/roles/{id}/permissions",
-            axum::routing::put(set_permissions),
-        )
-        .route("/v1/permissions", get(catalogue))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/v1/roles", list)
+        .post("/v1/roles", create)
+        .get("/v1/roles/{id}", show)
+        .patch("/v1/roles/{id}", update)
+        .delete("/v1/roles/{id}", remove)
+        .put("/v1/roles/{id}/permissions", set_permissions)
+        .get("/v1/permissions", catalogue)
 }
 
 /// Roles a tenant may have.

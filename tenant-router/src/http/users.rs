@@ -2,10 +2,8 @@
 //! disable, delete, and their roles. Disabling or deleting a user ends its sessions at once;
 //! the last active admin can be neither disabled, deleted nor demoted.
 
-use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,17 +12,20 @@ use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use super::input::{ListParams, Page, Problems, path_id, violated};
+use super::table::Routes;
 use crate::audit::Change;
 use crate::auth::sessions;
 use crate::error::{RouterError, RouterResult};
 use crate::extract::{Json, Query, Tenant};
-use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/users", get(list).post(create))
-        .route("/v1/users/{id}", get(show).patch(update).delete(remove))
-        .route("/v1/users/{id}/roles", post(set_roles))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/v1/users", list)
+        .post("/v1/users", create)
+        .get("/v1/users/{id}", show)
+        .patch("/v1/users/{id}", update)
+        .delete("/v1/users/{id}", remove)
+        .post("/v1/users/{id}/roles", set_roles)
 }
 
 /// Serializes the changes that could leave the tenant without an admin or over its user

@@ -21,6 +21,8 @@ struct Platform {
     app: ControlPlane,
     admin: String,
     router: TenantRouter,
+    /// The router's OpenAPI document: every answer a test sees must be documented.
+    openapi: Value,
 }
 
 impl Platform {
@@ -38,7 +40,14 @@ impl Platform {
             .user_agent(USER_AGENT)
             .build()
             .expect("a client");
-        Self { app, admin, router }
+        let (status, openapi) = router.call(Method::GET, "/openapi.json", None, None).await;
+        assert_eq!(status, 200);
+        Self {
+            app,
+            admin,
+            router,
+            openapi,
+        }
     }
 
     /// `POST /v1/auth/login` naming the tenant by `X-Tenant`.
@@ -87,7 +96,32 @@ impl Platform {
         token: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        self.router.call(method, path, Some(token), body).await
+        self.send(method, path, Some(token), &[], body).await
+    }
+
+    /// Asserts that the OpenAPI document lists `status` for this request's route.
+    #[track_caller]
+    fn assert_documented(&self, method: &Method, path: &str, status: u16) {
+        let path = path.split('?').next().unwrap_or_default();
+        let segments: Vec<&str> = path.split('/').collect();
+        let (template, operations) = self.openapi["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .find(|(template, _)| {
+                let parts: Vec<&str> = template.split('/').collect();
+                parts.len() == segments.len()
+                    && parts
+                        .iter()
+                        .zip(&segments)
+                        .all(|(part, segment)| part.starts_with('{') || part == segment)
+            })
+            .unwrap_or_else(|| panic!("{path} is not in the OpenAPI document"));
+        let responses = &operations[method.as_str().to_lowercase()]["responses"];
+        assert!(
+            responses.get(status.to_string()).is_some(),
+            "{method} {template} answered {status}, which its OpenAPI entry does not list"
+        );
     }
 
     async fn send(
@@ -101,7 +135,7 @@ impl Platform {
         let mut request = self
             .router
             .client
-            .request(method, format!("{}{path}", self.router.base_url));
+            .request(method.clone(), format!("{}{path}", self.router.base_url));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -113,6 +147,7 @@ impl Platform {
         }
         let response = request.send().await.expect("send the request");
         let status = response.status().as_u16();
+        self.assert_documented(&method, path, status);
         let text = response.text().await.expect("read the body");
         (
             status,

@@ -187,6 +187,43 @@ async fn dev_comes_up_stops_cleanly_and_reuses_its_data() {
         .expect("json");
     assert_eq!(page["items"][0]["code"], "C-001");
 
+    // The demo tenant's first admin signs in through the router with the printed line.
+    let sign_in = first
+        .banner
+        .iter()
+        .find(|line| line.contains("/v1/auth/login") && line.contains(&router))
+        .expect("a sign-in line");
+    let slug = sign_in
+        .split("x-tenant: ")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("the tenant header");
+    let credentials: serde_json::Value = sign_in
+        .split("-d '")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix('\''))
+        .and_then(|body| serde_json::from_str(body).ok())
+        .expect("the credentials");
+    let response = client
+        .post(format!("{router}/v1/auth/login"))
+        .header("x-tenant", slug)
+        .json(&credentials)
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(response.status(), 200);
+    let tokens: serde_json::Value = response.json().await.expect("json");
+    let me: serde_json::Value = client
+        .get(format!("{router}/v1/auth/me"))
+        .bearer_auth(tokens["access_token"].as_str().expect("a token"))
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["user"]["email"], credentials["email"]);
+
     // Ctrl-C: everything stops, including the PostgreSQL server.
     let postmaster_pid = data_dir.join("postgres").join("postmaster.pid");
     assert!(postmaster_pid.exists());

@@ -116,6 +116,33 @@ pub(super) fn print_banner(banner: &Banner<'_>) {
             "  curl -s {router}/v1/customers -H \"authorization: Bearer $TENANT_TOKEN\""
         );
     }
+    if let Some(demo) = banner.demo
+        && let Some(password) = &demo.admin_password
+    {
+        let router = banner.router_url;
+        let credentials = serde_json::json!({ "email": demo.admin_email, "password": password });
+        let _ = writeln!(
+            text,
+            "\nThe demo tenant's users sign in through the router (tokens for 60 min, refresh for 7 days):"
+        );
+        let _ = writeln!(
+            text,
+            "  curl -s -X POST {router}/v1/auth/login -H 'x-tenant: {}' -H 'content-type: application/json' -d '{credentials}'",
+            demo.slug
+        );
+        let _ = writeln!(
+            text,
+            "  export USER_TOKEN=...   # the access_token of the answer; its refresh_token goes to {router}/v1/auth/refresh"
+        );
+        let _ = writeln!(
+            text,
+            "  curl -s {router}/v1/auth/me -H \"authorization: Bearer $USER_TOKEN\""
+        );
+        let _ = writeln!(
+            text,
+            "  curl -s -N {router}/v1/events -H \"authorization: Bearer $USER_TOKEN\"   # live permission changes"
+        );
+    }
     let _ = writeln!(
         text,
         "\nCtrl-C stops everything; the next run reuses the data."

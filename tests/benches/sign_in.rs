@@ -1,0 +1,281 @@
+//! Sign-in and the signed-in user's requests, against a customer point read in the same
+//! run on the same router and server:
+//! - `GET /v1/customers/{id}` with a service token (the baseline: no per-request lookup);
+//! - the same read with a user token (its session and permission read on every request);
+//! - `GET /v1/auth/me` with a user token;
+//! - `POST /v1/auth/login` (argon2id-bound), beside argon2id verifications alone, in
+//!   process, one per core (the ceiling sign-in cannot pass).
+//!
+//! Closed-loop clients in this process (reqwest), `TENANCY_BENCH_CONNECTIONS` of them
+//! (default 32; sign-in uses 2 per core). Run: `cargo bench -p tenancy-tests --bench sign_in`.
+//! `TENANCY_BENCH_SECONDS` (default 10) sets each phase's length.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::Value;
+use tenancy_tests::{ControlPlane, json};
+
+type Error = Box<dyn std::error::Error>;
+
+const PASSWORD: &str = "a long enough password";
+
+struct Figures {
+    name: &'static str,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: usize,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let seconds: u64 = env_or("TENANCY_BENCH_SECONDS", 10);
+    let connections: usize = env_or("TENANCY_BENCH_CONNECTIONS", 32);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let period = Duration::from_secs(seconds);
+
+    let app = ControlPlane::start_with(&[("TENANCY_WARM_POOL_SIZE", "2")]).await;
+    let admin = app.admin_token().await;
+    app.add_server(&admin, "main", &app.postgres.server, 150)
+        .await;
+    // The plan's rate limit would turn the load into 429s: lift it for the run.
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            "/v1/plans/standard",
+            Some(&admin),
+            Some(json!({ "limits": { "requests_per_minute": 100_000_000 } })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app.create_tenant(&admin, "bench").await;
+    assert_eq!(status, 201, "{body}");
+    let router = Arc::new(app.start_router(&[("TENANCY_POOL_WAIT", "5s")]).await);
+    let service = app
+        .tenant_token(&admin, "bench", &["customers.read", "customers.write"])
+        .await;
+    let mut ids = Vec::new();
+    for n in 0..200 {
+        let (status, body) = router
+            .call(
+                Method::POST,
+                "/v1/customers",
+                Some(&service),
+                Some(json!({ "code": format!("C-{n}"), "name": format!("Customer {n}") })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        ids.push(body["id"].as_str().ok_or("id")?.to_owned());
+    }
+    let ids = Arc::new(ids);
+    let credentials = json!({ "email": "owner@bench.example", "password": PASSWORD });
+    let tokens = sign_in(&router, &credentials).await?;
+    let user = tokens["access_token"].as_str().ok_or("token")?.to_owned();
+
+    let mut results = Vec::new();
+    let read = |token: String| {
+        let ids = ids.clone();
+        move |client: &reqwest::Client, base: &str, n: usize| {
+            client
+                .get(format!("{base}/v1/customers/{}", ids[n % ids.len()]))
+                .bearer_auth(&token)
+        }
+    };
+    results.push(
+        load(
+            "customer read, service token",
+            &router,
+            connections,
+            period,
+            read(service.clone()),
+        )
+        .await,
+    );
+    results.push(
+        load(
+            "customer read, user token",
+            &router,
+            connections,
+            period,
+            read(user.clone()),
+        )
+        .await,
+    );
+    let me = user.clone();
+    results.push(
+        load(
+            "GET /v1/auth/me, user token",
+            &router,
+            connections,
+            period,
+            move |client, base, _| client.get(format!("{base}/v1/auth/me")).bearer_auth(&me),
+        )
+        .await,
+    );
+    let body = credentials.clone();
+    results.push(
+        load(
+            "POST /v1/auth/login",
+            &router,
+            cores * 2,
+            period,
+            move |client, base, _| {
+                client
+                    .post(format!("{base}/v1/auth/login"))
+                    .header("x-tenant", "bench")
+                    .json(&body)
+            },
+        )
+        .await,
+    );
+    results.push(argon2_alone(cores, period).await);
+
+    let baseline = results[0].per_second;
+    let argon2 = results[4].per_second;
+    println!("\nsign-in and user requests, {seconds} s per phase, {cores} cores");
+    println!(
+        "{:<32} {:>10} {:>9} {:>9} {:>7} {:>12}",
+        "what", "req/s", "p50 ms", "p99 ms", "errors", "vs baseline"
+    );
+    for figures in &results {
+        println!(
+            "{:<32} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>11.2}x",
+            figures.name,
+            figures.per_second,
+            figures.p50_ms,
+            figures.p99_ms,
+            figures.errors,
+            figures.per_second / baseline
+        );
+    }
+    println!(
+        "sign-in reaches {:.0} % of the argon2id ceiling on this machine",
+        100.0 * results[3].per_second / argon2
+    );
+    Ok(())
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn sign_in(
+    router: &tenancy_tests::TenantRouter,
+    credentials: &Value,
+) -> Result<Value, Error> {
+    let response = router
+        .client
+        .post(format!("{}/v1/auth/login", router.base_url))
+        .header("x-tenant", "bench")
+        .json(credentials)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    Ok(response.json().await?)
+}
+
+/// `clients` closed-loop clients for `period`; the requests `make` builds.
+async fn load<F>(
+    name: &'static str,
+    router: &Arc<tenancy_tests::TenantRouter>,
+    clients: usize,
+    period: Duration,
+    make: F,
+) -> Figures
+where
+    F: Fn(&reqwest::Client, &str, usize) -> reqwest::RequestBuilder + Send + Sync + Clone + 'static,
+{
+    let deadline = Instant::now() + period;
+    let workers: Vec<_> = (0..clients)
+        .map(|worker| {
+            let make = make.clone();
+            let base = router.base_url.clone();
+            let client = reqwest::Client::new();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = 0;
+                let mut n = worker * 7919;
+                while Instant::now() < deadline {
+                    let started = Instant::now();
+                    match make(&client, &base, n).send().await {
+                        Ok(response) if response.status().is_success() => {
+                            let _ = response.bytes().await;
+                            latencies.push(started.elapsed());
+                        }
+                        _ => errors += 1,
+                    }
+                    n += 1;
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for worker in workers {
+        let (mut some, failed) = worker.await.expect("a load worker");
+        latencies.append(&mut some);
+        errors += failed;
+    }
+    latencies.sort();
+    let at = |quantile: f64| {
+        latencies
+            .get(
+                ((latencies.len() as f64 * quantile) as usize)
+                    .min(latencies.len().saturating_sub(1)),
+            )
+            .map_or(f64::NAN, |latency| latency.as_secs_f64() * 1000.0)
+    };
+    Figures {
+        name,
+        per_second: latencies.len() as f64 / period.as_secs_f64(),
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        errors,
+    }
+}
+
+/// argon2id verifications of the same kind of hash, one thread per core, no HTTP.
+async fn argon2_alone(cores: usize, period: Duration) -> Figures {
+    let hash = tenancy_core::password::hash_password(PASSWORD).expect("hash");
+    let deadline = Instant::now() + period;
+    let threads: Vec<_> = (0..cores)
+        .map(|_| {
+            let hash = hash.clone();
+            std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let started = Instant::now();
+                    assert!(tenancy_core::password::verify_password(&hash, PASSWORD));
+                    latencies.push(started.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|thread| thread.join().expect("a thread"))
+        .collect();
+    latencies.sort();
+    let at = |quantile: f64| {
+        latencies
+            .get(
+                ((latencies.len() as f64 * quantile) as usize)
+                    .min(latencies.len().saturating_sub(1)),
+            )
+            .map_or(f64::NAN, |latency| latency.as_secs_f64() * 1000.0)
+    };
+    Figures {
+        name: "argon2id verify alone (ceiling)",
+        per_second: latencies.len() as f64 / period.as_secs_f64(),
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        errors: 0,
+    }
+}

@@ -35,7 +35,8 @@ DROP TABLE refresh_tokens;
 CREATE TABLE refresh_tokens (
     id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     session_id uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
-    parent_id  uuid REFERENCES refresh_tokens (id) ON DELETE CASCADE,
+    -- A parent expires before its children: pruning it must not take them along.
+    parent_id  uuid REFERENCES refresh_tokens (id) ON DELETE SET NULL,
     token_hash bytea NOT NULL CHECK (length(token_hash) = 32),
     created_at timestamptz NOT NULL DEFAULT now(),
     expires_at timestamptz NOT NULL,
@@ -44,6 +45,7 @@ CREATE TABLE refresh_tokens (
 CREATE UNIQUE INDEX refresh_tokens_hash_key ON refresh_tokens (token_hash);
 CREATE INDEX refresh_tokens_session_idx ON refresh_tokens (session_id);
 CREATE INDEX refresh_tokens_parent_idx ON refresh_tokens (parent_id);
+CREATE INDEX refresh_tokens_expiry_idx ON refresh_tokens (expires_at);
 
 -- Single-use tickets that let a browser's EventSource (which cannot send headers) open
 -- the events stream.

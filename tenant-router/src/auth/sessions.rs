@@ -163,6 +163,34 @@ pub async fn revoke(
     Ok(revoked > 0)
 }
 
+/// Rows pruned at most per call, so that a sign-in never carries a long delete.
+const PRUNE_AT_ONCE: i64 = 200;
+
+/// Forgets what can no longer be used: refresh tokens past their expiry (a used one is kept
+/// until then, to recognise its reuse), and sessions revoked a day ago or left with no
+/// unexpired token. Returns the rows removed.
+pub async fn prune(client: &impl GenericClient) -> Result<u64, tokio_postgres::Error> {
+    let tokens = client
+        .execute(
+            "DELETE FROM refresh_tokens WHERE id IN \
+               (SELECT id FROM refresh_tokens WHERE expires_at < now() LIMIT $1)",
+            &[&PRUNE_AT_ONCE],
+        )
+        .await?;
+    let sessions = client
+        .execute(
+            "DELETE FROM sessions WHERE id IN \
+               (SELECT s.id FROM sessions s \
+                WHERE s.revoked_at < now() - interval '1 day' \
+                   OR (s.created_at < now() - interval '1 day' AND NOT EXISTS \
+                        (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id)) \
+                LIMIT $1)",
+            &[&PRUNE_AT_ONCE],
+        )
+        .await?;
+    Ok(tokens + sessions)
+}
+
 /// Ends every live session of a user (disabled or deleted).
 pub async fn revoke_all(
     client: &impl GenericClient,

@@ -112,8 +112,10 @@ async fn login(
     let (entry, pool) = admit(&state, tenant).await?;
 
     let connection = pool.connection(&state.pools).await?;
+    // Now and then (1 in 64), a sign-in clears what has expired.
     if rand::random::<u8>() < 4 {
         lockout::forget_stale(&*connection.client, &state.auth.lockout).await?;
+        sessions::prune(&*connection.client).await?;
     }
     if let Attempt::Locked { retry_after } =
         lockout::reserve(&*connection.client, &email, &state.auth.lockout).await?
@@ -270,6 +272,7 @@ async fn logout(tenant: Tenant) -> RouterResult<StatusCode> {
     let mut connection = tenant.signed_in().await?;
     let transaction = connection.client.transaction().await?;
     sessions::revoke(&*transaction, session, "logout").await?;
+    sessions::prune(&*transaction).await?;
     tenant
         .audit()
         .record(

@@ -314,7 +314,7 @@ async fn update(
     let hash = match &body.password {
         Some(password) => {
             let current = {
-                let connection = tenant.access("users.read").await?;
+                let connection = tenant.access_write("users.write").await?;
                 load(&*connection.client, id).await?.ok_or_else(not_found)?
             };
             let email = email.clone().unwrap_or(current.email);

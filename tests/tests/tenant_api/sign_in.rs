@@ -56,6 +56,55 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_its_whole_session() {
     let (status, body) = platform.refresh(&refresh_token(&other)).await;
     assert_problem(status, &body, 401, "invalid_refresh_token");
 
+    // Logout also clears what can no longer be used: expired refresh tokens, sessions
+    // revoked long ago; a live session keeps its tokens.
+    let (_, tenant) = platform
+        .app
+        .call(Method::GET, "/v1/tenants/acme", Some(&platform.admin), None)
+        .await;
+    let database = tenant["database_name"]
+        .as_str()
+        .expect("database")
+        .to_owned();
+    let mut superuser =
+        tenancy_tests::connect(&platform.app.postgres.server.superuser_url(&database)).await;
+    sqlx::raw_sql(
+        "INSERT INTO app.sessions (id, user_id, created_at, revoked_at) \
+           SELECT '00000000-0000-4000-8000-000000000001', id, now() - interval '9 days', \
+                  now() - interval '2 days' FROM app.users LIMIT 1; \
+         INSERT INTO app.refresh_tokens (session_id, token_hash, created_at, expires_at) \
+           VALUES ('00000000-0000-4000-8000-000000000001', sha256('old'), \
+                   now() - interval '9 days', now() - interval '2 days');",
+    )
+    .execute(&mut superuser)
+    .await
+    .expect("an old session");
+    let live = platform
+        .sign_in("acme", "owner@acme.example", ADMIN_PASSWORD)
+        .await;
+    let leaving = platform
+        .sign_in("acme", "owner@acme.example", ADMIN_PASSWORD)
+        .await;
+    let (status, _) = platform
+        .call(Method::POST, "/v1/auth/logout", &access(&leaving), None)
+        .await;
+    assert_eq!(status, 204);
+    let old: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM app.sessions WHERE id = '00000000-0000-4000-8000-000000000001'",
+    )
+    .fetch_one(&mut superuser)
+    .await
+    .expect("count");
+    assert_eq!(old, 0, "the old session is gone");
+    let expired: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM app.refresh_tokens WHERE expires_at < now()")
+            .fetch_one(&mut superuser)
+            .await
+            .expect("count");
+    assert_eq!(expired, 0);
+    let (status, _) = platform.refresh(&refresh_token(&live)).await;
+    assert_eq!(status, 200, "a live session is untouched");
+
     // Garbage is refused the same way, never a 500.
     for garbage in ["", "rt_nothing", "x".repeat(5000).as_str()] {
         let (status, body) = platform.refresh(garbage).await;

@@ -19,21 +19,45 @@ pub struct AuditContext {
     pub user_agent: Option<String>,
 }
 
-/// One audited change.
-pub struct Change<'a> {
-    pub action: &'a str,
-    pub entity_type: &'a str,
-    pub entity_id: &'a str,
-    pub before: Option<Value>,
-    pub after: Option<Value>,
+/// One audited change: what was done to which entity, and how it looked before and after.
+pub struct Change {
+    action: &'static str,
+    entity_type: &'static str,
+    entity_id: String,
+    before: Option<Value>,
+    after: Option<Value>,
+}
+
+impl Change {
+    pub fn new(action: &'static str, entity_type: &'static str, id: impl ToString) -> Self {
+        Self {
+            action,
+            entity_type,
+            entity_id: id.to_string(),
+            before: None,
+            after: None,
+        }
+    }
+
+    /// The entity before the change (JSON).
+    pub fn before(mut self, before: impl serde::Serialize) -> Self {
+        self.before = serde_json::to_value(before).ok();
+        self
+    }
+
+    /// The entity after the change (JSON).
+    pub fn after(mut self, after: impl serde::Serialize) -> Self {
+        self.after = serde_json::to_value(after).ok();
+        self
+    }
 }
 
 impl AuditContext {
-    /// Appends `change` to the log, in the write's own transaction.
-    pub async fn record(
+    /// Appends `change` to the log in the write's own transaction, and commits both.
+    pub async fn commit(
         &self,
-        transaction: &deadpool_postgres::Transaction<'_>,
-        change: Change<'_>,
+        transaction: deadpool_postgres::Transaction<'_>,
+        change: Change,
     ) -> Result<(), tokio_postgres::Error> {
         let statement = transaction
             .prepare_cached(
@@ -59,7 +83,7 @@ impl AuditContext {
                 ],
             )
             .await?;
-        Ok(())
+        transaction.commit().await
     }
 }
 

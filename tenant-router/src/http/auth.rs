@@ -175,18 +175,11 @@ async fn login(
     .ok_or_else(invalid_credentials)?;
     origin
         .as_user(user)
-        .record(
-            &transaction,
-            Change {
-                action: "auth.login",
-                entity_type: "session",
-                entity_id: &started.session.to_string(),
-                before: None,
-                after: Some(json!({ "user_id": user })),
-            },
+        .commit(
+            transaction,
+            Change::new("auth.login", "session", started.session).after(json!({ "user_id": user })),
         )
         .await?;
-    transaction.commit().await?;
     tokens(
         &state,
         entry.id,
@@ -240,18 +233,12 @@ async fn refresh(
         Refreshed::Reused { user, session } => {
             origin
                 .as_user(user)
-                .record(
-                    &transaction,
-                    Change {
-                        action: "auth.refresh_reused",
-                        entity_type: "session",
-                        entity_id: &session.to_string(),
-                        before: None,
-                        after: Some(json!({ "revoked": true })),
-                    },
+                .commit(
+                    transaction,
+                    Change::new("auth.refresh_reused", "session", session)
+                        .after(json!({ "revoked": true })),
                 )
                 .await?;
-            transaction.commit().await?;
             Err(RouterError::Unauthorized {
                 code: "refresh_token_reused",
                 detail:
@@ -275,18 +262,11 @@ async fn logout(tenant: Tenant) -> RouterResult<StatusCode> {
     sessions::prune(&*transaction).await?;
     tenant
         .audit()
-        .record(
-            &transaction,
-            Change {
-                action: "auth.logout",
-                entity_type: "session",
-                entity_id: &session.to_string(),
-                before: None,
-                after: Some(json!({ "user_id": user })),
-            },
+        .commit(
+            transaction,
+            Change::new("auth.logout", "session", session).after(json!({ "user_id": user })),
         )
         .await?;
-    transaction.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -166,18 +166,11 @@ async fn create(tenant: Tenant, Json(body): Json<NewCustomer>) -> RouterResult<i
     let customer = Customer::from(&row);
     tenant
         .audit()
-        .record(
-            &transaction,
-            Change {
-                action: "customer.create",
-                entity_type: "customer",
-                entity_id: &customer.id.to_string(),
-                before: None,
-                after: Some(serde_json::to_value(&customer).unwrap_or_default()),
-            },
+        .commit(
+            transaction,
+            Change::new("customer.create", "customer", customer.id).after(&customer),
         )
         .await?;
-    transaction.commit().await?;
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/v1/customers/{}", customer.id))],

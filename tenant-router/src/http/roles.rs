@@ -59,12 +59,6 @@ impl From<&Row> for Role {
     }
 }
 
-impl Role {
-    fn audited(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
-}
-
 fn not_found() -> RouterError {
     RouterError::NotFound {
         code: "role_not_found",
@@ -223,18 +217,11 @@ async fn create(tenant: Tenant, Json(body): Json<NewRole>) -> RouterResult<impl 
     let role = load(&*transaction, id).await?.ok_or_else(not_found)?;
     tenant
         .audit()
-        .record(
-            &transaction,
-            Change {
-                action: "role.create",
-                entity_type: "role",
-                entity_id: &id.to_string(),
-                before: None,
-                after: Some(role.audited()),
-            },
+        .commit(
+            transaction,
+            Change::new("role.create", "role", id).after(&role),
         )
         .await?;
-    transaction.commit().await?;
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/v1/roles/{id}"))],
@@ -277,18 +264,13 @@ async fn update(
     let after = load(&*transaction, id).await?.ok_or_else(not_found)?;
     tenant
         .audit()
-        .record(
-            &transaction,
-            Change {
-                action: "role.update",
-                entity_type: "role",
-                entity_id: &id.to_string(),
-                before: Some(before.audited()),
-                after: Some(after.audited()),
-            },
+        .commit(
+            transaction,
+            Change::new("role.update", "role", id)
+                .before(&before)
+                .after(&after),
         )
         .await?;
-    transaction.commit().await?;
     Ok(Json(after))
 }
 
@@ -302,18 +284,11 @@ async fn remove(tenant: Tenant, Path(id): Path<String>) -> RouterResult<StatusCo
         .await?;
     tenant
         .audit()
-        .record(
-            &transaction,
-            Change {
-                action: "role.delete",
-                entity_type: "role",
-                entity_id: &id.to_string(),
-                before: Some(before.audited()),
-                after: None,
-            },
+        .commit(
+            transaction,
+            Change::new("role.delete", "role", id).before(&before),
         )
         .await?;
-    transaction.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -356,18 +331,13 @@ async fn set_permissions(
     let after = load(&*transaction, id).await?.ok_or_else(not_found)?;
     tenant
         .audit()
-        .record(
-            &transaction,
-            Change {
-                action: "role.permissions",
-                entity_type: "role",
-                entity_id: &id.to_string(),
-                before: Some(before.audited()),
-                after: Some(after.audited()),
-            },
+        .commit(
+            transaction,
+            Change::new("role.permissions", "role", id)
+                .before(&before)
+                .after(&after),
         )
         .await?;
-    transaction.commit().await?;
     Ok(Json(after))
 }
 

@@ -67,12 +67,6 @@ impl From<&Row> for User {
     }
 }
 
-impl User {
-    fn audited(&self) -> Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
-}
-
 pub fn not_found() -> RouterError {
     RouterError::NotFound {
         code: "user_not_found",
@@ -191,6 +185,14 @@ async fn check_roles(client: &impl GenericClient, roles: &[Uuid]) -> RouterResul
     }
 }
 
+/// Takes [`USERS_LOCK`] for the transaction.
+async fn lock_users(client: &impl GenericClient) -> RouterResult<()> {
+    client
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&USERS_LOCK])
+        .await?;
+    Ok(())
+}
+
 /// Refuses a change that left no active admin (the caller then rolls back).
 async fn require_an_admin(client: &impl GenericClient) -> RouterResult<()> {
     let any: bool = client
@@ -234,9 +236,7 @@ async fn create(tenant: Tenant, Json(body): Json<NewUser>) -> RouterResult<impl 
     let mut connection = tenant.access_write("users.write").await?;
     let transaction = connection.client.transaction().await?;
     check_roles(&*transaction, &body.roles).await?;
-    transaction
-        .execute("SELECT pg_advisory_xact_lock($1)", &[&USERS_LOCK])
-        .await?;
+    lock_users(&*transaction).await?;
     let count: i64 = transaction
         .query_one("SELECT count(*) FROM users", &[])
         .await?
@@ -269,18 +269,11 @@ async fn create(tenant: Tenant, Json(body): Json<NewUser>) -> RouterResult<impl 
     let user = load(&*transaction, id).await?.ok_or_else(not_found)?;
     tenant
         .audit()
-        .record(
-            &transaction,
-            Change {
-                action: "user.create",
-                entity_type: "user",
-                entity_id: &id.to_string(),
-                before: None,
-                after: Some(user.audited()),
-            },
+        .commit(
+            transaction,
+            Change::new("user.create", "user", id).after(&user),
         )
         .await?;
-    transaction.commit().await?;
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/v1/users/{id}"))],
@@ -324,9 +317,7 @@ async fn update(
     };
     let mut connection = tenant.access_write("users.write").await?;
     let transaction = connection.client.transaction().await?;
-    transaction
-        .execute("SELECT pg_advisory_xact_lock($1)", &[&USERS_LOCK])
-        .await?;
+    lock_users(&*transaction).await?;
     let before = load(&*transaction, id).await?.ok_or_else(not_found)?;
     let updated = transaction
         .execute(
@@ -360,18 +351,13 @@ async fn update(
     let after = load(&*transaction, id).await?.ok_or_else(not_found)?;
     tenant
         .audit()
-        .record(
-            &transaction,
-            Change {
-                action: "user.update",
-                entity_type: "user",
-                entity_id: &id.to_string(),
-                before: Some(before.audited()),
-                after: Some(after.audited()),
-            },
+        .commit(
+            transaction,
+            Change::new("user.update", "user", id)
+                .before(&before)
+                .after(&after),
         )
         .await?;
-    transaction.commit().await?;
     Ok(Json(after))
 }
 
@@ -379,9 +365,7 @@ async fn remove(tenant: Tenant, Path(id): Path<String>) -> RouterResult<StatusCo
     let id = path_id(&id, not_found)?;
     let mut connection = tenant.access_write("users.write").await?;
     let transaction = connection.client.transaction().await?;
-    transaction
-        .execute("SELECT pg_advisory_xact_lock($1)", &[&USERS_LOCK])
-        .await?;
+    lock_users(&*transaction).await?;
     let before = load(&*transaction, id).await?.ok_or_else(not_found)?;
     // Its sessions go with it (ON DELETE CASCADE): its tokens stop working at once.
     transaction
@@ -390,18 +374,11 @@ async fn remove(tenant: Tenant, Path(id): Path<String>) -> RouterResult<StatusCo
     require_an_admin(&*transaction).await?;
     tenant
         .audit()
-        .record(
-            &transaction,
-            Change {
-                action: "user.delete",
-                entity_type: "user",
-                entity_id: &id.to_string(),
-                before: Some(before.audited()),
-                after: None,
-            },
+        .commit(
+            transaction,
+            Change::new("user.delete", "user", id).before(&before),
         )
         .await?;
-    transaction.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -426,9 +403,7 @@ async fn set_roles(
     }
     let mut connection = tenant.access_write("users.write").await?;
     let transaction = connection.client.transaction().await?;
-    transaction
-        .execute("SELECT pg_advisory_xact_lock($1)", &[&USERS_LOCK])
-        .await?;
+    lock_users(&*transaction).await?;
     let before = load(&*transaction, id).await?.ok_or_else(not_found)?;
     check_roles(&*transaction, &body.roles).await?;
     transaction
@@ -447,17 +422,12 @@ async fn set_roles(
     let after = load(&*transaction, id).await?.ok_or_else(not_found)?;
     tenant
         .audit()
-        .record(
-            &transaction,
-            Change {
-                action: "user.roles",
-                entity_type: "user",
-                entity_id: &id.to_string(),
-                before: Some(before.audited()),
-                after: Some(after.audited()),
-            },
+        .commit(
+            transaction,
+            Change::new("user.roles", "user", id)
+                .before(&before)
+                .after(&after),
         )
         .await?;
-    transaction.commit().await?;
     Ok(Json(after))
 }

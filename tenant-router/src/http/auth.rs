@@ -293,10 +293,9 @@ async fn me(tenant: Tenant) -> RouterResult<Json<Me>> {
         })),
         Principal::User { id, .. } => {
             let connection = tenant.signed_in().await?;
-            let user = users::load(&*connection.client, *id)
+            let (user, permissions) = users::load_with_permissions(&connection.client, *id)
                 .await?
                 .ok_or_else(users::not_found)?;
-            let permissions = users::permissions(&*connection.client, *id).await?;
             Ok(Json(Me::User { user, permissions }))
         }
     }

@@ -82,17 +82,21 @@ pub async fn load(client: &impl GenericClient, id: Uuid) -> RouterResult<Option<
     Ok(row.as_ref().map(User::from))
 }
 
-/// The user's effective permissions, sorted.
-pub async fn permissions(client: &impl GenericClient, id: Uuid) -> RouterResult<Vec<String>> {
-    let rows = client
-        .query(
-            "SELECT DISTINCT rp.permission FROM user_roles ur \
-             JOIN role_permissions rp ON rp.role_id = ur.role_id \
-             WHERE ur.user_id = $1 ORDER BY 1",
-            &[&id],
-        )
+/// The user and its effective permissions (sorted), in one prepared statement.
+pub async fn load_with_permissions(
+    client: &deadpool_postgres::ClientWrapper,
+    id: Uuid,
+) -> RouterResult<Option<(User, Vec<String>)>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "{SELECT}, LATERAL (SELECT ARRAY(SELECT DISTINCT rp.permission FROM user_roles ur \
+               JOIN role_permissions rp ON rp.role_id = ur.role_id \
+               WHERE ur.user_id = u.id ORDER BY 1) AS permissions) p \
+             WHERE u.id = $1"
+        ))
         .await?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
+    let row = client.query_opt(&statement, &[&id]).await?;
+    Ok(row.map(|row| (User::from(&row), row.get("permissions"))))
 }
 
 async fn list(tenant: Tenant, Query(params): Query<ListParams>) -> RouterResult<Json<Page<User>>> {

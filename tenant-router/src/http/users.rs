@@ -89,10 +89,10 @@ pub async fn load_with_permissions(
 ) -> RouterResult<Option<(User, Vec<String>)>> {
     let statement = client
         .prepare_cached(&format!(
-            "{SELECT}, LATERAL (SELECT ARRAY(SELECT DISTINCT rp.permission FROM user_roles ur \
+            "SELECT q.*, ARRAY(SELECT DISTINCT rp.permission FROM user_roles ur \
                JOIN role_permissions rp ON rp.role_id = ur.role_id \
-               WHERE ur.user_id = u.id ORDER BY 1) AS permissions) p \
-             WHERE u.id = $1"
+               WHERE ur.user_id = q.id ORDER BY 1) AS permissions \
+             FROM ({SELECT} WHERE u.id = $1) q"
         ))
         .await?;
     let row = client.query_opt(&statement, &[&id]).await?;

@@ -5,7 +5,8 @@
 use std::net::IpAddr;
 
 use serde_json::Value;
-use uuid::Uuid;
+
+use crate::ids::UserId;
 
 /// Who acts and from where, for the audit log.
 #[derive(Debug, Clone)]
@@ -13,7 +14,7 @@ pub struct AuditContext {
     /// `user:<id>` or `service:<id>`.
     pub actor: String,
     /// The user's id, for a user.
-    pub actor_id: Option<Uuid>,
+    pub actor_id: Option<UserId>,
     pub request_id: Option<String>,
     pub client_ip: Option<IpAddr>,
     pub user_agent: Option<String>,

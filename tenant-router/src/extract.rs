@@ -16,10 +16,10 @@ use catalog::tenants::Status;
 use tenancy_core::TenantId;
 use tenancy_core::claims::TenantClaims;
 use tenancy_core::token::TokenError;
-use uuid::Uuid;
 
 use crate::audit::{AuditContext, clip_user_agent};
 use crate::error::{RouterError, RouterResult};
+use crate::ids::{SessionId, UserId};
 use crate::pools::{Connection, TenantPool};
 use crate::state::AppState;
 use crate::tenant::TenantEntry;
@@ -33,7 +33,7 @@ pub enum Principal {
         scopes: Vec<String>,
     },
     /// A signed-in user of the tenant, in one session.
-    User { id: Uuid, session: Uuid },
+    User { id: UserId, session: SessionId },
 }
 
 /// The tenant a request acts for: who acts, the directory entry, and its pool. Handlers
@@ -116,7 +116,7 @@ impl Tenant {
     }
 
     /// The signed-in user and session, for a user token.
-    pub fn user(&self) -> Option<(Uuid, Uuid)> {
+    pub fn user(&self) -> Option<(UserId, SessionId)> {
         match self.principal {
             Principal::User { id, session } => Some((id, session)),
             Principal::Service { .. } => None,
@@ -300,7 +300,7 @@ pub struct Origin {
 
 impl Origin {
     /// The audit context of `user` acting from here.
-    pub fn as_user(&self, user: Uuid) -> AuditContext {
+    pub fn as_user(&self, user: UserId) -> AuditContext {
         AuditContext {
             actor: format!("user:{user}"),
             actor_id: Some(user),

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod http;
+pub mod ids;
 pub mod limits;
 pub mod listener;
 pub mod metrics;

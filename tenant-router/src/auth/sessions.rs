@@ -13,6 +13,7 @@ use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::secrets::{self, Kind, Presented};
+use crate::ids::{SessionId, UserId};
 
 /// Where a sign-in came from.
 #[derive(Debug, Clone, Default)]
@@ -24,7 +25,7 @@ pub struct Origin {
 /// A new session's ids and its first refresh token.
 #[derive(Debug)]
 pub struct Started {
-    pub session: Uuid,
+    pub session: SessionId,
     pub refresh_token: String,
 }
 
@@ -32,7 +33,7 @@ pub struct Started {
 pub async fn start(
     client: &impl GenericClient,
     tenant: TenantId,
-    user: Uuid,
+    user: UserId,
     origin: &Origin,
     refresh_ttl: Duration,
 ) -> Result<Option<Started>, tokio_postgres::Error> {
@@ -46,7 +47,7 @@ pub async fn start(
     else {
         return Ok(None);
     };
-    let session: Uuid = row.get(0);
+    let session: SessionId = row.get(0);
     let refresh_token = issue(client, tenant, session, None, refresh_ttl).await?;
     client
         .execute(
@@ -63,7 +64,7 @@ pub async fn start(
 async fn issue(
     client: &impl GenericClient,
     tenant: TenantId,
-    session: Uuid,
+    session: SessionId,
     parent: Option<Uuid>,
     ttl: Duration,
 ) -> Result<String, tokio_postgres::Error> {
@@ -83,14 +84,14 @@ async fn issue(
 pub enum Refreshed {
     /// A new refresh token for the session.
     Rotated {
-        user: Uuid,
-        session: Uuid,
+        user: UserId,
+        session: SessionId,
         refresh_token: String,
     },
     /// No such token, expired, or its session or user has ended.
     Invalid,
     /// A rotated token presented again after the grace window: the session is revoked.
-    Reused { user: Uuid, session: Uuid },
+    Reused { user: UserId, session: SessionId },
 }
 
 /// Presents a refresh token. Run it in a transaction: the session row is locked, so the
@@ -119,8 +120,8 @@ pub async fn refresh(
         return Ok(Refreshed::Invalid);
     };
     let token: Uuid = row.get("id");
-    let session: Uuid = row.get("session_id");
-    let user: Uuid = row.get("user_id");
+    let session: SessionId = row.get("session_id");
+    let user: UserId = row.get("user_id");
     if !row.get::<_, bool>("live") {
         return Ok(Refreshed::Invalid);
     }
@@ -150,7 +151,7 @@ pub async fn refresh(
 /// request checks the session). Returns whether it was live.
 pub async fn revoke(
     client: &impl GenericClient,
-    session: Uuid,
+    session: SessionId,
     reason: &str,
 ) -> Result<bool, tokio_postgres::Error> {
     let revoked = client
@@ -194,7 +195,7 @@ pub async fn prune(client: &impl GenericClient) -> Result<u64, tokio_postgres::E
 /// Ends every live session of a user (disabled or deleted).
 pub async fn revoke_all(
     client: &impl GenericClient,
-    user: Uuid,
+    user: UserId,
     reason: &str,
 ) -> Result<u64, tokio_postgres::Error> {
     client

@@ -11,13 +11,15 @@ use tenancy_core::TenantId;
 use tenancy_core::token::{KeyError, TokenError, TokenKey, TokenVerifier};
 use uuid::Uuid;
 
+use crate::ids::{SessionId, UserId};
+
 /// The `aud` of user tokens (service tokens and admin tokens carry others).
 pub const USER_AUDIENCE: &str = "tenancy-user";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserClaims {
     /// The user's id.
-    pub sub: Uuid,
+    pub sub: UserId,
     pub iss: String,
     pub aud: String,
     pub iat: i64,
@@ -25,7 +27,7 @@ pub struct UserClaims {
     pub jti: Uuid,
     pub tenant: TenantId,
     /// The session (sign-in) the token belongs to.
-    pub sid: Uuid,
+    pub sid: SessionId,
 }
 
 /// Signs and verifies user tokens.
@@ -67,8 +69,8 @@ impl UserTokens {
     pub fn issue(
         &self,
         tenant: TenantId,
-        user: Uuid,
-        session: Uuid,
+        user: UserId,
+        session: SessionId,
     ) -> Result<(String, u64), KeyError> {
         let now = chrono::Utc::now().timestamp();
         let ttl = self.ttl.as_secs();
@@ -97,6 +99,14 @@ mod tests {
     use super::*;
     use secrecy::ExposeSecret;
 
+    fn user() -> UserId {
+        UserId::from_uuid(Uuid::new_v4())
+    }
+
+    fn session() -> SessionId {
+        SessionId::from_uuid(Uuid::new_v4())
+    }
+
     fn keys() -> (SecretString, SecretString) {
         let (_, first) = TokenKey::generate().expect("key");
         let (_, second) = TokenKey::generate().expect("key");
@@ -115,18 +125,14 @@ mod tests {
         .expect("tokens");
         let rotated =
             UserTokens::new(&[second, first], "router", Duration::from_secs(60)).expect("tokens");
-        let (token, ttl) = old
-            .issue(tenant, Uuid::new_v4(), Uuid::new_v4())
-            .expect("issue");
+        let (token, ttl) = old.issue(tenant, user(), session()).expect("issue");
         assert_eq!(ttl, 60);
         let claims = rotated
             .verify(&token)
             .expect("an old key's token still verifies");
         assert_eq!(claims.tenant, tenant);
         assert_eq!(claims.aud, USER_AUDIENCE);
-        let (newer, _) = rotated
-            .issue(tenant, Uuid::new_v4(), Uuid::new_v4())
-            .expect("issue");
+        let (newer, _) = rotated.issue(tenant, user(), session()).expect("issue");
         assert_eq!(old.verify(&newer), Err(TokenError::UnknownKey));
     }
 
@@ -142,11 +148,7 @@ mod tests {
         let theirs =
             UserTokens::new(&[first], "elsewhere", Duration::from_secs(60)).expect("tokens");
         let (token, _) = theirs
-            .issue(
-                TenantId::from_uuid(Uuid::new_v4()),
-                Uuid::new_v4(),
-                Uuid::new_v4(),
-            )
+            .issue(TenantId::from_uuid(Uuid::new_v4()), user(), session())
             .expect("issue");
         assert!(matches!(ours.verify(&token), Err(TokenError::Claims(_))));
     }

@@ -5,7 +5,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use uuid::Uuid;
 
 use super::table::Routes;
 use super::users::{self, User};
@@ -15,6 +14,7 @@ use crate::auth::secrets::{self, Kind};
 use crate::auth::sessions::{self, Refreshed};
 use crate::error::{RouterError, RouterResult};
 use crate::extract::{Json, Origin, Principal, Tenant, admit, named_tenant};
+use crate::ids::{SessionId, UserId};
 use crate::state::AppState;
 
 pub fn routes() -> Routes {
@@ -59,8 +59,8 @@ fn invalid_refresh_token() -> RouterError {
 fn tokens(
     state: &AppState,
     tenant: tenancy_core::TenantId,
-    user: Uuid,
-    session: Uuid,
+    user: UserId,
+    session: SessionId,
     refresh_token: String,
 ) -> RouterResult<Json<Tokens>> {
     let (access_token, expires_in) = state
@@ -147,7 +147,7 @@ async fn login(
                 .await
                 .map_err(|error| RouterError::Internal(anyhow::Error::new(error)))?;
             let active: bool = row.get("is_active");
-            (matches && active).then(|| row.get::<_, Uuid>("id"))
+            (matches && active).then(|| row.get::<_, UserId>("id"))
         }
         None => {
             state.auth.hashes.pretend().await;

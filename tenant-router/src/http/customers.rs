@@ -97,7 +97,7 @@ fn not_found() -> RouterError {
 }
 
 async fn show(tenant: Tenant, Path(id): Path<String>) -> RouterResult<Json<Customer>> {
-    let id = path_id(&id, not_found)?;
+    let id: Uuid = path_id(&id, not_found)?;
     let connection = tenant.access("customers.read").await?;
     let statement = connection
         .client

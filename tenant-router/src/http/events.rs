@@ -17,7 +17,6 @@ use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
-use uuid::Uuid;
 
 use super::auth::not_a_user;
 use super::table::Routes;
@@ -25,6 +24,7 @@ use crate::auth::secrets::{self, Kind};
 use crate::error::{RouterError, RouterResult};
 use crate::events::{Connected, Event};
 use crate::extract::{Json, Query, Tenant, admit, named_tenant};
+use crate::ids::{SessionId, UserId};
 use crate::state::AppState;
 
 pub fn routes() -> Routes {
@@ -53,8 +53,8 @@ fn invalid_ticket() -> RouterError {
 /// Who listens: the tenant, and the user and session when it is a user.
 struct Listener {
     tenant: tenancy_core::TenantId,
-    user: Option<Uuid>,
-    session: Option<Uuid>,
+    user: Option<UserId>,
+    session: Option<SessionId>,
 }
 
 /// Redeems a ticket: it is deleted as it is used, so it works once.
@@ -140,8 +140,8 @@ async fn stream(
 struct Feed {
     missed: VecDeque<Event>,
     live: tokio::sync::broadcast::Receiver<Event>,
-    user: Option<Uuid>,
-    session: Option<Uuid>,
+    user: Option<UserId>,
+    session: Option<SessionId>,
     ended: bool,
     connected: Connected,
 }
@@ -160,12 +160,14 @@ impl Feed {
     }
 
     fn ends_own_session(&self, event: &Event) -> bool {
-        let names = |field: &str, id: Option<Uuid>| {
-            id.is_some_and(|id| event.data[field].as_str() == Some(id.to_string().as_str()))
+        let names = |field: &str, id: Option<String>| {
+            id.is_some_and(|id| event.data[field].as_str() == Some(id.as_str()))
         };
         match event.kind.as_str() {
-            "session.revoked" => names("session_id", self.session),
-            "user.disabled" | "user.deleted" => names("user_id", self.user),
+            "session.revoked" => names("session_id", self.session.map(|id| id.to_string())),
+            "user.disabled" | "user.deleted" => {
+                names("user_id", self.user.map(|id| id.to_string()))
+            }
             _ => false,
         }
     }

@@ -137,8 +137,8 @@ impl Problems {
 }
 
 /// A path id: anything but a UUID is no such entity.
-pub fn path_id(id: &str, not_found: fn() -> RouterError) -> RouterResult<Uuid> {
-    Uuid::parse_str(id).map_err(|_| not_found())
+pub fn path_id<T: std::str::FromStr>(id: &str, not_found: fn() -> RouterError) -> RouterResult<T> {
+    id.parse().map_err(|_| not_found())
 }
 
 /// The constraint a tenant database error violated, if it is one.

@@ -7,13 +7,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenancy_http::Path;
 use tokio_postgres::{GenericClient, Row};
-use uuid::Uuid;
 
 use super::input::{Problems, path_id, violated};
 use super::table::Routes;
 use crate::audit::Change;
 use crate::error::{RouterError, RouterResult};
 use crate::extract::{Json, Tenant};
+use crate::ids::RoleId;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -31,7 +31,7 @@ const MAX_ROLES: i64 = 1000;
 
 #[derive(Debug, Serialize)]
 pub struct Role {
-    id: Uuid,
+    id: RoleId,
     name: String,
     description: String,
     is_system: bool,
@@ -81,7 +81,7 @@ fn role_exists(name: &str) -> RouterError {
     }
 }
 
-async fn load(client: &impl GenericClient, id: Uuid) -> RouterResult<Option<Role>> {
+async fn load(client: &impl GenericClient, id: RoleId) -> RouterResult<Option<Role>> {
     let row = client
         .query_opt(&format!("{SELECT} WHERE r.id = $1"), &[&id])
         .await?;
@@ -89,7 +89,7 @@ async fn load(client: &impl GenericClient, id: Uuid) -> RouterResult<Option<Role
 }
 
 /// A role that may be changed: it exists and is not the system role.
-async fn changeable(client: &impl GenericClient, id: Uuid) -> RouterResult<Role> {
+async fn changeable(client: &impl GenericClient, id: RoleId) -> RouterResult<Role> {
     let role = load(client, id).await?.ok_or_else(not_found)?;
     if role.is_system {
         return Err(system_role());
@@ -200,7 +200,7 @@ async fn create(tenant: Tenant, Json(body): Json<NewRole>) -> RouterResult<impl 
             &[&name, &body.description],
         )
         .await;
-    let id: Uuid = match inserted {
+    let id: RoleId = match inserted {
         Ok(row) => row.get(0),
         Err(error) if violated(&error) == Some("roles_name_key") => {
             return Err(role_exists(name));

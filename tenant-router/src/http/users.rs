@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tenancy_http::Path;
 use tokio_postgres::{GenericClient, Row};
-use uuid::Uuid;
 
 use super::input::{ListParams, Page, Problems, path_id, violated};
 use super::table::Routes;
@@ -17,6 +16,7 @@ use crate::audit::Change;
 use crate::auth::sessions;
 use crate::error::{RouterError, RouterResult};
 use crate::extract::{Json, Query, Tenant};
+use crate::ids::{RoleId, UserId};
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -34,7 +34,7 @@ pub const USERS_LOCK: i64 = 0x7573_6572_735f_6c6b;
 
 #[derive(Debug, Serialize)]
 pub struct User {
-    id: Uuid,
+    id: UserId,
     email: String,
     display_name: String,
     is_active: bool,
@@ -75,7 +75,7 @@ pub fn not_found() -> RouterError {
 }
 
 /// The user with this id.
-pub async fn load(client: &impl GenericClient, id: Uuid) -> RouterResult<Option<User>> {
+pub async fn load(client: &impl GenericClient, id: UserId) -> RouterResult<Option<User>> {
     let row = client
         .query_opt(&format!("{SELECT} WHERE u.id = $1"), &[&id])
         .await?;
@@ -85,7 +85,7 @@ pub async fn load(client: &impl GenericClient, id: Uuid) -> RouterResult<Option<
 /// The user and its effective permissions (sorted), in one prepared statement.
 pub async fn load_with_permissions(
     client: &deadpool_postgres::ClientWrapper,
-    id: Uuid,
+    id: UserId,
 ) -> RouterResult<Option<(User, Vec<String>)>> {
     let statement = client
         .prepare_cached(&format!(
@@ -119,7 +119,7 @@ async fn list(tenant: Tenant, Query(params): Query<ListParams>) -> RouterResult<
         )
         .await?;
     let items: Vec<User> = rows.iter().map(User::from).collect();
-    let next_cursor = listing.next_cursor(&items, |user| (user.created_at, user.id));
+    let next_cursor = listing.next_cursor(&items, |user| (user.created_at, user.id.as_uuid()));
     Ok(Json(Page { items, next_cursor }))
 }
 
@@ -140,7 +140,7 @@ struct NewUser {
     #[serde(default)]
     display_name: String,
     #[serde(default)]
-    roles: Vec<Uuid>,
+    roles: Vec<RoleId>,
 }
 
 /// Checks a new password and hashes it, off the async threads and within the bound on
@@ -167,8 +167,8 @@ async fn hash_new_password(tenant: &Tenant, password: &str, email: &str) -> Rout
 }
 
 /// Refuses role ids that do not exist (422 naming them).
-async fn check_roles(client: &impl GenericClient, roles: &[Uuid]) -> RouterResult<()> {
-    let known: Vec<Uuid> = client
+async fn check_roles(client: &impl GenericClient, roles: &[RoleId]) -> RouterResult<()> {
+    let known: Vec<RoleId> = client
         .query("SELECT id FROM roles WHERE id = ANY($1)", &[&roles])
         .await?
         .iter()
@@ -257,7 +257,7 @@ async fn create(tenant: Tenant, Json(body): Json<NewUser>) -> RouterResult<impl 
             &[&email, &body.display_name.trim(), &hash],
         )
         .await;
-    let id: Uuid = match inserted {
+    let id: UserId = match inserted {
         Ok(row) => row.get(0),
         Err(error) if violated(&error) == Some("users_email_key") => {
             return Err(user_exists(&email));
@@ -390,7 +390,7 @@ async fn remove(tenant: Tenant, Path(id): Path<String>) -> RouterResult<StatusCo
 #[serde(deny_unknown_fields)]
 struct RoleSet {
     /// Every role the user holds afterwards.
-    roles: Vec<Uuid>,
+    roles: Vec<RoleId>,
 }
 
 /// Sets the user's roles to exactly these.

@@ -4,7 +4,11 @@ use super::*;
 
 #[tokio::test]
 async fn no_user_role_or_audit_entry_of_one_tenant_is_reachable_from_another() {
-    let platform = Platform::start(&["acme", "globex"], &[]).await;
+    let platform = Platform::start(
+        &["acme", "globex"],
+        &[("TENANCY_ROUTER_BASE_DOMAIN", "example.test")],
+    )
+    .await;
     let acme = platform.owner("acme").await;
     let globex = platform.owner("globex").await;
     let role = platform.role(&acme, "acme-only", &["customers.read"]).await;
@@ -88,6 +92,27 @@ async fn no_user_role_or_audit_entry_of_one_tenant_is_reachable_from_another() {
         .login("globex", "someone@acme.example", "someone's own password")
         .await;
     assert_problem(status, &answer, 401, "invalid_credentials");
+    // The host may name the tenant, under the base domain.
+    let (status, answer) = platform
+        .send(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            &[("host", "acme.example.test")],
+            Some(json!({ "email": "owner@acme.example", "password": ADMIN_PASSWORD })),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = platform
+        .send(
+            Method::GET,
+            "/v1/users",
+            Some(&acme),
+            &[("host", "globex.example.test")],
+            None,
+        )
+        .await;
+    assert_problem(status, &answer, 403, "tenant_mismatch");
     let (status, answer) = platform
         .login("no-such-co", "owner@acme.example", ADMIN_PASSWORD)
         .await;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use sqlx::PgPool;
 use tenancy_core::TenantId;
 use tenancy_core::sealing::Sealer;
@@ -28,6 +28,9 @@ pub struct Directory {
     catalog: PgPool,
     sealer: Sealer,
     entries: RwLock<HashMap<TenantId, Cached>>,
+    /// Slugs named at sign-in and the tenant each named (none: no live tenant), for the
+    /// TTL (the negative TTL for none); at most [`MAX_SLUGS`].
+    slugs: Mutex<HashMap<String, (Option<TenantId>, Instant)>>,
     /// Bumped (under the write lock) by every invalidation: a catalog read that started
     /// before a change was announced must not fill the cache with what it read.
     generation: AtomicU64,
@@ -41,6 +44,9 @@ pub struct Directory {
 /// Catalog reads of one lookup while changes keep being announced meanwhile.
 const FILL_ATTEMPTS: usize = 3;
 
+/// Slugs remembered at most; beyond, the map starts again.
+const MAX_SLUGS: usize = 10_000;
+
 impl Directory {
     pub fn new(
         catalog: PgPool,
@@ -53,6 +59,7 @@ impl Directory {
             catalog,
             sealer,
             entries: RwLock::new(HashMap::new()),
+            slugs: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             ttl,
             negative_ttl,
@@ -154,10 +161,40 @@ impl Directory {
         })
     }
 
+    /// The live tenant a slug names (sign-in), from the cache or the catalog.
+    pub async fn id_for_slug(&self, slug: &str) -> RouterResult<Option<TenantId>> {
+        if let Some((id, at)) = self.slugs.lock().get(slug).copied() {
+            let ttl = if id.is_some() {
+                self.ttl
+            } else {
+                self.negative_ttl
+            };
+            if at.elapsed() < ttl {
+                return Ok(id);
+            }
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let id = catalog::directory::id_for_slug(&self.catalog, slug).await?;
+        let mut slugs = self.slugs.lock();
+        // As for entries: a change announced meanwhile may make what was read stale.
+        if self.generation.load(Ordering::SeqCst) == generation {
+            if slugs.len() >= MAX_SLUGS {
+                slugs.clear();
+            }
+            slugs.insert(slug.to_owned(), (id, Instant::now()));
+        }
+        Ok(id)
+    }
+
     pub fn invalidate(&self, id: TenantId) {
         let mut entries = self.entries.write();
         self.generation.fetch_add(1, Ordering::SeqCst);
         entries.remove(&id);
+        // The tenant's slug may have changed hands, and a new tenant may now own a slug
+        // remembered as free.
+        self.slugs
+            .lock()
+            .retain(|_, (cached, _)| cached.is_some_and(|cached| cached != id));
     }
 
     /// Drops the entries of every tenant on a plan; returns their ids.
@@ -181,5 +218,6 @@ impl Directory {
         let mut entries = self.entries.write();
         self.generation.fetch_add(1, Ordering::SeqCst);
         entries.clear();
+        self.slugs.lock().clear();
     }
 }

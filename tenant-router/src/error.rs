@@ -130,6 +130,26 @@ impl RouterError {
     }
 }
 
+impl RouterError {
+    /// The stable code a client sees.
+    pub fn code(&self) -> &'static str {
+        self.status_and_code().1
+    }
+
+    /// Whether the tenant itself is not served now: suspended, deleted, not ready, or
+    /// being restored over (its database is about to be replaced). A fleet migration is
+    /// not one: it passes, and the tenant's database stays.
+    pub fn is_tenant_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::TenantSuspended
+                | Self::TenantRestoring
+                | Self::TenantNotReady
+                | Self::InvalidToken(_)
+        )
+    }
+}
+
 impl From<sqlx::Error> for RouterError {
     fn from(error: sqlx::Error) -> Self {
         tracing::warn!(%error, "catalog read failed");

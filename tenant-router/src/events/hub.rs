@@ -11,6 +11,9 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+/// The event after which every stream of the tenant ends.
+pub const UNAVAILABLE: &str = "tenant.unavailable";
+
 /// One event as a client receives it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -94,6 +97,15 @@ impl Hub {
             .unwrap_or("change")
             .to_owned();
         self.push(kind, data);
+    }
+
+    /// Tells every client that the tenant is no longer served (suspended, deleted, being
+    /// restored or migrated): their streams end after this event.
+    pub fn publish_unavailable(&self, reason: &str) {
+        self.push(
+            UNAVAILABLE.to_owned(),
+            serde_json::json!({ "type": UNAVAILABLE, "reason": reason }),
+        );
     }
 
     /// Sends every client a `resync` (the feed had a gap: a lost database connection).

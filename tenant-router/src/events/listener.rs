@@ -26,7 +26,11 @@ pub async fn run(state: AppState, tenant: TenantId, hub: Arc<Hub>) {
             return;
         }
         match listen(&state, tenant, &hub, connected_before).await {
-            Ok(()) => {
+            Ok(Ended::Unavailable) => {
+                state.events.remove(tenant, &hub);
+                return;
+            }
+            Ok(Ended::Lost | Ended::NoClients) => {
                 connected_before = true;
                 retry = Duration::from_millis(100);
             }
@@ -39,16 +43,30 @@ pub async fn run(state: AppState, tenant: TenantId, hub: Arc<Hub>) {
     }
 }
 
-/// Listens until the connection ends or no client is left.
+/// Why listening stopped.
+enum Ended {
+    /// The connection was lost: listen again.
+    Lost,
+    NoClients,
+    /// The tenant is no longer served: its streams were told and end.
+    Unavailable,
+}
+
+/// Listens until the connection ends, no client is left, or the tenant stops being served.
 async fn listen(
     state: &AppState,
     tenant: TenantId,
     hub: &Arc<Hub>,
     connected_before: bool,
-) -> Result<(), String> {
-    let pool = admit_quietly(state, tenant)
-        .await
-        .map_err(|error| error.to_string())?;
+) -> Result<Ended, String> {
+    let pool = match admit_quietly(state, tenant).await {
+        Ok(pool) => pool,
+        Err(error) if error.is_tenant_unavailable() => {
+            hub.publish_unavailable(error.code());
+            return Ok(Ended::Unavailable);
+        }
+        Err(error) => return Err(error.to_string()),
+    };
     let dedicated = pool.dedicated().await.map_err(|error| error.to_string())?;
     let (sender, mut receiver) = mpsc::channel(BACKLOG);
     let mut connection = dedicated.connection;
@@ -86,11 +104,17 @@ async fn listen(
                 payload = receiver.recv() => match payload {
                     Some(payload) if payload["type"] == "resync" => hub.publish_resync(),
                     Some(payload) => hub.publish(payload),
-                    None => return Ok(()),
+                    None => return Ok(Ended::Lost),
                 },
                 _ = tick.tick() => {
                     if state.events.retire(tenant, hub) {
-                        return Ok(());
+                        return Ok(Ended::NoClients);
+                    }
+                    if let Err(error) = admit_quietly(state, tenant).await
+                        && error.is_tenant_unavailable()
+                    {
+                        hub.publish_unavailable(error.code());
+                        return Ok(Ended::Unavailable);
                     }
                 }
             }

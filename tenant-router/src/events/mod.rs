@@ -18,7 +18,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tenancy_core::TenantId;
 
-pub use hub::{ClientGuard, Event, Hub, Subscription};
+pub use hub::{ClientGuard, Event, Hub, Subscription, UNAVAILABLE};
 
 use crate::error::{RouterError, RouterResult};
 use crate::state::AppState;
@@ -104,6 +104,17 @@ impl Events {
             hubs.remove(&tenant);
         }
         true
+    }
+
+    /// Removes the hub whatever its clients (their streams are ending).
+    fn remove(&self, tenant: TenantId, hub: &Arc<Hub>) {
+        let mut hubs = self.hubs.lock();
+        if hubs
+            .get(&tenant)
+            .is_some_and(|current| Arc::ptr_eq(current, hub))
+        {
+            hubs.remove(&tenant);
+        }
     }
 
     /// Clients connected now, over all tenants.

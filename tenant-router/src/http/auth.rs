@@ -106,7 +106,9 @@ async fn login(
             detail: "password: must be 1 to 1024 bytes".to_owned(),
         });
     }
-    let tenant = catalog::directory::id_for_slug(&state.catalog, &slug)
+    let tenant = state
+        .directory
+        .id_for_slug(&slug)
         .await?
         .ok_or_else(invalid_credentials)?;
     let (entry, pool) = admit(&state, tenant).await?;

@@ -168,6 +168,7 @@ impl Feed {
             "user.disabled" | "user.deleted" => {
                 names("user_id", self.user.map(|id| id.to_string()))
             }
+            crate::events::UNAVAILABLE => true,
             _ => false,
         }
     }

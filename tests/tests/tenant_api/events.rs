@@ -275,6 +275,27 @@ async fn events_arrive_within_a_second_replay_after_a_reconnect_and_end_with_the
     assert_problem(status, &body, 401, "session_ended");
     drop(back);
 
+    // A suspended tenant's streams are told, then end.
+    let mut owner_stream = EventsClient::open(&platform, "", Some(&owner), None)
+        .await
+        .expect("the owner listens");
+    let (status, body) = platform
+        .app
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/suspend",
+            Some(&platform.admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let gone = owner_stream
+        .next_of("tenant.unavailable", Duration::from_secs(10))
+        .await;
+    assert_eq!(gone.data["reason"], "tenant_suspended");
+    owner_stream.next_of("end", Duration::from_secs(5)).await;
+    drop(owner_stream);
+
     // A disconnected client frees everything: no client, no listener connection.
     eventually(
         Duration::from_secs(10),

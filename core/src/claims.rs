@@ -24,6 +24,7 @@ pub const SCOPES: &[&str] = &[
     "products.write",
     "orders.read",
     "orders.write",
+    "orders.approve",
     "audit.read",
 ];
 

@@ -78,6 +78,9 @@ pub enum RouterError {
     /// 409
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// 412: `If-Match` names another version than the current one.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// 500: logged, never described to the client.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -108,6 +111,7 @@ impl RouterError {
             Self::Invalid { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            Self::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

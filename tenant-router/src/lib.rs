@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod cursor;
 pub mod directory;
 pub mod error;
 pub mod events;
@@ -24,6 +25,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
+use secrecy::ExposeSecret;
 use tenancy_core::claims::TENANT_AUDIENCE;
 use tenancy_core::token::TokenVerifier;
 use tokio::net::TcpListener;
@@ -51,6 +53,7 @@ impl Drop for Router {
 pub async fn build(config: &Config) -> anyhow::Result<Router> {
     let sealer = config.sealer()?;
     let auth = auth::AuthState::from_config(&config.auth)?;
+    let cursors = cursor::Cursors::new(auth.cursor_secret.expose_secret().as_bytes());
     let verifier = TokenVerifier::from_public_pems(
         &config.public_keys()?,
         &config.jwt_issuer,
@@ -88,6 +91,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Router> {
             verifier: Arc::new(verifier),
             auth: Arc::new(auth),
             events: Arc::new(events::Events::new(&config.events)),
+            cursors: Arc::new(cursors),
             limiter: Arc::new(limits::RateLimiter::default()),
             usage,
             metrics,

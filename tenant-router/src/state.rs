@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tenancy_core::token::TokenVerifier;
 
 use crate::auth::AuthState;
+use crate::cursor::Cursors;
 use crate::directory::Directory;
 use crate::events::Events;
 use crate::limits::RateLimiter;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub verifier: Arc<TokenVerifier>,
     /// User sign-in, sessions and the router's own user tokens.
     pub auth: Arc<AuthState>,
+    /// Seals and opens list cursors.
+    pub cursors: Arc<Cursors>,
     /// Live events: a hub per tenant with connected clients.
     pub events: Arc<Events>,
     pub limiter: Arc<RateLimiter>,

@@ -24,12 +24,18 @@ pub struct AuthState {
     pub refresh_ttl: Duration,
     pub refresh_grace: Duration,
     pub base_domain: Option<String>,
+    /// The signing key's PEM, from which other router secrets (list cursors) derive.
+    pub cursor_secret: secrecy::SecretString,
 }
 
 impl AuthState {
     pub fn from_config(args: &crate::config::AuthArgs) -> anyhow::Result<Self> {
         use anyhow::Context;
         let keys = args.signing_keys()?;
+        let cursor_secret = keys
+            .first()
+            .cloned()
+            .ok_or(crate::config::ConfigError::NoSigningKeys)?;
         let tokens = UserTokens::new(&keys, &args.issuer, args.access_token_ttl)
             .context("load the user-token signing keys (TENANCY_ROUTER_SIGNING_KEYS)")?;
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
@@ -51,6 +57,7 @@ impl AuthState {
                 .base_domain
                 .as_deref()
                 .map(|domain| domain.trim_matches('.').to_ascii_lowercase()),
+            cursor_secret,
         })
     }
 }

@@ -21,8 +21,6 @@ pub struct Listing {
     pub limit: i64,
     /// After this (created_at, id).
     pub after: Option<(DateTime<Utc>, Uuid)>,
-    /// Lower-cased search text.
-    pub search: Option<String>,
     /// `search` as a LIKE prefix pattern, metacharacters escaped.
     pub pattern: Option<String>,
 }
@@ -66,7 +64,6 @@ impl ListParams {
         Ok(Listing {
             limit,
             after,
-            search,
             pattern,
         })
     }
@@ -137,7 +134,10 @@ impl Problems {
 }
 
 /// A path id: anything but a UUID is no such entity.
-pub fn path_id<T: std::str::FromStr>(id: &str, not_found: fn() -> RouterError) -> RouterResult<T> {
+pub fn path_id<T: std::str::FromStr>(
+    id: &str,
+    not_found: impl FnOnce() -> RouterError,
+) -> RouterResult<T> {
     id.parse().map_err(|_| not_found())
 }
 

@@ -2,10 +2,10 @@
 
 mod audit_log;
 mod auth;
-mod customers;
 mod events;
 mod input;
 mod ops;
+mod resources;
 mod roles;
 mod table;
 mod users;
@@ -24,7 +24,7 @@ fn routes() -> table::Routes {
         .merge(roles::routes())
         .merge(audit_log::routes())
         .merge(events::routes())
-        .merge(customers::routes())
+        .merge(resources::routes())
         .merge(ops::routes())
 }
 

@@ -129,7 +129,7 @@ async fn each_tenant_sees_only_its_own_data() {
             Some(json!({ "code": "A-1", "name": "Dup" })),
         )
         .await;
-    assert_problem(status, &body, 409, "customer_exists");
+    assert_problem(status, &body, 409, "conflict");
     let (status, body) = router
         .call(
             Method::POST,

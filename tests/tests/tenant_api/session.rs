@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 use super::events::EventsClient;
 use super::*;
 
+/// An id nothing has: the permission is refused before anything is looked up.
+const NOBODY: &str = "00000000-0000-4000-8000-000000000000";
+
 /// Every tenant-user route: method, path, body, the permission it needs (None: any
 /// signed-in user).
 fn routes(
@@ -91,6 +94,72 @@ fn routes(
             Some("customers.write"),
         ),
         (
+            Method::PATCH,
+            format!("/v1/customers/{customer}"),
+            Some(json!({ "name": "Renamed" })),
+            Some("customers.write"),
+        ),
+        (
+            Method::GET,
+            "/v1/suppliers".into(),
+            None,
+            Some("suppliers.read"),
+        ),
+        (
+            Method::POST,
+            "/v1/suppliers".into(),
+            Some(json!({ "code": "S-1", "name": "Supplier" })),
+            Some("suppliers.write"),
+        ),
+        (
+            Method::GET,
+            format!("/v1/suppliers/{NOBODY}"),
+            None,
+            Some("suppliers.read"),
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/suppliers/{NOBODY}"),
+            Some(json!({ "name": "x" })),
+            Some("suppliers.write"),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/suppliers/{NOBODY}"),
+            None,
+            Some("suppliers.write"),
+        ),
+        (
+            Method::GET,
+            "/v1/products".into(),
+            None,
+            Some("products.read"),
+        ),
+        (
+            Method::POST,
+            "/v1/products".into(),
+            Some(json!({ "sku": "P-1", "name": "Product", "unit_price": "1.00" })),
+            Some("products.write"),
+        ),
+        (
+            Method::GET,
+            format!("/v1/products/{NOBODY}"),
+            None,
+            Some("products.read"),
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/products/{NOBODY}"),
+            Some(json!({ "name": "x" })),
+            Some("products.write"),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/products/{NOBODY}"),
+            None,
+            Some("products.write"),
+        ),
+        (
             Method::GET,
             "/v1/audit-log".into(),
             None,
@@ -107,6 +176,12 @@ fn routes(
             format!("/v1/users/{user}"),
             None,
             Some("users.write"),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/customers/{customer}"),
+            None,
+            Some("customers.write"),
         ),
     ]
 }
@@ -223,6 +298,8 @@ async fn a_user_can_do_exactly_what_its_role_allows_and_a_change_applies_at_once
             "customer.create",
             "auth.login",
             "customer.create",
+            "customer.update",
+            "customer.delete",
             "role.permissions",
         ],
         "{log:#?}"
@@ -267,7 +344,7 @@ async fn a_user_can_do_exactly_what_its_role_allows_and_a_change_applies_at_once
         )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(mine["items"].as_array().expect("items").len(), 2, "{mine}");
+    assert_eq!(mine["items"].as_array().expect("items").len(), 4, "{mine}");
 }
 
 #[tokio::test]

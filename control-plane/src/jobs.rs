@@ -51,7 +51,18 @@ pub fn spawn(platform: Platform, metrics: Arc<Metrics>, interval: Duration) -> J
                     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         ticker.tick().await;
-                        run_job(&platform, &metrics, index, name).await;
+                        // Each round in a task of its own: a round that panics is logged
+                        // and the job runs again next round, rather than never again.
+                        let platform = platform.clone();
+                        let metrics = metrics.clone();
+                        let round = tokio::spawn(async move {
+                            run_job(&platform, &metrics, index, name).await;
+                        });
+                        if let Err(error) = round.await
+                            && error.is_panic()
+                        {
+                            tracing::error!(job = name, "job round panicked; retried next round");
+                        }
                     }
                 })
             })

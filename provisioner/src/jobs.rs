@@ -103,7 +103,11 @@ pub async fn sample_storage(platform: &Platform) -> Result<(), crate::error::Ops
                 action: "measure tenant databases",
                 source,
             }))?;
-        let sizes: Vec<(String, i64)> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        // A database dropped while it is measured has no size (NULL): it is left out.
+        let sizes: Vec<(String, i64)> = rows
+            .iter()
+            .filter_map(|row| Some((row.get(0), row.get::<_, Option<i64>>(1)?)))
+            .collect();
         catalog::usage::record_storage(&platform.db, server_id, &sizes).await?;
     }
     Ok(())

@@ -5,6 +5,7 @@ mod auth;
 mod events;
 mod input;
 mod ops;
+mod orders;
 mod resources;
 mod roles;
 mod table;
@@ -25,6 +26,7 @@ fn routes() -> table::Routes {
         .merge(audit_log::routes())
         .merge(events::routes())
         .merge(resources::routes())
+        .merge(orders::routes())
         .merge(ops::routes())
 }
 

@@ -247,11 +247,11 @@ impl Resource {
 }
 
 /// A resource as answered: its JSON, with its version as the `ETag`.
-struct Versioned {
-    status: StatusCode,
-    body: Value,
-    version: i64,
-    location: Option<String>,
+pub(super) struct Versioned {
+    pub(super) status: StatusCode,
+    pub(super) body: Value,
+    pub(super) version: i64,
+    pub(super) location: Option<String>,
 }
 
 impl IntoResponse for Versioned {
@@ -286,7 +286,7 @@ struct Page {
     next_cursor: Option<String>,
 }
 
-fn bad(detail: impl Into<String>) -> RouterError {
+pub(super) fn bad(detail: impl Into<String>) -> RouterError {
     RouterError::BadRequest(detail.into())
 }
 
@@ -510,7 +510,7 @@ fn cast(kind: Kind) -> &'static str {
 }
 
 /// A non-negative decimal with at most 14 digits before the point and 4 after.
-fn check_decimal(text: &str) -> Result<(), &'static str> {
+pub(super) fn check_decimal(text: &str) -> Result<(), &'static str> {
     let text = text.trim();
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
     if whole.is_empty() || !whole.chars().all(|c| c.is_ascii_digit()) {
@@ -530,7 +530,7 @@ fn check_decimal(text: &str) -> Result<(), &'static str> {
 }
 
 /// ISO 4217 codes accepted.
-const CURRENCIES: &[&str] = &[
+pub(super) const CURRENCIES: &[&str] = &[
     "AED", "ARS", "AUD", "BGN", "BRL", "CAD", "CHF", "CLP", "CNY", "COP", "CZK", "DKK", "EGP",
     "EUR", "GBP", "HKD", "HUF", "IDR", "ILS", "INR", "ISK", "JPY", "KES", "KRW", "MAD", "MXN",
     "MYR", "NGN", "NOK", "NZD", "PEN", "PHP", "PKR", "PLN", "QAR", "RON", "RSD", "SAR", "SEK",
@@ -604,7 +604,7 @@ async fn create(
 }
 
 /// The version `If-Match` requires, if it names one (`*` or no header: any).
-fn if_match(headers: &HeaderMap) -> RouterResult<Option<i64>> {
+pub(super) fn if_match(headers: &HeaderMap) -> RouterResult<Option<i64>> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };

@@ -69,7 +69,9 @@ async fn the_router_answers_tenant_migrating_while_a_tenant_is_migrated() {
     // With a longer one it waits; meanwhile the router answers 503 tenant_migrating for
     // this tenant only.
     let mut run = fleet.spawn_migrate(&["run", "--tenant", "tenant-01"]);
-    let (code, body) = eventually(Duration::from_secs(10), "a 503", || async {
+    // The run first migrates the templates and warm databases of both servers: with the
+    // suite's other tests running beside it on two cores, that has taken over 10 s.
+    let (code, body) = eventually(Duration::from_secs(30), "a 503", || async {
         let (code, body) = router
             .call(Method::GET, "/v1/customers", Some(&first), None)
             .await;

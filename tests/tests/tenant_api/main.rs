@@ -9,6 +9,7 @@ use tenancy_tests::{ControlPlane, TenantRouter, assert_problem};
 
 mod events;
 mod isolation;
+mod orders;
 mod resources;
 mod session;
 mod sign_in;

@@ -348,6 +348,18 @@ async fn create(
     let mut connection = tenant.access_write("orders.write").await?;
     let transaction = connection.client.transaction().await?;
     let actor = tenant.audit().actor.clone();
+    if key.is_some() {
+        // Keys older than a day are forgotten, a few hundred at a time (an index range;
+        // rows another request holds are skipped, never waited for).
+        transaction
+            .execute(
+                "DELETE FROM idempotency_keys WHERE (actor, key) IN (SELECT actor, key \
+                   FROM idempotency_keys WHERE created_at < now() - interval '1 day' \
+                   LIMIT 500 FOR UPDATE SKIP LOCKED)",
+                &[],
+            )
+            .await?;
+    }
     if let Some(key) = &key {
         // Taken first: a concurrent retry with the same key waits here for this one.
         let taken = transaction

@@ -47,20 +47,7 @@ impl ListParams {
                 })
             })
             .transpose()?;
-        let search = self
-            .q
-            .as_deref()
-            .map(str::trim)
-            .filter(|q| !q.is_empty())
-            .map(str::to_lowercase);
-        let pattern = search.as_deref().map(|q| {
-            format!(
-                "{}%",
-                q.replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            )
-        });
+        let (_, pattern) = search(self.q.as_deref());
         Ok(Listing {
             limit,
             after,
@@ -84,6 +71,24 @@ impl Listing {
                 tenancy_core::cursor::encode(created_at, id)
             })
     }
+}
+
+/// A search text as the lists use it: trimmed and lower-cased (none when empty), and as a
+/// `LIKE` prefix pattern with its metacharacters escaped.
+pub fn search(q: Option<&str>) -> (Option<String>, Option<String>) {
+    let text = q
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .map(str::to_lowercase);
+    let pattern = text.as_deref().map(|q| {
+        format!(
+            "{}%",
+            q.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        )
+    });
+    (text, pattern)
 }
 
 /// The problems found in a body.

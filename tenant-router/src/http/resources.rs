@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use tenancy_http::Path;
 use uuid::Uuid;
 
-use super::input::{Problems, path_id, violated};
+use super::input::{Problems, path_id, search, violated};
 use super::table::Routes;
 use crate::audit::Change;
 use crate::error::{RouterError, RouterResult};
@@ -129,51 +129,26 @@ pub static PRODUCTS: Resource = Resource {
 };
 
 pub fn routes() -> Routes {
+    routes_of(&CUSTOMERS, "/v1/customers", "/v1/customers/{id}")
+        .merge(routes_of(&SUPPLIERS, "/v1/suppliers", "/v1/suppliers/{id}"))
+        .merge(routes_of(&PRODUCTS, "/v1/products", "/v1/products/{id}"))
+}
+
+/// A resource's five routes: its collection and its items.
+fn routes_of(resource: &'static Resource, collection: &'static str, item: &'static str) -> Routes {
     Routes::new()
-        .get("/v1/customers", |tenant, query| {
-            list(&CUSTOMERS, tenant, query)
+        .get(collection, move |tenant, query| {
+            list(resource, tenant, query)
         })
-        .post("/v1/customers", |tenant, body| {
-            create(&CUSTOMERS, tenant, body)
+        .post(collection, move |tenant, body| {
+            create(resource, tenant, body)
         })
-        .get("/v1/customers/{id}", |tenant, id| {
-            show(&CUSTOMERS, tenant, id)
+        .get(item, move |tenant, id| show(resource, tenant, id))
+        .patch(item, move |tenant, id, headers, body| {
+            update(resource, tenant, id, headers, body)
         })
-        .patch("/v1/customers/{id}", |tenant, id, headers, body| {
-            update(&CUSTOMERS, tenant, id, headers, body)
-        })
-        .delete("/v1/customers/{id}", |tenant, id, headers| {
-            remove(&CUSTOMERS, tenant, id, headers)
-        })
-        .get("/v1/suppliers", |tenant, query| {
-            list(&SUPPLIERS, tenant, query)
-        })
-        .post("/v1/suppliers", |tenant, body| {
-            create(&SUPPLIERS, tenant, body)
-        })
-        .get("/v1/suppliers/{id}", |tenant, id| {
-            show(&SUPPLIERS, tenant, id)
-        })
-        .patch("/v1/suppliers/{id}", |tenant, id, headers, body| {
-            update(&SUPPLIERS, tenant, id, headers, body)
-        })
-        .delete("/v1/suppliers/{id}", |tenant, id, headers| {
-            remove(&SUPPLIERS, tenant, id, headers)
-        })
-        .get("/v1/products", |tenant, query| {
-            list(&PRODUCTS, tenant, query)
-        })
-        .post("/v1/products", |tenant, body| {
-            create(&PRODUCTS, tenant, body)
-        })
-        .get("/v1/products/{id}", |tenant, id| {
-            show(&PRODUCTS, tenant, id)
-        })
-        .patch("/v1/products/{id}", |tenant, id, headers, body| {
-            update(&PRODUCTS, tenant, id, headers, body)
-        })
-        .delete("/v1/products/{id}", |tenant, id, headers| {
-            remove(&PRODUCTS, tenant, id, headers)
+        .delete(item, move |tenant, id, headers| {
+            remove(resource, tenant, id, headers)
         })
 }
 
@@ -337,20 +312,7 @@ async fn list(
         .transpose()?;
     let (after_value, after_id) = after.unzip();
     // A search matches the key exactly or the name by prefix, case-insensitively.
-    let search = params
-        .q
-        .as_deref()
-        .map(str::trim)
-        .filter(|q| !q.is_empty())
-        .map(str::to_lowercase);
-    let pattern = search.as_deref().map(|q| {
-        format!(
-            "{}%",
-            q.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        )
-    });
+    let (search, pattern) = search(params.q.as_deref());
     let (direction, beyond) = if descending {
         ("DESC", "<")
     } else {

@@ -3,18 +3,22 @@
 -- once released.
 
 -- Failed sign-ins are counted per e-mail, whether an account has it or not: an unknown
--- e-mail then behaves exactly like a known one (it locks the same way).
-ALTER TABLE users
-    DROP COLUMN failed_logins,
-    DROP COLUMN first_failed_at,
-    DROP COLUMN locked_until;
-
+-- e-mail then behaves exactly like a known one (it locks the same way). The counts the
+-- users table kept move over before its columns go, so no lock is lifted by the upgrade.
 CREATE TABLE login_failures (
     email        text PRIMARY KEY CHECK (length(email) <= 254),
     failures     integer NOT NULL CHECK (failures >= 0),
     window_start timestamptz NOT NULL,
     locked_until timestamptz
 );
+INSERT INTO login_failures (email, failures, window_start, locked_until)
+SELECT email, failed_logins, COALESCE(first_failed_at, now()), locked_until
+FROM users WHERE failed_logins > 0 OR locked_until > now();
+
+ALTER TABLE users
+    DROP COLUMN failed_logins,
+    DROP COLUMN first_failed_at,
+    DROP COLUMN locked_until;
 
 -- A session is one sign-in: the family of refresh tokens rotated from it. Access tokens
 -- name their session; a revoked session ends them at once.
@@ -31,6 +35,17 @@ CREATE INDEX sessions_user_idx ON sessions (user_id) WHERE revoked_at IS NULL;
 
 -- Only SHA-256 hashes of refresh tokens are stored. A token is used once: refreshing marks
 -- it used and issues its child; presenting a used token again revokes the session.
+-- The first schema's table was never written by any release (the router had no sign-in);
+-- it is replaced only when it is empty: a database that holds tokens in it stops here,
+-- whole (its steps run in one transaction), and its migration is reported failed.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM refresh_tokens) THEN
+        RAISE EXCEPTION 'refresh_tokens holds rows; this step replaces that table only when it is empty'
+            USING ERRCODE = 'object_in_use';
+    END IF;
+END;
+$$;
 DROP TABLE refresh_tokens;
 CREATE TABLE refresh_tokens (
     id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -7,8 +7,12 @@ CREATE TABLE counters (
     name  text PRIMARY KEY,
     value bigint NOT NULL CHECK (value >= 0)
 );
+-- It goes on from the highest number ever given, not just the highest left: a number of
+-- an order since removed is never given again.
 INSERT INTO counters (name, value)
-SELECT 'purchase_order', COALESCE(max(substring(number FROM 4)::bigint), 0) FROM purchase_orders;
+SELECT 'purchase_order', GREATEST(
+    (SELECT COALESCE(max(substring(number FROM 4)::bigint), 0) FROM purchase_orders),
+    (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM purchase_order_number_seq));
 
 ALTER TABLE purchase_orders ALTER COLUMN number DROP DEFAULT;
 DROP SEQUENCE purchase_order_number_seq;

@@ -13,6 +13,7 @@ use tenancy_tests::{ControlPlane, TestPostgres, assert_problem, connect, eventua
 
 mod failures;
 mod serving;
+mod upgrades;
 
 /// The newest built-in step; a test adds its own after it.
 fn base() -> i64 {

@@ -456,6 +456,19 @@ async fn lock(
     Ok((body, status))
 }
 
+/// Like [`lock`], for a change only a draft allows (409 `order_not_draft`); its JSON.
+async fn lock_draft(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    id: Uuid,
+    expected: Option<i64>,
+) -> RouterResult<Value> {
+    let (before, status) = lock(transaction, id, expected).await?;
+    if status != "draft" {
+        return Err(not_draft(&status));
+    }
+    Ok(before)
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OrderChange {
@@ -481,10 +494,7 @@ async fn update(
     problems.finish()?;
     let mut connection = tenant.access_write("orders.write").await?;
     let transaction = connection.client.transaction().await?;
-    let (before, status) = lock(&transaction, id, expected).await?;
-    if status != "draft" {
-        return Err(not_draft(&status));
-    }
+    let before = lock_draft(&transaction, id, expected).await?;
     let updated = transaction
         .execute(
             "UPDATE purchase_orders SET supplier_id = COALESCE($2, supplier_id), \
@@ -544,10 +554,7 @@ async fn add_line(
     problems.finish()?;
     let mut connection = tenant.access_write("orders.write").await?;
     let transaction = connection.client.transaction().await?;
-    let (before, status) = lock(&transaction, id, expected).await?;
-    if status != "draft" {
-        return Err(not_draft(&status));
-    }
+    let before = lock_draft(&transaction, id, expected).await?;
     let count = before["lines"].as_array().map_or(0, Vec::len);
     if count >= MAX_LINES {
         return Err(RouterError::LimitExceeded(format!(
@@ -585,10 +592,7 @@ async fn replace_lines(
     problems.finish()?;
     let mut connection = tenant.access_write("orders.write").await?;
     let transaction = connection.client.transaction().await?;
-    let (before, status) = lock(&transaction, id, expected).await?;
-    if status != "draft" {
-        return Err(not_draft(&status));
-    }
+    let before = lock_draft(&transaction, id, expected).await?;
     transaction
         .execute(
             "DELETE FROM purchase_order_lines WHERE order_id = $1",

@@ -123,6 +123,28 @@ async fn check_permissions(client: &impl GenericClient, codes: &[String]) -> Rou
     }
 }
 
+/// Gives the role exactly these permissions (checked before).
+async fn set_permissions_of(
+    client: &impl GenericClient,
+    id: RoleId,
+    permissions: &[String],
+) -> RouterResult<()> {
+    client
+        .execute(
+            "DELETE FROM role_permissions WHERE role_id = $1 AND NOT permission = ANY($2)",
+            &[&id, &permissions],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO role_permissions (role_id, permission) SELECT $1, unnest($2::text[]) \
+             ON CONFLICT DO NOTHING",
+            &[&id, &permissions],
+        )
+        .await?;
+    Ok(())
+}
+
 #[derive(Serialize)]
 struct Roles {
     items: Vec<Role>,
@@ -207,13 +229,7 @@ async fn create(tenant: Tenant, Json(body): Json<NewRole>) -> RouterResult<impl 
         }
         Err(error) => return Err(error.into()),
     };
-    transaction
-        .execute(
-            "INSERT INTO role_permissions (role_id, permission) SELECT $1, unnest($2::text[]) \
-             ON CONFLICT DO NOTHING",
-            &[&id, &body.permissions],
-        )
-        .await?;
+    set_permissions_of(&*transaction, id, &body.permissions).await?;
     let role = load(&*transaction, id).await?.ok_or_else(not_found)?;
     tenant
         .audit()
@@ -312,19 +328,7 @@ async fn set_permissions(
     let transaction = connection.client.transaction().await?;
     let before = changeable(&*transaction, id).await?;
     check_permissions(&*transaction, &body.permissions).await?;
-    transaction
-        .execute(
-            "DELETE FROM role_permissions WHERE role_id = $1 AND NOT permission = ANY($2)",
-            &[&id, &body.permissions],
-        )
-        .await?;
-    transaction
-        .execute(
-            "INSERT INTO role_permissions (role_id, permission) SELECT $1, unnest($2::text[]) \
-             ON CONFLICT DO NOTHING",
-            &[&id, &body.permissions],
-        )
-        .await?;
+    set_permissions_of(&*transaction, id, &body.permissions).await?;
     transaction
         .execute("UPDATE roles SET updated_at = now() WHERE id = $1", &[&id])
         .await?;

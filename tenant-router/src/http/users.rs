@@ -197,6 +197,27 @@ async fn lock_users(client: &impl GenericClient) -> RouterResult<()> {
     Ok(())
 }
 
+/// Gives the user exactly these roles (checked before).
+async fn set_roles_of(
+    client: &impl GenericClient,
+    id: UserId,
+    roles: &[RoleId],
+) -> RouterResult<()> {
+    client
+        .execute(
+            "DELETE FROM user_roles WHERE user_id = $1 AND NOT role_id = ANY($2)",
+            &[&id, &roles],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO user_roles (user_id, role_id) SELECT $1, unnest($2::uuid[]) ON CONFLICT DO NOTHING",
+            &[&id, &roles],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Refuses a change that left no active admin (the caller then rolls back).
 async fn require_an_admin(client: &impl GenericClient) -> RouterResult<()> {
     let any: bool = client
@@ -264,12 +285,7 @@ async fn create(tenant: Tenant, Json(body): Json<NewUser>) -> RouterResult<impl 
         }
         Err(error) => return Err(error.into()),
     };
-    transaction
-        .execute(
-            "INSERT INTO user_roles (user_id, role_id) SELECT $1, unnest($2::uuid[]) ON CONFLICT DO NOTHING",
-            &[&id, &body.roles],
-        )
-        .await?;
+    set_roles_of(&*transaction, id, &body.roles).await?;
     let user = load(&*transaction, id).await?.ok_or_else(not_found)?;
     tenant
         .audit()
@@ -410,18 +426,7 @@ async fn set_roles(
     lock_users(&*transaction).await?;
     let before = load(&*transaction, id).await?.ok_or_else(not_found)?;
     check_roles(&*transaction, &body.roles).await?;
-    transaction
-        .execute(
-            "DELETE FROM user_roles WHERE user_id = $1 AND NOT role_id = ANY($2)",
-            &[&id, &body.roles],
-        )
-        .await?;
-    transaction
-        .execute(
-            "INSERT INTO user_roles (user_id, role_id) SELECT $1, unnest($2::uuid[]) ON CONFLICT DO NOTHING",
-            &[&id, &body.roles],
-        )
-        .await?;
+    set_roles_of(&*transaction, id, &body.roles).await?;
     require_an_admin(&*transaction).await?;
     let after = load(&*transaction, id).await?.ok_or_else(not_found)?;
     tenant

@@ -3,6 +3,7 @@
 mod audit_log;
 mod auth;
 mod events;
+mod idempotency;
 mod input;
 mod ops;
 mod orders;

@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tenancy_http::Path;
 use uuid::Uuid;
 
+use super::idempotency::{Idempotency, parse};
 use super::input::{Problems, path_id};
 use super::resources::{CURRENCIES, Versioned, bad, check_decimal, if_match};
 use super::table::Routes;
@@ -313,88 +313,25 @@ async fn insert_lines(
     Ok(())
 }
 
-/// The `Idempotency-Key` of a request, checked.
-fn idempotency_key(headers: &HeaderMap) -> RouterResult<Option<String>> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = value
-        .to_str()
-        .ok()
-        .filter(|key| (1..=200).contains(&key.len()))
-        .ok_or_else(|| bad("`Idempotency-Key` must be 1 to 200 visible characters"))?;
-    Ok(Some(key.to_owned()))
-}
-
 async fn create(
     tenant: Tenant,
     headers: HeaderMap,
     Json(raw): Json<Value>,
 ) -> RouterResult<Versioned> {
-    let key = idempotency_key(&headers)?;
+    let idempotency = Idempotency::of(&headers, "/v1/purchase-orders", &raw)?;
     // Deserialized here (not by the extractor) because the raw body also keys retries.
-    let order: NewOrder =
-        serde_path_to_error::deserialize(raw.clone()).map_err(|error| RouterError::Invalid {
-            code: "invalid_body",
-            detail: format!("{}: {}", error.path(), error.inner()),
-        })?;
+    let order: NewOrder = parse(&raw)?;
     let mut problems = Problems::new();
     check_currency(&mut problems, order.currency.as_deref());
     problems.length("notes", Some(&order.notes), 0, 4000);
     check_lines(&mut problems, &order.lines, "lines");
     problems.finish()?;
-    let request_hash: [u8; 32] = Sha256::digest(raw.to_string().as_bytes()).into();
 
     let mut connection = tenant.access_write("orders.write").await?;
     let transaction = connection.client.transaction().await?;
     let actor = tenant.audit().actor.clone();
-    if key.is_some() {
-        // Keys older than a day are forgotten, a few hundred at a time (an index range;
-        // rows another request holds are skipped, never waited for).
-        transaction
-            .execute(
-                "DELETE FROM idempotency_keys WHERE (actor, key) IN (SELECT actor, key \
-                   FROM idempotency_keys WHERE created_at < now() - interval '1 day' \
-                   LIMIT 500 FOR UPDATE SKIP LOCKED)",
-                &[],
-            )
-            .await?;
-    }
-    if let Some(key) = &key {
-        // Taken first: a concurrent retry with the same key waits here for this one.
-        let taken = transaction
-            .execute(
-                "INSERT INTO idempotency_keys (actor, key, route, request_hash, status, body) \
-                 VALUES ($1, $2, 'POST /v1/purchase-orders', $3, 0, 'null') \
-                 ON CONFLICT DO NOTHING",
-                &[&actor, key, &request_hash.as_slice()],
-            )
-            .await?;
-        if taken == 0 {
-            let row = transaction
-                .query_one(
-                    "SELECT request_hash, status, body FROM idempotency_keys \
-                     WHERE actor = $1 AND key = $2",
-                    &[&actor, key],
-                )
-                .await?;
-            let stored: Vec<u8> = row.get(0);
-            if stored != request_hash {
-                return Err(RouterError::Invalid {
-                    code: "idempotency_key_reused",
-                    detail: "this Idempotency-Key was used with another body".to_owned(),
-                });
-            }
-            let body: Value = row.get(2);
-            return Ok(Versioned {
-                status: StatusCode::CREATED,
-                version: body["version"].as_i64().unwrap_or(1),
-                location: body["id"]
-                    .as_str()
-                    .map(|id| format!("/v1/purchase-orders/{id}")),
-                body,
-            });
-        }
+    if let Some(first) = idempotency.take(&transaction, &actor).await? {
+        return Ok(first);
     }
     let currency = order.currency.as_deref().unwrap_or("EUR");
     let inserted = transaction
@@ -418,27 +355,21 @@ async fn create(
     };
     insert_lines(&transaction, id, currency, &order.lines, 1, "lines").await?;
     let (body, version, _) = load(&*transaction, id, false).await?;
-    if let Some(key) = &key {
-        transaction
-            .execute(
-                "UPDATE idempotency_keys SET status = 201, body = $3 WHERE actor = $1 AND key = $2",
-                &[&actor, key, &body],
-            )
-            .await?;
-    }
-    tenant
-        .audit()
-        .commit(
-            transaction,
-            Change::new("order.create", "purchase_order", id).after(&body),
-        )
-        .await?;
-    Ok(Versioned {
+    let answer = Versioned {
         status: StatusCode::CREATED,
         body,
         version,
         location: Some(format!("/v1/purchase-orders/{id}")),
-    })
+    };
+    idempotency.record(&transaction, &actor, &answer).await?;
+    tenant
+        .audit()
+        .commit(
+            transaction,
+            Change::new("order.create", "purchase_order", id).after(&answer.body),
+        )
+        .await?;
+    Ok(answer)
 }
 
 /// Locks the order, checks `If-Match`; its JSON and status.
@@ -511,49 +442,68 @@ async fn update(
         }
         return Err(error.into());
     }
-    finish(tenant, transaction, id, "order.update", before).await
+    finish(
+        tenant,
+        transaction,
+        id,
+        "order.update",
+        before,
+        &Idempotency::none(),
+    )
+    .await
 }
 
-/// Reads the order back, audits the change with before and after, commits.
+/// Reads the order back, keeps the answer for a retry's key, audits the change with before
+/// and after, commits.
 async fn finish(
     tenant: Tenant,
     transaction: deadpool_postgres::Transaction<'_>,
     id: Uuid,
     action: &'static str,
     before: Value,
+    idempotency: &Idempotency,
 ) -> RouterResult<Versioned> {
     let (after, version, _) = load(&*transaction, id, false).await?;
+    let answer = Versioned {
+        status: StatusCode::OK,
+        body: after,
+        version,
+        location: None,
+    };
+    idempotency
+        .record(&transaction, &tenant.audit().actor, &answer)
+        .await?;
     tenant
         .audit()
         .commit(
             transaction,
             Change::new(action, "purchase_order", id)
                 .before(&before)
-                .after(&after),
+                .after(&answer.body),
         )
         .await?;
-    Ok(Versioned {
-        status: StatusCode::OK,
-        body: after,
-        version,
-        location: None,
-    })
+    Ok(answer)
 }
 
 async fn add_line(
     tenant: Tenant,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Json(line): Json<NewLine>,
+    Json(raw): Json<Value>,
 ) -> RouterResult<Versioned> {
     let id: Uuid = path_id(&id, not_found)?;
+    let idempotency = Idempotency::of(&headers, &format!("/v1/purchase-orders/{id}/lines"), &raw)?;
     let expected = if_match(&headers)?;
-    let lines = [line];
+    let lines = [parse::<NewLine>(&raw)?];
     let mut problems = Problems::new();
     check_lines(&mut problems, &lines, "line");
     problems.finish()?;
     let mut connection = tenant.access_write("orders.write").await?;
     let transaction = connection.client.transaction().await?;
+    let actor = tenant.audit().actor.clone();
+    if let Some(first) = idempotency.take(&transaction, &actor).await? {
+        return Ok(first);
+    }
     let before = lock_draft(&transaction, id, expected).await?;
     let count = before["lines"].as_array().map_or(0, Vec::len);
     if count >= MAX_LINES {
@@ -570,7 +520,7 @@ async fn add_line(
         .get(0);
     let currency = before["currency"].as_str().unwrap_or("EUR").to_owned();
     insert_lines(&transaction, id, &currency, &lines, next, "line").await?;
-    finish(tenant, transaction, id, "order.lines", before).await
+    finish(tenant, transaction, id, "order.lines", before, &idempotency).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -601,7 +551,15 @@ async fn replace_lines(
         .await?;
     let currency = before["currency"].as_str().unwrap_or("EUR").to_owned();
     insert_lines(&transaction, id, &currency, &set.lines, 1, "lines").await?;
-    finish(tenant, transaction, id, "order.lines", before).await
+    finish(
+        tenant,
+        transaction,
+        id,
+        "order.lines",
+        before,
+        &Idempotency::none(),
+    )
+    .await
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -666,5 +624,13 @@ async fn transition(
             &[&id, &to],
         )
         .await?;
-    finish(tenant, transaction, id, action, before).await
+    finish(
+        tenant,
+        transaction,
+        id,
+        action,
+        before,
+        &Idempotency::none(),
+    )
+    .await
 }

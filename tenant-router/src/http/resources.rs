@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use tenancy_http::Path;
 use uuid::Uuid;
 
+use super::idempotency::Idempotency;
 use super::input::{Problems, path_id, search, violated};
 use super::table::Routes;
 use crate::audit::Change;
@@ -140,8 +141,8 @@ fn routes_of(resource: &'static Resource, collection: &'static str, item: &'stat
         .get(collection, move |tenant, query| {
             list(resource, tenant, query)
         })
-        .post(collection, move |tenant, body| {
-            create(resource, tenant, body)
+        .post(collection, move |tenant, headers, body| {
+            create(resource, tenant, headers, body)
         })
         .get(item, move |tenant, id| show(resource, tenant, id))
         .patch(item, move |tenant, id, headers, body| {
@@ -512,12 +513,18 @@ fn body_object(body: Value) -> RouterResult<Map<String, Value>> {
 async fn create(
     resource: &'static Resource,
     tenant: Tenant,
-    Json(body): Json<Value>,
+    headers: HeaderMap,
+    Json(raw): Json<Value>,
 ) -> RouterResult<Versioned> {
-    let body = body_object(body)?;
+    let idempotency = Idempotency::of(&headers, &format!("/v1/{}", resource.plural), &raw)?;
+    let body = body_object(raw)?;
     let values = check_body(resource, &body, true)?;
     let mut connection = tenant.access_write(resource.write).await?;
     let transaction = connection.client.transaction().await?;
+    let actor = tenant.audit().actor.clone();
+    if let Some(first) = idempotency.take(&transaction, &actor).await? {
+        return Ok(first);
+    }
     let columns: Vec<&str> = values.iter().map(|(name, _, _)| *name).collect();
     let placeholders: Vec<String> = values
         .iter()
@@ -549,20 +556,21 @@ async fn create(
         }
     };
     let id: Uuid = row.get("id");
-    let created: Value = row.get("body");
+    let answer = Versioned {
+        status: StatusCode::CREATED,
+        body: row.get("body"),
+        version: row.get("version"),
+        location: Some(format!("/v1/{}/{id}", resource.plural)),
+    };
+    idempotency.record(&transaction, &actor, &answer).await?;
     tenant
         .audit()
         .commit(
             transaction,
-            Change::new(resource.action("create"), resource.entity, id).after(&created),
+            Change::new(resource.action("create"), resource.entity, id).after(&answer.body),
         )
         .await?;
-    Ok(Versioned {
-        status: StatusCode::CREATED,
-        body: created,
-        version: row.get("version"),
-        location: Some(format!("/v1/{}/{id}", resource.plural)),
-    })
+    Ok(answer)
 }
 
 /// The version `If-Match` requires, if it names one (`*` or no header: any).

@@ -179,3 +179,116 @@ async fn no_user_role_or_audit_entry_of_one_tenant_is_reachable_from_another() {
         );
     }
 }
+
+#[tokio::test]
+async fn no_customer_supplier_product_or_order_of_one_tenant_is_reachable_from_another() {
+    let platform = Platform::start(&["acme", "globex"], &[]).await;
+    let acme = platform.owner("acme").await;
+    let globex = platform.owner("globex").await;
+    let mut ids = Vec::new();
+    for (path, body) in [
+        (
+            "/v1/customers",
+            json!({ "code": "C-1", "name": "Customer" }),
+        ),
+        (
+            "/v1/suppliers",
+            json!({ "code": "S-1", "name": "Supplier" }),
+        ),
+        (
+            "/v1/products",
+            json!({ "sku": "P-1", "name": "Bolt", "unit_price": "1.00" }),
+        ),
+    ] {
+        let (status, created) = platform.call(Method::POST, path, &acme, Some(body)).await;
+        assert_eq!(status, 201, "{created}");
+        ids.push((path, id(&created)));
+    }
+    let (supplier, product) = (ids[1].1.clone(), ids[2].1.clone());
+    let line = json!({ "product_id": product, "quantity": "1" });
+    let (status, order) = platform
+        .call(
+            Method::POST,
+            "/v1/purchase-orders",
+            &acme,
+            Some(json!({ "supplier_id": supplier, "lines": [line] })),
+        )
+        .await;
+    assert_eq!(status, 201, "{order}");
+    let order = id(&order);
+
+    let mut requests = Vec::new();
+    for (collection, item) in &ids {
+        let path = format!("{collection}/{item}");
+        requests.push((Method::GET, path.clone(), None));
+        requests.push((Method::PATCH, path.clone(), Some(json!({ "name": "x" }))));
+        requests.push((Method::DELETE, path, None));
+    }
+    let order_path = format!("/v1/purchase-orders/{order}");
+    requests.push((Method::GET, order_path.clone(), None));
+    requests.push((
+        Method::PATCH,
+        order_path.clone(),
+        Some(json!({ "notes": "x" })),
+    ));
+    requests.push((
+        Method::POST,
+        format!("{order_path}/lines"),
+        Some(line.clone()),
+    ));
+    requests.push((
+        Method::PUT,
+        format!("{order_path}/lines"),
+        Some(json!({ "lines": [] })),
+    ));
+    for verb in ["submit", "receive", "cancel"] {
+        requests.push((Method::POST, format!("{order_path}/{verb}"), None));
+    }
+    for (method, path, body) in requests {
+        let route = format!("{method} {path}");
+        let (status, answer) = platform.call(method, &path, &globex, body).await;
+        assert_eq!(status, 404, "{route}: {answer}");
+    }
+
+    // Named in a body, another tenant's ids do not exist either: 422 naming the field.
+    let (_, theirs) = platform
+        .call(
+            Method::POST,
+            "/v1/suppliers",
+            &globex,
+            Some(json!({ "code": "S-1", "name": "Theirs" })),
+        )
+        .await;
+    for (body, field) in [
+        (
+            json!({ "supplier_id": supplier, "lines": [] }),
+            "supplier_id",
+        ),
+        (
+            json!({ "supplier_id": id(&theirs), "lines": [line] }),
+            "product_id",
+        ),
+    ] {
+        let (status, answer) = platform
+            .call(Method::POST, "/v1/purchase-orders", &globex, Some(body))
+            .await;
+        assert_eq!(status, 422, "{answer}");
+        assert!(
+            answer["detail"]
+                .as_str()
+                .is_some_and(|detail| detail.contains(field)),
+            "names {field}: {answer}"
+        );
+    }
+    // And nothing of acme's changed.
+    for (collection, item) in &ids {
+        let (status, body) = platform
+            .call(Method::GET, &format!("{collection}/{item}"), &acme, None)
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["version"], 1, "{body}");
+    }
+    let (_, body) = platform.call(Method::GET, &order_path, &acme, None).await;
+    assert_eq!(body["status"], "draft");
+    assert_eq!(body["lines"].as_array().map(Vec::len), Some(1));
+}

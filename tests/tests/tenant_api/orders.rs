@@ -337,6 +337,67 @@ async fn concurrent_edits_retries_and_numbers_are_safe() {
     let (status, answer) = send("retry-1", json!({ "supplier_id": shop.supplier })).await;
     assert_problem(status, &answer, 422, "idempotency_key_reused");
 
+    // The same holds for a line added and for anything else created; a key is one request.
+    let created = answers[0].1.clone();
+    let lines_path = format!("/v1/purchase-orders/{}/lines", id(&created));
+    for _ in 0..2 {
+        let (status, answer) = shop
+            .platform
+            .send(
+                Method::POST,
+                &lines_path,
+                Some(&shop.token),
+                &[("idempotency-key", "line-1")],
+                Some(shop.line("3", "1.5")),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["lines"].as_array().map(Vec::len),
+            Some(2),
+            "{answer}"
+        );
+        assert_eq!(answer["total"], "8.50");
+    }
+    let mut customers = Vec::new();
+    for _ in 0..2 {
+        let (status, answer) = shop
+            .platform
+            .send(
+                Method::POST,
+                "/v1/suppliers",
+                Some(&shop.token),
+                &[("idempotency-key", "supplier-2")],
+                Some(json!({ "code": "S-2", "name": "Second" })),
+            )
+            .await;
+        assert_eq!(status, 201, "a replay, not a conflict: {answer}");
+        customers.push(id(&answer));
+    }
+    assert_eq!(customers[0], customers[1]);
+    let (status, answer) = shop
+        .platform
+        .send(
+            Method::POST,
+            "/v1/products",
+            Some(&shop.token),
+            &[("idempotency-key", "supplier-2")],
+            Some(json!({ "sku": "P-2", "name": "Second", "unit_price": "1" })),
+        )
+        .await;
+    assert_problem(status, &answer, 422, "idempotency_key_reused");
+    let (status, answer) = shop
+        .platform
+        .send(
+            Method::POST,
+            "/v1/products",
+            Some(&shop.token),
+            &[("idempotency-key", &"k".repeat(201))],
+            Some(json!({ "sku": "P-9", "name": "Nine", "unit_price": "1" })),
+        )
+        .await;
+    assert_problem(status, &answer, 400, "bad_request");
+
     // 50 creations at once: 50 distinct, consecutive numbers.
     let (_, before) = shop
         .platform

@@ -122,15 +122,29 @@ pub async fn migrate_database(
     client
         .batch_execute(&format!(
             "CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {SCHEMA_OWNER_ROLE}; \
-             REVOKE ALL ON SCHEMA public FROM PUBLIC; \
-             SET ROLE {SCHEMA_OWNER_ROLE}; \
-             SET search_path = {schema}",
+             REVOKE ALL ON SCHEMA public FROM PUBLIC",
             schema = tenant_schema::SCHEMA
         ))
         .await
-        .context("enter the tenant schema as its owner")?;
+        .context("create the tenant schema")?;
+    enter_schema(&client).await?;
     let report = migrations.migrate(&mut client).await?;
     Ok(report.applied_migrations().len())
+}
+
+/// Installs the extensions the steps use (as the admin), then becomes the schema's owner
+/// with the schema on the search path, as every step runs.
+async fn enter_schema(client: &tokio_postgres::Client) -> Result<(), ProvisionError> {
+    tenant_schema::install_extensions(client)
+        .await
+        .context("install the extensions the tenant schema uses")?;
+    client
+        .batch_execute(&format!(
+            "SET ROLE {SCHEMA_OWNER_ROLE}; SET search_path = {schema}",
+            schema = tenant_schema::SCHEMA
+        ))
+        .await
+        .context("enter the tenant schema as its owner")
 }
 
 /// What a live database's migration did.
@@ -163,13 +177,7 @@ pub async fn migrate_live_database(
         )
         .await
         .context("set the migration's lock timeout")?;
-    client
-        .batch_execute(&format!(
-            "SET ROLE {SCHEMA_OWNER_ROLE}; SET search_path = {schema}",
-            schema = tenant_schema::SCHEMA
-        ))
-        .await
-        .context("enter the tenant schema as its owner")?;
+    enter_schema(&client).await?;
     let report = migrations.migrate(&mut client).await?;
     let version = tenant_schema::applied_version(&client)
         .await

@@ -1,6 +1,7 @@
 //! The tenant database's schema: `migrations/tenant`, embedded with refinery, and the few
 //! typed queries the platform itself runs on a tenant database (the first admin user).
-//! It knows no HTTP and issues no DDL outside the migrations.
+//! It knows no HTTP and issues no DDL outside the migrations, but for the extensions they
+//! need ([`install_extensions`]).
 //!
 //! Tables live in the schema [`SCHEMA`], owned by a role that nobody logs in as; the
 //! tenant's own role only gets DML on them (see the provisioner).
@@ -16,6 +17,24 @@ mod embedded {
 pub const SCHEMA: &str = "app";
 /// refinery's history table, inside [`SCHEMA`].
 pub const HISTORY_TABLE: &str = "refinery_schema_history";
+
+/// Extensions the migrations use (trigram indexes for search), kept in [`SCHEMA`]. Steps run
+/// as the schema owner, who may not create extensions, so the platform's admin installs
+/// them first ([`install_extensions`]). Each is in PostgreSQL's standard contrib set.
+pub const EXTENSIONS: &[&str] = &["pg_trgm"];
+
+/// Installs [`EXTENSIONS`] into [`SCHEMA`] (which must exist) unless they are there: run as
+/// a role that may (the database's owner or a superuser) before migrating.
+pub async fn install_extensions(client: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
+    for extension in EXTENSIONS {
+        client
+            .batch_execute(&format!(
+                "CREATE EXTENSION IF NOT EXISTS {extension} WITH SCHEMA {SCHEMA}"
+            ))
+            .await?;
+    }
+    Ok(())
+}
 
 pub use refinery::Report;
 

@@ -47,7 +47,7 @@ impl ListParams {
                 })
             })
             .transpose()?;
-        let (_, pattern) = search(self.q.as_deref());
+        let pattern = prefix_pattern(self.q.as_deref());
         Ok(Listing {
             limit,
             after,
@@ -73,22 +73,33 @@ impl Listing {
     }
 }
 
-/// A search text as the lists use it: trimmed and lower-cased (none when empty), and as a
-/// `LIKE` prefix pattern with its metacharacters escaped.
-pub fn search(q: Option<&str>) -> (Option<String>, Option<String>) {
-    let text = q
-        .map(str::trim)
-        .filter(|q| !q.is_empty())
-        .map(str::to_lowercase);
-    let pattern = text.as_deref().map(|q| {
-        format!(
-            "{}%",
-            q.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        )
-    });
-    (text, pattern)
+/// A search text as a `LIKE` prefix pattern on a lower-cased column, metacharacters
+/// escaped; none when empty.
+pub fn prefix_pattern(q: Option<&str>) -> Option<String> {
+    let text = q.map(str::trim).filter(|q| !q.is_empty())?.to_lowercase();
+    Some(format!("{}%", escape_like(&text)))
+}
+
+/// Searches of at least this many characters match anywhere (trigram indexes); shorter
+/// ones, which have no trigram to look up, match prefixes (btree pattern indexes).
+pub const SUBSTRING_FROM: usize = 3;
+
+/// A search text as a `LIKE` pattern on lower-cased columns: a substring when it is long
+/// enough for the trigram indexes, else a prefix; none when empty.
+pub fn search_pattern(q: Option<&str>) -> Option<String> {
+    let text = q.map(str::trim).filter(|q| !q.is_empty())?.to_lowercase();
+    let escaped = escape_like(&text);
+    Some(if text.chars().count() >= SUBSTRING_FROM {
+        format!("%{escaped}%")
+    } else {
+        format!("{escaped}%")
+    })
+}
+
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 /// The problems found in a body.

@@ -15,7 +15,7 @@ use tenancy_http::Path;
 use uuid::Uuid;
 
 use super::idempotency::Idempotency;
-use super::input::{Problems, path_id, search, violated};
+use super::input::{Problems, path_id, search_pattern, violated};
 use super::table::Routes;
 use crate::audit::Change;
 use crate::error::{RouterError, RouterResult};
@@ -312,30 +312,36 @@ async fn list(
         })
         .transpose()?;
     let (after_value, after_id) = after.unzip();
-    // A search matches the key exactly or the name by prefix, case-insensitively.
-    let (search, pattern) = search(params.q.as_deref());
+    // A search matches the name or the key, case-insensitively: anywhere for three
+    // characters or more (trigram indexes), else at the start (btree pattern indexes). The
+    // statement without a search has no search condition at all, so each plans alone.
+    let pattern = search_pattern(params.q.as_deref());
     let (direction, beyond) = if descending {
         ("DESC", "<")
     } else {
         ("ASC", ">")
+    };
+    let searching = if pattern.is_some() {
+        format!(
+            "AND (lower(name) LIKE $4 OR lower({key}) LIKE $4)",
+            key = resource.key
+        )
+    } else {
+        "AND $4::text IS NULL".to_owned()
     };
     let connection = tenant.access(resource.read).await?;
     let statement = connection
         .client
         .prepare_cached(&format!(
             "{select} WHERE ($1::text IS NULL OR ({column}, id) {beyond} ($1::{cast}, $2::uuid)) \
-               AND ($3::text IS NULL OR lower({key}) = $3 OR lower(name) LIKE $4) \
-             ORDER BY {column} {direction}, id {direction} LIMIT $5",
+               {searching} \
+             ORDER BY {column} {direction}, id {direction} LIMIT $3",
             select = resource.select(column, resource.plural),
-            key = resource.key,
         ))
         .await?;
     let rows = connection
         .client
-        .query(
-            &statement,
-            &[&after_value, &after_id, &search, &pattern, &limit],
-        )
+        .query(&statement, &[&after_value, &after_id, &limit, &pattern])
         .await?;
     let next_cursor = (rows.len() == usize::try_from(limit).unwrap_or(usize::MAX))
         .then(|| rows.last())

@@ -333,8 +333,91 @@ async fn lists_sort_page_and_refuse_forged_cursors() {
         let (status, answer) = platform.call(Method::GET, &path, &token, None).await;
         assert_problem(status, &answer, 400, "bad_request");
     }
-    let (_, found) = platform
-        .call(Method::GET, "/v1/suppliers?q=CHAR", &token, None)
+    // A search matches name or code: anywhere from three characters, else at the start;
+    // LIKE's metacharacters are only characters.
+    for (q, expected) in [
+        ("CHAR", &["charlie"][..]),
+        ("rav", &["bravo"]),
+        ("LT", &[]),
+        ("ec", &["echo"]),
+        ("s-3", &["charlie"]),
+        ("%", &[]),
+        ("a_p", &[]),
+        ("'; DROP TABLE suppliers; --", &[]),
+    ] {
+        let path = format!("/v1/suppliers?sort=name&q={}", urlencode(q));
+        let (status, found) = platform.call(Method::GET, &path, &token, None).await;
+        assert_eq!(status, 200, "{found}");
+        let names: Vec<&str> = found["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|item| item["name"].as_str().expect("name"))
+            .collect();
+        assert_eq!(names, expected, "q={q}");
+    }
+
+    // With thousands of rows, a search is answered from the search indexes, not a scan.
+    let (_, tenant) = platform
+        .app
+        .call(Method::GET, "/v1/tenants/acme", Some(&platform.admin), None)
         .await;
+    let database = tenant["database_name"].as_str().expect("database");
+    let mut superuser =
+        tenancy_tests::connect(&platform.app.postgres.server.superuser_url(database)).await;
+    sqlx::query(
+        "INSERT INTO app.suppliers (code, name) \
+         SELECT 'B-' || n, 'bulk supplier ' || md5(n::text) FROM generate_series(1, 5000) n",
+    )
+    .execute(&mut superuser)
+    .await
+    .expect("bulk suppliers");
+    sqlx::query("ANALYZE app.suppliers")
+        .execute(&mut superuser)
+        .await
+        .expect("analyze");
+    let scans = async |superuser: &mut sqlx::PgConnection| -> i64 {
+        sqlx::query("SELECT pg_stat_clear_snapshot()")
+            .execute(&mut *superuser)
+            .await
+            .expect("fresh statistics");
+        sqlx::query_scalar(
+            "SELECT sum(idx_scan)::bigint FROM pg_stat_user_indexes \
+             WHERE indexrelname IN ('suppliers_name_search_idx', 'suppliers_code_search_idx')",
+        )
+        .fetch_one(&mut *superuser)
+        .await
+        .expect("index statistics")
+    };
+    let before = scans(&mut superuser).await;
+
+    let (status, found) = platform
+        .call(Method::GET, "/v1/suppliers?q=harli", &token, None)
+        .await;
+    assert_eq!(status, 200);
     assert_eq!(found["items"][0]["name"], "charlie");
+    // A backend that reported its statistics within the last second reports them again
+    // after 10 s idle, so this waits up to 20 s.
+    let mut after = before;
+    for _ in 0..200 {
+        after = scans(&mut superuser).await;
+        if after > before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    assert!(after > before, "the search used the search indexes");
+}
+
+/// `text` for a query string.
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                char::from(byte).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
 }

@@ -7,6 +7,7 @@ mod dev;
 mod migrate;
 mod output;
 mod platform;
+mod seed;
 mod server;
 mod tenant;
 

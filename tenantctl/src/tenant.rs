@@ -63,6 +63,9 @@ pub enum TenantCommand {
         #[arg(long)]
         no_final_backup: bool,
     },
+    /// Fill a tenant with realistic sample data (customers, suppliers, products, purchase
+    /// orders in every status) through the tenant router's API.
+    Seed(crate::seed::SeedArgs),
 }
 
 fn parse<T: std::str::FromStr<Err = tenancy_core::IdError>>(
@@ -183,5 +186,6 @@ pub async fn run(command: TenantCommand, json: bool) -> anyhow::Result<()> {
                 provisioner::tenants::delete(&platform, &actor, &slug, final_backup).await?,
             )
         }
+        TenantCommand::Seed(args) => crate::seed::run(args, json).await,
     }
 }

@@ -252,13 +252,15 @@ impl ControlPlane {
             .to_owned()
     }
 
-    /// `tenantctl` against this control plane's catalog, stdout and stderr piped.
+    /// `tenantctl` against this control plane's catalog (with its signing key, as an
+    /// operator's environment has), stdout and stderr piped.
     fn tenantctl_command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(binary("tenantctl"));
         command
             .args(args)
             .env("TENANCY_DATABASE_URL", &self.database_url)
             .env("TENANCY_CATALOG_KEY", &self.catalog_key)
+            .env("TENANCY_JWT_SIGNING_KEY", &self.signing_pem)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -15,6 +15,8 @@ use tenancy_tests::{Process, binary, free_port, temp_dir};
 struct Run {
     process: Process,
     banner: Vec<String>,
+    /// Lines printed after the banner.
+    lines: mpsc::Receiver<String>,
 }
 
 impl Run {
@@ -53,6 +55,20 @@ impl Run {
         Self {
             process: Process { child },
             banner,
+            lines: lines_rx,
+        }
+    }
+
+    /// The next line after the banner that starts with `prefix`.
+    fn wait_for(&self, prefix: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(120))
+                .unwrap_or_else(|_| panic!("no line starting `{prefix}`"));
+            if line.starts_with(prefix) {
+                return line;
+            }
         }
     }
 
@@ -168,6 +184,27 @@ async fn dev_comes_up_stops_cleanly_and_reuses_its_data() {
             .iter()
             .any(|line| line.starts_with("demo tenant:"))
     );
+    // It gets sample data through the router, once.
+    let seeded = first.wait_for("demo tenant seeded:");
+    assert!(
+        seeded.contains("25 customers") && seeded.contains("15 purchase orders"),
+        "{seeded}"
+    );
+    let count = async |path: &str| {
+        let page: serde_json::Value = client
+            .get(format!("{router}{path}"))
+            .bearer_auth(&tenant_token)
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        page["items"].as_array().expect("items").len()
+    };
+    assert_eq!(count("/v1/customers?limit=500").await, 25);
+    assert_eq!(count("/v1/products?limit=500").await, 40);
+    assert_eq!(count("/v1/purchase-orders?limit=500").await, 15);
     let response = client
         .post(format!("{router}/v1/customers"))
         .bearer_auth(&tenant_token)
@@ -177,7 +214,7 @@ async fn dev_comes_up_stops_cleanly_and_reuses_its_data() {
         .expect("create a customer");
     assert_eq!(response.status(), 201);
     let page: serde_json::Value = client
-        .get(format!("{router}/v1/customers"))
+        .get(format!("{router}/v1/customers?q=c-001"))
         .bearer_auth(&tenant_token)
         .send()
         .await
@@ -185,7 +222,7 @@ async fn dev_comes_up_stops_cleanly_and_reuses_its_data() {
         .json()
         .await
         .expect("json");
-    assert_eq!(page["items"][0]["code"], "C-001");
+    assert_eq!(page["items"][0]["code"], "C-001", "{page}");
 
     // The demo tenant's first admin signs in through the router with the printed line.
     let sign_in = first
@@ -275,6 +312,27 @@ async fn dev_comes_up_stops_cleanly_and_reuses_its_data() {
             .any(|plan| plan["name"] == "kept"),
         "{plans}"
     );
+    // The demo tenant is not seeded twice.
+    let tenant_token = second
+        .banner
+        .iter()
+        .find_map(|line| line.trim().strip_prefix("export TENANT_TOKEN="))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a tenant token line")
+        .to_owned();
+    let page: serde_json::Value = client
+        .get(format!(
+            "{}/v1/customers?limit=500",
+            second.url("tenant router:")
+        ))
+        .bearer_auth(&tenant_token)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(26), "{page}");
     second.process.signal(Signal::SIGINT);
     assert_eq!(second.process.wait_exit(Duration::from_secs(60)), Some(0));
 }

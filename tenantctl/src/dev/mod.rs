@@ -64,6 +64,9 @@ struct DevState {
     postgres_port: Option<u16>,
     s3_port: Option<u16>,
     demo_password: Option<String>,
+    /// The demo tenant has its sample data.
+    #[serde(default)]
+    demo_seeded: bool,
 }
 
 impl DevState {
@@ -297,6 +300,32 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         demo: demo.as_ref(),
         demo_token: demo_token.as_deref(),
     });
+    // The demo tenant gets its sample data once, through the router, while the platform
+    // serves.
+    let seeding = match (&demo_token, state.demo_seeded) {
+        (Some(demo_token), false) => {
+            let demo_token = SecretString::from(demo_token.clone());
+            let router_url = router_url.clone();
+            Some(tokio::spawn(async move {
+                crate::seed::seed(&router_url, &demo_token, DEMO_DATA, 4, 2026).await
+            }))
+        }
+        _ => None,
+    };
+    if let Some(seeding) = seeding {
+        match seeding.await {
+            Ok(Ok(seeded)) => {
+                say(&format!(
+                    "demo tenant seeded: {} customers, {} suppliers, {} products, {} purchase orders",
+                    seeded.customers, seeded.suppliers, seeded.products, seeded.orders
+                ));
+                state.demo_seeded = true;
+                state.save(&data_dir)?;
+            }
+            Ok(Err(error)) => tracing::warn!("seeding the demo tenant failed: {error:#}"),
+            Err(error) => tracing::warn!(%error, "seeding the demo tenant failed"),
+        }
+    }
 
     tenancy_core::shutdown::signal().await;
     say("stopping...");
@@ -364,6 +393,14 @@ async fn bind_preferred(port: u16) -> anyhow::Result<TcpListener> {
         }
     }
 }
+
+/// The demo tenant's sample data.
+const DEMO_DATA: crate::seed::Counts = crate::seed::Counts {
+    customers: 25,
+    suppliers: 10,
+    products: 40,
+    orders: 15,
+};
 
 /// A service token for the demo tenant with every scope, valid for a day.
 fn mint_demo_token(

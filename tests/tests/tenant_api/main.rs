@@ -11,6 +11,7 @@ mod events;
 mod isolation;
 mod orders;
 mod resources;
+mod seed;
 mod session;
 mod sign_in;
 

@@ -15,19 +15,12 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::Value;
+use tenancy_tests::bench::{Figures, env_or, load, print_table};
 use tenancy_tests::{ControlPlane, json};
 
 type Error = Box<dyn std::error::Error>;
 
 const PASSWORD: &str = "a long enough password";
-
-struct Figures {
-    name: &'static str,
-    per_second: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: usize,
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -86,7 +79,7 @@ async fn main() -> Result<(), Error> {
     results.push(
         load(
             "customer read, service token",
-            &router,
+            &router.base_url,
             connections,
             period,
             read(service.clone()),
@@ -96,7 +89,7 @@ async fn main() -> Result<(), Error> {
     results.push(
         load(
             "customer read, user token",
-            &router,
+            &router.base_url,
             connections,
             period,
             read(user.clone()),
@@ -107,7 +100,7 @@ async fn main() -> Result<(), Error> {
     results.push(
         load(
             "GET /v1/auth/me, user token",
-            &router,
+            &router.base_url,
             connections,
             period,
             move |client, base, _| client.get(format!("{base}/v1/auth/me")).bearer_auth(&me),
@@ -118,7 +111,7 @@ async fn main() -> Result<(), Error> {
     results.push(
         load(
             "POST /v1/auth/login",
-            &router,
+            &router.base_url,
             cores * 2,
             period,
             move |client, base, _| {
@@ -132,36 +125,16 @@ async fn main() -> Result<(), Error> {
     );
     results.push(argon2_alone(cores, period).await);
 
-    let baseline = results[0].per_second;
     let argon2 = results[4].per_second;
-    println!("\nsign-in and user requests, {seconds} s per phase, {cores} cores");
-    println!(
-        "{:<32} {:>10} {:>9} {:>9} {:>7} {:>12}",
-        "what", "req/s", "p50 ms", "p99 ms", "errors", "vs baseline"
+    print_table(
+        &format!("sign-in and user requests, {seconds} s per phase, {cores} cores"),
+        &results,
     );
-    for figures in &results {
-        println!(
-            "{:<32} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>11.2}x",
-            figures.name,
-            figures.per_second,
-            figures.p50_ms,
-            figures.p99_ms,
-            figures.errors,
-            figures.per_second / baseline
-        );
-    }
     println!(
         "sign-in reaches {:.0} % of the argon2id ceiling on this machine",
         100.0 * results[3].per_second / argon2
     );
     Ok(())
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
 }
 
 async fn sign_in(
@@ -177,67 +150,6 @@ async fn sign_in(
         .await?;
     assert_eq!(response.status(), 200);
     Ok(response.json().await?)
-}
-
-/// `clients` closed-loop clients for `period`; the requests `make` builds.
-async fn load<F>(
-    name: &'static str,
-    router: &Arc<tenancy_tests::TenantRouter>,
-    clients: usize,
-    period: Duration,
-    make: F,
-) -> Figures
-where
-    F: Fn(&reqwest::Client, &str, usize) -> reqwest::RequestBuilder + Send + Sync + Clone + 'static,
-{
-    let deadline = Instant::now() + period;
-    let workers: Vec<_> = (0..clients)
-        .map(|worker| {
-            let make = make.clone();
-            let base = router.base_url.clone();
-            let client = reqwest::Client::new();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let mut errors = 0;
-                let mut n = worker * 7919;
-                while Instant::now() < deadline {
-                    let started = Instant::now();
-                    match make(&client, &base, n).send().await {
-                        Ok(response) if response.status().is_success() => {
-                            let _ = response.bytes().await;
-                            latencies.push(started.elapsed());
-                        }
-                        _ => errors += 1,
-                    }
-                    n += 1;
-                }
-                (latencies, errors)
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    for worker in workers {
-        let (mut some, failed) = worker.await.expect("a load worker");
-        latencies.append(&mut some);
-        errors += failed;
-    }
-    latencies.sort();
-    let at = |quantile: f64| {
-        latencies
-            .get(
-                ((latencies.len() as f64 * quantile) as usize)
-                    .min(latencies.len().saturating_sub(1)),
-            )
-            .map_or(f64::NAN, |latency| latency.as_secs_f64() * 1000.0)
-    };
-    Figures {
-        name,
-        per_second: latencies.len() as f64 / period.as_secs_f64(),
-        p50_ms: at(0.50),
-        p99_ms: at(0.99),
-        errors,
-    }
 }
 
 /// argon2id verifications of the same kind of hash, one thread per core, no HTTP.
@@ -258,24 +170,9 @@ async fn argon2_alone(cores: usize, period: Duration) -> Figures {
             })
         })
         .collect();
-    let mut latencies: Vec<Duration> = threads
+    let latencies: Vec<Duration> = threads
         .into_iter()
         .flat_map(|thread| thread.join().expect("a thread"))
         .collect();
-    latencies.sort();
-    let at = |quantile: f64| {
-        latencies
-            .get(
-                ((latencies.len() as f64 * quantile) as usize)
-                    .min(latencies.len().saturating_sub(1)),
-            )
-            .map_or(f64::NAN, |latency| latency.as_secs_f64() * 1000.0)
-    };
-    Figures {
-        name: "argon2id verify alone (ceiling)",
-        per_second: latencies.len() as f64 / period.as_secs_f64(),
-        p50_ms: at(0.50),
-        p99_ms: at(0.99),
-        errors: 0,
-    }
+    Figures::from_latencies("argon2id verify alone (ceiling)", latencies, 0, period)
 }

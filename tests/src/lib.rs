@@ -14,6 +14,7 @@ pub use serde_json::json;
 
 #[cfg(test)]
 mod architecture;
+pub mod bench;
 mod cluster;
 mod migrations;
 mod process;

@@ -24,8 +24,12 @@ struct Platform {
     app: ControlPlane,
     admin: String,
     router: TenantRouter,
-    /// The router's OpenAPI document: every answer a test sees must be documented.
+    /// The router's OpenAPI document: every answer a test sees must be documented, and
+    /// its body must match the documented schema.
     openapi: Value,
+    /// Compiled response schemas, by JSON pointer.
+    validators:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<jsonschema::Validator>>>,
 }
 
 impl Platform {
@@ -50,6 +54,7 @@ impl Platform {
             admin,
             router,
             openapi,
+            validators: std::sync::Mutex::default(),
         }
     }
 
@@ -102,9 +107,9 @@ impl Platform {
         self.send(method, path, Some(token), &[], body).await
     }
 
-    /// Asserts that the OpenAPI document lists `status` for this request's route.
+    /// The OpenAPI entry of this request's route's `status`, and its JSON pointer.
     #[track_caller]
-    fn assert_documented(&self, method: &Method, path: &str, status: u16) {
+    fn response_entry(&self, method: &Method, path: &str, status: u16) -> (String, &Value) {
         let path = path.split('?').next().unwrap_or_default();
         let segments: Vec<&str> = path.split('/').collect();
         let (template, operations) = self.openapi["paths"]
@@ -120,11 +125,104 @@ impl Platform {
                         .all(|(part, segment)| part.starts_with('{') || part == segment)
             })
             .unwrap_or_else(|| panic!("{path} is not in the OpenAPI document"));
-        let responses = &operations[method.as_str().to_lowercase()]["responses"];
+        let method_name = method.as_str().to_lowercase();
+        let entry = &operations[&method_name]["responses"][status.to_string()];
         assert!(
-            responses.get(status.to_string()).is_some(),
+            entry.is_object(),
             "{method} {template} answered {status}, which its OpenAPI entry does not list"
         );
+        let pointer = format!(
+            "#/paths/{}/{method_name}/responses/{status}",
+            // A JSON pointer (RFC 6901) inside a URI fragment, braces percent-encoded.
+            template
+                .replace('~', "~0")
+                .replace('/', "~1")
+                .replace('{', "%7B")
+                .replace('}', "%7D")
+        );
+        (pointer, entry)
+    }
+
+    /// Asserts that an answer is documented and that its body is what the OpenAPI
+    /// document says: the schema of its media type, or no body where none is described.
+    #[track_caller]
+    fn assert_conforms(
+        &self,
+        method: &Method,
+        path: &str,
+        status: u16,
+        content_type: Option<&str>,
+        text: &str,
+    ) {
+        let problems = self.nonconformities(method, path, status, content_type, text);
+        assert!(
+            problems.is_empty(),
+            "{method} {path} → {status}: the answer is not what its OpenAPI entry says:\n{}\n{text}",
+            problems.join("\n")
+        );
+    }
+
+    /// How an answer differs from its OpenAPI entry (it must be documented at all).
+    #[track_caller]
+    fn nonconformities(
+        &self,
+        method: &Method,
+        path: &str,
+        status: u16,
+        content_type: Option<&str>,
+        text: &str,
+    ) -> Vec<String> {
+        let (pointer, entry) = self.response_entry(method, path, status);
+        let Some(content) = entry.get("content").and_then(Value::as_object) else {
+            return if text.is_empty() {
+                Vec::new()
+            } else {
+                vec!["a body the document does not describe".to_owned()]
+            };
+        };
+        let Some(media) = content_type.and_then(|value| value.split(';').next()) else {
+            return vec!["no Content-Type".to_owned()];
+        };
+        if !content.contains_key(media) {
+            return vec![format!(
+                "a {media} body; the document describes {:?}",
+                content.keys().collect::<Vec<_>>()
+            )];
+        }
+        if !media.ends_with("json") {
+            return Vec::new();
+        }
+        let body: Value = match serde_json::from_str(text) {
+            Ok(body) => body,
+            Err(error) => return vec![format!("not JSON: {error}")],
+        };
+        let schema_pointer = format!(
+            "{pointer}/content/{}/schema",
+            media.replace('~', "~0").replace('/', "~1")
+        );
+        let validator = {
+            let mut cache = self.validators.lock().expect("the validator cache");
+            cache
+                .entry(schema_pointer.clone())
+                .or_insert_with(|| {
+                    let mut document = self.openapi.clone();
+                    document["$ref"] = Value::String(schema_pointer.clone());
+                    std::sync::Arc::new(
+                        jsonschema::options()
+                            .with_draft(jsonschema::Draft::Draft202012)
+                            .should_validate_formats(true)
+                            .build(&document)
+                            .unwrap_or_else(|error| {
+                                panic!("{schema_pointer}: not a schema: {error}")
+                            }),
+                    )
+                })
+                .clone()
+        };
+        validator
+            .iter_errors(&body)
+            .map(|error| format!("at {}: {error}", error.instance_path()))
+            .collect()
     }
 
     async fn send(
@@ -150,8 +248,13 @@ impl Platform {
         }
         let response = request.send().await.expect("send the request");
         let status = response.status().as_u16();
-        self.assert_documented(&method, path, status);
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
         let text = response.text().await.expect("read the body");
+        self.assert_conforms(&method, path, status, content_type.as_deref(), &text);
         (
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),

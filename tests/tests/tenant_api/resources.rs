@@ -38,12 +38,17 @@ async fn send_with_etag(
     }
     let response = request.send().await.expect("send");
     let status = response.status().as_u16();
-    platform.assert_documented(&method, path, status);
     let etag = response
         .headers()
         .get("etag")
         .map(|value| value.to_str().expect("text").to_owned());
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
     let text = response.text().await.expect("body");
+    platform.assert_conforms(&method, path, status, content_type.as_deref(), &text);
     (
         status,
         etag,
@@ -79,6 +84,32 @@ async fn suppliers_and_products_round_trip_with_exact_money_versions_and_conflic
     assert_eq!(product["unit"], "each", "the default");
     assert_eq!(etag.as_deref(), Some("\"1\""));
     let product_id = id(&product);
+    // Every answer in these tests is held to its OpenAPI schema; the check has teeth.
+    let mut broken = product.clone();
+    broken["unit_price"] = json!(10.3);
+    broken["colour"] = json!("red");
+    broken.as_object_mut().expect("an object").remove("sku");
+    let json = Some("application/json");
+    let problems = platform.nonconformities(
+        &Method::POST,
+        "/v1/products",
+        201,
+        json,
+        &broken.to_string(),
+    );
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(
+        !platform
+            .nonconformities(
+                &Method::DELETE,
+                &format!("/v1/products/{product_id}"),
+                204,
+                json,
+                "{}"
+            )
+            .is_empty(),
+        "a body where the document has none"
+    );
 
     // A stale If-Match is refused and changes nothing; the current one works.
     let path = format!("/v1/products/{product_id}");

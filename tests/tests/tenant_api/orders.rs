@@ -133,6 +133,26 @@ async fn totals_are_exact_and_travel_as_strings() {
             json!({ "product_id": "00000000-0000-4000-8000-000000000000", "quantity": "1" }),
             "product_id",
         ),
+        (
+            json!({ "product_id": "'; DROP TABLE products; --", "quantity": "1" }),
+            "product_id",
+        ),
+        (
+            json!({ "product_id": shop.product, "quantity": "9".repeat(10_000) }),
+            "quantity",
+        ),
+        (
+            json!({ "product_id": shop.product, "quantity": "1e3" }),
+            "quantity",
+        ),
+        (
+            json!({ "product_id": shop.product, "quantity": "1", "unit_price": 0.1 }),
+            "unit_price",
+        ),
+        (
+            json!({ "product_id": shop.product, "quantity": "1\u{0}" }),
+            "quantity",
+        ),
     ] {
         let (status, answer) = shop.order(json!([line])).await;
         assert_eq!(status, 422, "{answer}");
@@ -160,6 +180,15 @@ async fn totals_are_exact_and_travel_as_strings() {
             json!({ "supplier_id": shop.supplier, "total": "1.00" }),
             "total",
         ),
+        (
+            json!({ "supplier_id": shop.supplier, "notes": "a\u{0}b" }),
+            "notes",
+        ),
+        (
+            json!({ "supplier_id": shop.supplier, "currency": "usd" }),
+            "currency",
+        ),
+        (json!({ "supplier_id": "1 OR 1=1" }), "supplier_id"),
     ] {
         let (status, answer) = shop
             .platform
@@ -173,6 +202,19 @@ async fn totals_are_exact_and_travel_as_strings() {
             "names `{field}`: {answer}"
         );
     }
+    // SQL's metacharacters are only characters.
+    let notes = "'); DROP TABLE purchase_orders; -- \\ % _";
+    let (status, order) = shop
+        .platform
+        .call(
+            Method::POST,
+            "/v1/purchase-orders",
+            &shop.token,
+            Some(json!({ "supplier_id": shop.supplier, "notes": notes })),
+        )
+        .await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["notes"], notes);
 }
 
 #[tokio::test]

@@ -3,8 +3,6 @@
 
 use std::net::IpAddr;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,6 +12,9 @@ use super::input::Page;
 use super::table::Routes;
 use crate::error::{RouterError, RouterResult};
 use crate::extract::{Json, Query, Tenant};
+
+/// The list its cursors are sealed to.
+const SCOPE: &str = "audit-log";
 
 pub fn routes() -> Routes {
     Routes::new().get("/v1/audit-log", list)
@@ -73,17 +74,18 @@ async fn list(tenant: Tenant, Query(filter): Query<Filter>) -> RouterResult<Json
             return Err(bad(&format!("`{name}` must be at most 200 characters")));
         }
     }
-    // The cursor is the id of the last entry given out.
+    // The cursor holds the id of the last entry given out, sealed to this list (its
+    // filters are not part of it: a cursor only says where to go on from).
     let before: Option<i64> = filter
         .cursor
         .as_deref()
         .map(|cursor| {
-            URL_SAFE_NO_PAD
-                .decode(cursor)
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-                .and_then(|text| text.strip_prefix("audit:")?.parse().ok())
-                .ok_or_else(|| bad("`cursor` is not a cursor this API gave out"))
+            tenant
+                .state()
+                .cursors
+                .open(SCOPE, cursor)
+                .and_then(|position| position.parse().ok())
+                .ok_or_else(|| bad("`cursor` is not a cursor this list gave out"))
         })
         .transpose()?;
     let connection = tenant.access("audit.read").await?;
@@ -138,6 +140,6 @@ async fn list(tenant: Tenant, Query(filter): Query<Filter>) -> RouterResult<Json
     let next_cursor = (items.len() == usize::try_from(limit).unwrap_or(usize::MAX))
         .then(|| items.last())
         .flatten()
-        .map(|last| URL_SAFE_NO_PAD.encode(format!("audit:{}", last.id)));
+        .map(|last| tenant.state().cursors.seal(SCOPE, &last.id.to_string()));
     Ok(Json(Page { items, next_cursor }))
 }

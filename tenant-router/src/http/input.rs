@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::cursor::Cursors;
 use crate::error::{RouterError, RouterResult};
 
 /// `?limit=&cursor=&q=` of a list route.
@@ -23,10 +24,12 @@ pub struct Listing {
     pub after: Option<(DateTime<Utc>, Uuid)>,
     /// `search` as a LIKE prefix pattern, metacharacters escaped.
     pub pattern: Option<String>,
+    scope: &'static str,
 }
 
 impl ListParams {
-    pub fn check(&self) -> RouterResult<Listing> {
+    /// Checks the parameters; the cursor must be one `cursors` sealed for the list `scope`.
+    pub fn check(&self, cursors: &Cursors, scope: &'static str) -> RouterResult<Listing> {
         let limit = self.limit.unwrap_or(50);
         if !(1..=500).contains(&limit) {
             return Err(RouterError::BadRequest(
@@ -42,9 +45,18 @@ impl ListParams {
             .cursor
             .as_deref()
             .map(|cursor| {
-                tenancy_core::cursor::decode(cursor).ok_or_else(|| {
-                    RouterError::BadRequest("`cursor` is not a cursor this API gave out".to_owned())
-                })
+                cursors
+                    .open(scope, cursor)
+                    .and_then(|position| {
+                        let (time, id) = position.split_once('|')?;
+                        let time = DateTime::parse_from_rfc3339(time).ok()?;
+                        Some((time.with_timezone(&Utc), Uuid::parse_str(id).ok()?))
+                    })
+                    .ok_or_else(|| {
+                        RouterError::BadRequest(
+                            "`cursor` is not a cursor this list gave out".to_owned(),
+                        )
+                    })
             })
             .transpose()?;
         let pattern = prefix_pattern(self.q.as_deref());
@@ -52,14 +64,16 @@ impl ListParams {
             limit,
             after,
             pattern,
+            scope,
         })
     }
 }
 
 impl Listing {
-    /// The cursor after the last of `items` when the page is full.
+    /// The cursor after the last of `items` when the page is full, sealed to this list.
     pub fn next_cursor<T>(
         &self,
+        cursors: &Cursors,
         items: &[T],
         key: impl Fn(&T) -> (DateTime<Utc>, Uuid),
     ) -> Option<String> {
@@ -68,7 +82,7 @@ impl Listing {
             .flatten()
             .map(|last| {
                 let (created_at, id) = key(last);
-                tenancy_core::cursor::encode(created_at, id)
+                cursors.seal(self.scope, &format!("{}|{id}", created_at.to_rfc3339()))
             })
     }
 }

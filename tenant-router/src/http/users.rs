@@ -100,7 +100,8 @@ pub async fn load_with_permissions(
 }
 
 async fn list(tenant: Tenant, Query(params): Query<ListParams>) -> RouterResult<Json<Page<User>>> {
-    let listing = params.check()?;
+    let cursors = &tenant.state().cursors;
+    let listing = params.check(cursors, "users")?;
     let connection = tenant.access("users.read").await?;
     let (after_time, after_id) = listing.after.unzip();
     let statement = connection
@@ -119,7 +120,8 @@ async fn list(tenant: Tenant, Query(params): Query<ListParams>) -> RouterResult<
         )
         .await?;
     let items: Vec<User> = rows.iter().map(User::from).collect();
-    let next_cursor = listing.next_cursor(&items, |user| (user.created_at, user.id.as_uuid()));
+    let next_cursor =
+        listing.next_cursor(cursors, &items, |user| (user.created_at, user.id.as_uuid()));
     Ok(Json(Page { items, next_cursor }))
 }
 

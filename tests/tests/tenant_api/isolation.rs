@@ -77,6 +77,39 @@ async fn no_user_role_or_audit_entry_of_one_tenant_is_reachable_from_another() {
     let (_, users) = platform.call(Method::GET, "/v1/users", &globex, None).await;
     assert_eq!(users["items"].as_array().expect("items").len(), 1);
 
+    // The users' and the audit log's cursors page through their own list only, and cannot
+    // be edited.
+    let mut emails = Vec::new();
+    let mut path = "/v1/users?limit=1".to_owned();
+    let mut users_cursor = String::new();
+    loop {
+        let (status, page) = platform.call(Method::GET, &path, &acme, None).await;
+        assert_eq!(status, 200, "{page}");
+        emails.extend(page["items"].as_array().expect("items").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(cursor) => {
+                users_cursor = cursor.to_owned();
+                path = format!("/v1/users?limit=1&cursor={cursor}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(emails.len(), 2, "{emails:?}");
+    let (_, log) = platform
+        .call(Method::GET, "/v1/audit-log?limit=1", &acme, None)
+        .await;
+    let audit_cursor = log["next_cursor"].as_str().expect("a cursor").to_owned();
+    for path in [
+        format!("/v1/audit-log?cursor={users_cursor}"),
+        format!("/v1/users?cursor={audit_cursor}"),
+        format!("/v1/users?cursor=A{users_cursor}"),
+        format!("/v1/audit-log?cursor={}", &audit_cursor[1..]),
+        "/v1/users?cursor=MjAyNi0wMS0wMVQwMDowMDowMCswMDowMHwwMDAw".to_owned(),
+    ] {
+        let (status, answer) = platform.call(Method::GET, &path, &acme, None).await;
+        assert_problem(status, &answer, 400, "bad_request");
+    }
+
     // Naming tenant B with tenant A's credentials fails.
     let (status, answer) = platform
         .send(

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::Value;
-use tenancy_tests::bench::{env_or, load, print_table};
-use tenancy_tests::{ControlPlane, json};
+use tenancy_tests::bench::{env_or, load, platform, print_table};
+use tenancy_tests::json;
 
 type Error = Box<dyn std::error::Error>;
 
@@ -37,23 +37,8 @@ async fn main() -> Result<(), Error> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let period = Duration::from_secs(seconds);
 
-    let app = ControlPlane::start_with(&[("TENANCY_WARM_POOL_SIZE", "2")]).await;
-    let admin = app.admin_token().await;
-    app.add_server(&admin, "main", &app.postgres.server, 150)
-        .await;
-    // The plan's rate limit would turn the load into 429s: lift it for the run.
-    let (status, body) = app
-        .call(
-            Method::PATCH,
-            "/v1/plans/standard",
-            Some(&admin),
-            Some(json!({ "limits": { "requests_per_minute": 100_000_000 } })),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = app.create_tenant(&admin, "bench").await;
-    assert_eq!(status, 201, "{body}");
-    let router = Arc::new(app.start_router(&[("TENANCY_POOL_WAIT", "5s")]).await);
+    let (app, admin, router) = platform("bench").await;
+    let router = Arc::new(router);
 
     let started = Instant::now();
     let output = app.tenantctl(

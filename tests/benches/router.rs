@@ -56,15 +56,7 @@ async fn main() -> Result<(), Error> {
         .await;
     assert_eq!(status, 201, "{body}");
     // The plan's rate limit would turn most of the load into 429s: lift it for the run.
-    let (status, body) = app
-        .call(
-            Method::PATCH,
-            "/v1/plans/standard",
-            Some(&admin),
-            Some(json!({ "limits": { "requests_per_minute": 100_000_000 } })),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    tenancy_tests::bench::lift_rate_limit(&app, &admin).await;
     let (status, tenant) = app.create_tenant(&admin, "bench-main").await;
     assert_eq!(status, 201, "{tenant}");
     let database = tenant["database_name"]

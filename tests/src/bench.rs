@@ -4,6 +4,39 @@
 
 use std::time::{Duration, Instant};
 
+use reqwest::Method;
+
+use crate::{ControlPlane, TenantRouter, json};
+
+/// A platform for a benchmark: a control plane with its PostgreSQL server registered
+/// (150 connections), the standard plan's rate limit lifted (it would turn the load into
+/// 429s), a tenant `slug`, and a router that waits up to 5 s for a connection. The
+/// super-admin's token comes with it.
+pub async fn platform(slug: &str) -> (ControlPlane, String, TenantRouter) {
+    let app = ControlPlane::start_with(&[("TENANCY_WARM_POOL_SIZE", "2")]).await;
+    let admin = app.admin_token().await;
+    app.add_server(&admin, "main", &app.postgres.server, 150)
+        .await;
+    lift_rate_limit(&app, &admin).await;
+    let (status, body) = app.create_tenant(&admin, slug).await;
+    assert_eq!(status, 201, "{body}");
+    let router = app.start_router(&[("TENANCY_POOL_WAIT", "5s")]).await;
+    (app, admin, router)
+}
+
+/// Lifts the standard plan's request rate for a run.
+pub async fn lift_rate_limit(app: &ControlPlane, admin: &str) {
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            "/v1/plans/standard",
+            Some(admin),
+            Some(json!({ "limits": { "requests_per_minute": 100_000_000 } })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// One phase's figures.
 pub struct Figures {
     pub name: &'static str,

@@ -59,6 +59,17 @@ impl Run {
         }
     }
 
+    /// The value of an `export NAME=` line of the banner.
+    fn exported(&self, name: &str) -> String {
+        let prefix = format!("export {name}=");
+        self.banner
+            .iter()
+            .find_map(|line| line.trim().strip_prefix(prefix.as_str()))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no `{prefix}` line in the banner: {:#?}", self.banner))
+            .to_owned()
+    }
+
     /// The next line after the banner that starts with `prefix`.
     fn wait_for(&self, prefix: &str) -> String {
         loop {
@@ -109,6 +120,20 @@ async fn login(base: &str, email: &str, password: &str) -> String {
     body["access_token"].as_str().expect("token").to_owned()
 }
 
+/// The items of a list page.
+async fn items(client: &reqwest::Client, url: &str, token: &str) -> Vec<serde_json::Value> {
+    let page: serde_json::Value = client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    page["items"].as_array().expect("items").clone()
+}
+
 #[tokio::test]
 async fn dev_comes_up_stops_cleanly_and_reuses_its_data() {
     let dir = temp_dir();
@@ -145,13 +170,7 @@ async fn dev_comes_up_stops_cleanly_and_reuses_its_data() {
     // The printed credentials work, and so does the printed token.
     let (email, password) = first.admin();
     let token = login(&control, &email, &password).await;
-    let printed_token = first
-        .banner
-        .iter()
-        .find_map(|line| line.trim().strip_prefix("export TOKEN="))
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("a token line")
-        .to_owned();
+    let printed_token = first.exported("TOKEN");
     let response = client
         .request(Method::GET, format!("{control}/v1/plans"))
         .bearer_auth(&printed_token)
@@ -171,13 +190,7 @@ async fn dev_comes_up_stops_cleanly_and_reuses_its_data() {
     assert_eq!(response.status(), 201);
 
     // The demo tenant is served by the router with the printed service token.
-    let tenant_token = first
-        .banner
-        .iter()
-        .find_map(|line| line.trim().strip_prefix("export TENANT_TOKEN="))
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("a tenant token line")
-        .to_owned();
+    let tenant_token = first.exported("TENANT_TOKEN");
     assert!(
         first
             .banner
@@ -191,16 +204,9 @@ async fn dev_comes_up_stops_cleanly_and_reuses_its_data() {
         "{seeded}"
     );
     let count = async |path: &str| {
-        let page: serde_json::Value = client
-            .get(format!("{router}{path}"))
-            .bearer_auth(&tenant_token)
-            .send()
+        items(&client, &format!("{router}{path}"), &tenant_token)
             .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
-        page["items"].as_array().expect("items").len()
+            .len()
     };
     assert_eq!(count("/v1/customers?limit=500").await, 25);
     assert_eq!(count("/v1/products?limit=500").await, 40);
@@ -213,16 +219,14 @@ async fn dev_comes_up_stops_cleanly_and_reuses_its_data() {
         .await
         .expect("create a customer");
     assert_eq!(response.status(), 201);
-    let page: serde_json::Value = client
-        .get(format!("{router}/v1/customers?q=c-001"))
-        .bearer_auth(&tenant_token)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(page["items"][0]["code"], "C-001", "{page}");
+    let found = items(
+        &client,
+        &format!("{router}/v1/customers?q=c-001"),
+        &tenant_token,
+    )
+    .await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["code"], "C-001");
 
     // The demo tenant's first admin signs in through the router with the printed line.
     let sign_in = first
@@ -313,26 +317,13 @@ async fn dev_comes_up_stops_cleanly_and_reuses_its_data() {
         "{plans}"
     );
     // The demo tenant is not seeded twice.
-    let tenant_token = second
-        .banner
-        .iter()
-        .find_map(|line| line.trim().strip_prefix("export TENANT_TOKEN="))
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("a tenant token line")
-        .to_owned();
-    let page: serde_json::Value = client
-        .get(format!(
-            "{}/v1/customers?limit=500",
-            second.url("tenant router:")
-        ))
-        .bearer_auth(&tenant_token)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(page["items"].as_array().map(Vec::len), Some(26), "{page}");
+    let customers = items(
+        &client,
+        &format!("{}/v1/customers?limit=500", second.url("tenant router:")),
+        &second.exported("TENANT_TOKEN"),
+    )
+    .await;
+    assert_eq!(customers.len(), 26);
     second.process.signal(Signal::SIGINT);
     assert_eq!(second.process.wait_exit(Duration::from_secs(60)), Some(0));
 }

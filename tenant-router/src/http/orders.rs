@@ -2,7 +2,8 @@
 //! line totals and the order's total computed by the database in exact decimals, shown as
 //! strings. `draft → submitted → received | cancelled` (a draft may also be cancelled);
 //! lines change only in `draft`. Numbers come from a counter row in the inserting
-//! transaction, so they have no gaps. Creation honours `Idempotency-Key`; changes and
+//! transaction, taken after the lines are written (the counter is locked until commit),
+//! so they have no gaps. Creation honours `Idempotency-Key`; changes and
 //! transitions honour `If-Match`.
 
 use std::collections::HashMap;
@@ -354,6 +355,10 @@ async fn create(
         Err(error) => return Err(error.into()),
     };
     insert_lines(&transaction, id, currency, &order.lines, 1, "lines").await?;
+    // The number last: from here to the commit, the tenant's other order creations wait.
+    transaction
+        .batch_execute("SET CONSTRAINTS purchase_orders_numbered IMMEDIATE")
+        .await?;
     let (body, version, _) = load(&*transaction, id, false).await?;
     let answer = Versioned {
         status: StatusCode::CREATED,

@@ -107,13 +107,18 @@ async fn a_restore_brings_back_exactly_the_backed_up_data_and_the_router_follows
         before,
         "exactly the backed-up data"
     );
-    // Sequences continue after the backed-up values.
-    let number: String = sqlx::query_scalar(
-        "INSERT INTO app.purchase_orders (supplier_id) SELECT id FROM app.suppliers LIMIT 1 RETURNING number",
+    // Order numbers continue after the backed-up ones (taken when the insert commits).
+    let id: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO app.purchase_orders (supplier_id) SELECT id FROM app.suppliers LIMIT 1 RETURNING id",
     )
     .fetch_one(&mut database)
     .await
     .expect("a new order");
+    let number: String = sqlx::query_scalar("SELECT number FROM app.purchase_orders WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut database)
+        .await
+        .expect("its number");
     assert_eq!(number, "PO-000021");
 
     // The router serves the restored database: the customer added after the backup is

@@ -103,13 +103,31 @@ async fn upgrading_a_first_schema_database_loses_nothing_and_refuses_rather_than
         .await
         .expect("the lock moved");
     assert_eq!((row.get::<_, i32>(0), row.get::<_, bool>(1)), (5, true));
-    let number: String = client
+    // An order takes its number when its transaction commits (V6): one rolled back spends
+    // none, and the next goes on past the highest number ever given (V4).
+    let transaction = client.transaction().await.expect("begin");
+    let pending: String = transaction
         .query_one(
             "INSERT INTO purchase_orders (supplier_id) SELECT id FROM suppliers RETURNING number",
             &[],
         )
         .await
+        .expect("an order")
+        .get(0);
+    assert!(pending.starts_with("pending-"), "{pending}");
+    transaction.rollback().await.expect("roll back");
+    let id: uuid::Uuid = client
+        .query_one(
+            "INSERT INTO purchase_orders (supplier_id) SELECT id FROM suppliers RETURNING id",
+            &[],
+        )
+        .await
         .expect("a new order")
+        .get(0);
+    let number: String = client
+        .query_one("SELECT number FROM purchase_orders WHERE id = $1", &[&id])
+        .await
+        .expect("its number")
         .get(0);
     assert_eq!(number, "PO-000003");
 }

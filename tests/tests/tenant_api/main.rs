@@ -107,9 +107,10 @@ impl Platform {
         self.send(method, path, Some(token), &[], body).await
     }
 
-    /// The OpenAPI entry of this request's route's `status`, and its JSON pointer.
+    /// The OpenAPI operation of this request's route, and its JSON pointer (RFC 6901, in a
+    /// URI fragment: braces percent-encoded).
     #[track_caller]
-    fn response_entry(&self, method: &Method, path: &str, status: u16) -> (String, &Value) {
+    fn operation(&self, method: &Method, path: &str) -> (String, &Value) {
         let path = path.split('?').next().unwrap_or_default();
         let segments: Vec<&str> = path.split('/').collect();
         let (template, operations) = self.openapi["paths"]
@@ -126,21 +127,32 @@ impl Platform {
             })
             .unwrap_or_else(|| panic!("{path} is not in the OpenAPI document"));
         let method_name = method.as_str().to_lowercase();
-        let entry = &operations[&method_name]["responses"][status.to_string()];
+        let operation = &operations[&method_name];
         assert!(
-            entry.is_object(),
-            "{method} {template} answered {status}, which its OpenAPI entry does not list"
+            operation.is_object(),
+            "{method} {template} is not documented"
         );
         let pointer = format!(
-            "#/paths/{}/{method_name}/responses/{status}",
-            // A JSON pointer (RFC 6901) inside a URI fragment, braces percent-encoded.
+            "#/paths/{}/{method_name}",
             template
                 .replace('~', "~0")
                 .replace('/', "~1")
                 .replace('{', "%7B")
                 .replace('}', "%7D")
         );
-        (pointer, entry)
+        (pointer, operation)
+    }
+
+    /// The OpenAPI entry of this request's route's `status`, and its JSON pointer.
+    #[track_caller]
+    fn response_entry(&self, method: &Method, path: &str, status: u16) -> (String, &Value) {
+        let (operation_pointer, operation) = self.operation(method, path);
+        let entry = &operation["responses"][status.to_string()];
+        assert!(
+            entry.is_object(),
+            "{method} {path} answered {status}, which its OpenAPI entry does not list"
+        );
+        (format!("{operation_pointer}/responses/{status}"), entry)
     }
 
     /// Asserts that an answer is documented and that its body is what the OpenAPI
@@ -200,29 +212,45 @@ impl Platform {
             "{pointer}/content/{}/schema",
             media.replace('~', "~0").replace('/', "~1")
         );
+        self.schema_errors(&schema_pointer, &body)
+    }
+
+    /// How `body` differs from the schema at `pointer` in the OpenAPI document.
+    fn schema_errors(&self, pointer: &str, body: &Value) -> Vec<String> {
         let validator = {
             let mut cache = self.validators.lock().expect("the validator cache");
             cache
-                .entry(schema_pointer.clone())
+                .entry(pointer.to_owned())
                 .or_insert_with(|| {
                     let mut document = self.openapi.clone();
-                    document["$ref"] = Value::String(schema_pointer.clone());
+                    document["$ref"] = Value::String(pointer.to_owned());
                     std::sync::Arc::new(
                         jsonschema::options()
                             .with_draft(jsonschema::Draft::Draft202012)
                             .should_validate_formats(true)
                             .build(&document)
-                            .unwrap_or_else(|error| {
-                                panic!("{schema_pointer}: not a schema: {error}")
-                            }),
+                            .unwrap_or_else(|error| panic!("{pointer}: not a schema: {error}")),
                     )
                 })
                 .clone()
         };
         validator
-            .iter_errors(&body)
+            .iter_errors(body)
             .map(|error| format!("at {}: {error}", error.instance_path()))
             .collect()
+    }
+
+    /// Asserts that a body the router accepted is one its OpenAPI entry describes.
+    #[track_caller]
+    fn assert_request_documented(&self, method: &Method, path: &str, body: &Value) {
+        let (operation, _) = self.operation(method, path);
+        let request = format!("{operation}/requestBody/content/application~1json/schema");
+        let errors = self.schema_errors(&request, body);
+        assert!(
+            errors.is_empty(),
+            "{method} {path}: the router accepted a body its OpenAPI entry does not describe:\n{}\n{body:#}",
+            errors.join("\n")
+        );
     }
 
     async fn send(
@@ -243,8 +271,8 @@ impl Platform {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        if let Some(body) = body {
-            request = request.json(&body);
+        if let Some(body) = &body {
+            request = request.json(body);
         }
         let response = request.send().await.expect("send the request");
         let status = response.status().as_u16();
@@ -255,6 +283,11 @@ impl Platform {
             .map(str::to_owned);
         let text = response.text().await.expect("read the body");
         self.assert_conforms(&method, path, status, content_type.as_deref(), &text);
+        if let Some(body) = &body
+            && (200..300).contains(&status)
+        {
+            self.assert_request_documented(&method, path, body);
+        }
         (
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),

@@ -33,8 +33,8 @@ async fn send_with_etag(
     if let Some(tag) = if_match {
         request = request.header("if-match", tag);
     }
-    if let Some(body) = body {
-        request = request.json(&body);
+    if let Some(body) = &body {
+        request = request.json(body);
     }
     let response = request.send().await.expect("send");
     let status = response.status().as_u16();
@@ -49,6 +49,11 @@ async fn send_with_etag(
         .map(str::to_owned);
     let text = response.text().await.expect("body");
     platform.assert_conforms(&method, path, status, content_type.as_deref(), &text);
+    if let Some(body) = &body
+        && (200..300).contains(&status)
+    {
+        platform.assert_request_documented(&method, path, body);
+    }
     (
         status,
         etag,

@@ -9,6 +9,7 @@ pub mod directory;
 pub mod fleet;
 pub mod installation;
 pub mod plans;
+pub mod portal;
 pub mod servers;
 pub mod tenants;
 pub mod usage;

@@ -13,6 +13,7 @@ pub mod extract;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
+mod portal;
 pub mod state;
 
 // The operations, under the names the handlers use.

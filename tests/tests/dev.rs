@@ -150,6 +150,15 @@ async fn dev_comes_up_stops_cleanly_and_reuses_its_data() {
     let control = first.url("control plane:");
     assert_eq!(control, format!("http://127.0.0.1:{control_port}"));
     let router = first.url("tenant router:");
+    // The portal it prints answers with its sign-in form.
+    let portal = first.url("portal:");
+    assert_eq!(portal, format!("{control}/portal"));
+    let response = client
+        .get(format!("{portal}/login"))
+        .send()
+        .await
+        .expect("portal");
+    assert_eq!(response.status(), 200);
     for base in [&control, &router] {
         let response = client
             .get(format!("{base}/healthz"))

@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::routing::post;
 use catalog::plans::FieldError;
 use serde::{Deserialize, Serialize};
-use tenancy_core::Email;
 use tenancy_core::password::verify_password;
+use tenancy_core::{AdminId, Email};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
@@ -39,17 +39,35 @@ fn invalid_credentials() -> ApiError {
     }
 }
 
-/// A login: the attempt is claimed before the password is checked (a locked account gets
-/// no check), and every check runs under the hash gate (bounded in number and memory).
-/// Unknown and locked accounts wait as long as a check takes, without one.
+/// A login: its credentials checked, then a token.
 async fn login(
     State(state): State<AppState>,
     Json(body): Json<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
-    let email: Email = body.email.parse().map_err(|error: tenancy_core::IdError| {
+    let admin = authenticate(&state, &body.email, body.password).await?;
+    let access_token = state.auth.mint(admin).map_err(|error| {
+        ApiError::internal(anyhow::Error::new(error).context("sign an access token"))
+    })?;
+    tracing::info!(admin_id = %admin, "super-admin logged in");
+    Ok(Json(LoginResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: state.auth.ttl.as_secs(),
+    }))
+}
+
+/// A super-admin's credentials, checked (the API's login and the portal's sign-in): the
+/// attempt is claimed before the password is checked (a locked account gets no check),
+/// and every check runs under the hash gate (bounded in number and memory). Unknown and
+/// locked accounts wait as long as a check takes, without one.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    email: &str,
+    password: String,
+) -> ApiResult<AdminId> {
+    let email: Email = email.parse().map_err(|error: tenancy_core::IdError| {
         ApiError::validation(vec![FieldError::new("email", error.0)])
     })?;
-    let password = body.password;
     let gate = &state.platform.hashes;
     let Some(admin) = catalog::admins::find_by_email(&state.platform.db, &email).await? else {
         gate.pretend().await;
@@ -81,13 +99,5 @@ async fn login(
         return Err(invalid_credentials());
     }
     catalog::admins::record_login(&state.platform.db, admin.id()).await?;
-    let access_token = state.auth.mint(admin.id()).map_err(|error| {
-        ApiError::internal(anyhow::Error::new(error).context("sign an access token"))
-    })?;
-    tracing::info!(admin_id = %admin.id, "super-admin logged in");
-    Ok(Json(LoginResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: state.auth.ttl.as_secs(),
-    }))
+    Ok(admin.id())
 }

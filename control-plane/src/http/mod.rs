@@ -2,7 +2,7 @@
 //! with the layers every request passes through.
 
 mod audit;
-mod auth;
+pub(crate) mod auth;
 mod backups;
 mod migrations;
 mod ops;
@@ -32,7 +32,8 @@ pub fn router(state: AppState) -> Router {
         .merge(migrations::router())
         .merge(backups::router())
         .merge(usage::router())
-        .merge(ops::router());
+        .merge(ops::router())
+        .merge(crate::portal::router());
     tenancy_http::with_layers(
         routes,
         state.metrics.http.clone(),

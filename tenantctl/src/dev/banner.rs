@@ -39,6 +39,10 @@ pub(super) fn print_banner(banner: &Banner<'_>) {
         banner.data_dir.display()
     );
     let _ = writeln!(text, "control plane:  {cp}");
+    let _ = writeln!(
+        text,
+        "portal:         {cp}/portal (sign in as the super-admin)"
+    );
     let _ = writeln!(text, "tenant router:  {}", banner.router_url);
     if let Some(url) = banner.catalog_url {
         let _ = writeln!(text, "catalog:        {url}");

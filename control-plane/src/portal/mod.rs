@@ -1,0 +1,359 @@
+//! The super-admins' portal: server-rendered pages (askama templates compiled into the
+//! binary) with htmx for partial updates, every asset embedded. It runs the same
+//! operations as the API, as the signed-in admin.
+//!
+//! Sessions live in the catalog (`catalog::portal`): the cookie holds a random token, the
+//! catalog its SHA-256; signing out or disabling the admin ends a session at once. Every
+//! POST carries the session's CSRF token (a form field, or htmx's `X-CSRF-Token` header);
+//! the sign-in form, before there is a session, carries a token that must equal the one in
+//! its own short-lived cookie. Every answer carries a strict Content-Security-Policy (no
+//! inline scripts, nothing from another origin), `X-Frame-Options: DENY` and
+//! `Referrer-Policy: same-origin`.
+
+mod assets;
+mod session;
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::header::{self, HeaderName};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use session::{CurrentSession, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/portal", get(|| async { Redirect::to("/portal/tenants") }))
+        .route("/portal/login", get(login_page).post(login))
+        .route("/portal/logout", post(logout))
+        .route("/portal/tenants", get(tenants))
+        .route("/portal/assets/{name}", get(assets::serve))
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// The headers every portal answer carries.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// A page, or the plain error page a portal request ends on (never a stack trace: the
+/// cause is logged).
+pub enum PortalError {
+    /// The request did not carry the CSRF token of its session or sign-in form.
+    Csrf,
+    Internal(ApiError),
+}
+
+impl<E: Into<ApiError>> From<E> for PortalError {
+    fn from(error: E) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "portal/error.html")]
+struct ErrorPage<'a> {
+    admin: Option<&'a str>,
+    csrf: Option<String>,
+    heading: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for PortalError {
+    fn into_response(self) -> Response {
+        let (status, heading, message) = match self {
+            Self::Csrf => (
+                StatusCode::FORBIDDEN,
+                "Request refused",
+                "This form was not sent from this portal's own page (its CSRF token is missing \
+                 or wrong), so nothing was changed. Reload the page and try again.",
+            ),
+            Self::Internal(error) => {
+                tracing::error!(error = %error, "portal request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "The request could not be completed; the cause has been logged.",
+                )
+            }
+        };
+        render(
+            status,
+            &ErrorPage {
+                admin: None,
+                csrf: None,
+                heading,
+                message,
+            },
+        )
+    }
+}
+
+/// A template as an HTML answer.
+fn render(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            html,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "render a portal page");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "portal/login.html")]
+struct LoginPage<'a> {
+    admin: Option<&'a str>,
+    csrf: Option<String>,
+    login_csrf: &'a str,
+    email: &'a str,
+    error: Option<&'a str>,
+}
+
+/// The sign-in form, with a fresh sign-in CSRF token in its cookie and field.
+fn login_form(
+    headers: &HeaderMap,
+    status: StatusCode,
+    email: &str,
+    error: Option<&str>,
+) -> Response {
+    let token = session::random_token();
+    let mut response = render(
+        status,
+        &LoginPage {
+            admin: None,
+            csrf: None,
+            login_csrf: &token,
+            email,
+            error,
+        },
+    );
+    session::set_cookie(&mut response, headers, LOGIN_CSRF_COOKIE, &token, 600);
+    response
+}
+
+async fn login_page(headers: HeaderMap, session: Option<CurrentSession>) -> Response {
+    if session.is_some() {
+        return Redirect::to("/portal/tenants").into_response();
+    }
+    login_form(&headers, StatusCode::OK, "", None)
+}
+
+/// The sign-in form; a missing field is an empty one (answered on the page, not as a
+/// rejected body).
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, PortalError> {
+    let expected = session::cookie(&headers, LOGIN_CSRF_COOKIE);
+    if !expected.is_some_and(|expected| session::same(expected, &form.csrf)) {
+        return Err(PortalError::Csrf);
+    }
+    match crate::http::auth::authenticate(&state, &form.email, form.password).await {
+        Ok(admin) => {
+            let token = session::open(&state, admin).await?;
+            tracing::info!(admin_id = %admin, "super-admin signed in to the portal");
+            let mut response = Redirect::to("/portal/tenants").into_response();
+            *response.status_mut() = StatusCode::SEE_OTHER;
+            session::set_cookie(
+                &mut response,
+                &headers,
+                SESSION_COOKIE,
+                &token,
+                session::SESSION_SECONDS,
+            );
+            session::set_cookie(&mut response, &headers, LOGIN_CSRF_COOKIE, "", 0);
+            Ok(response)
+        }
+        Err(error) => {
+            let (status, message) = match &error {
+                ApiError::Unauthorized { detail, .. } => (StatusCode::UNAUTHORIZED, detail.clone()),
+                ApiError::Ops(provisioner::error::OpsError::Validation { .. }) => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "That is not an e-mail address.".to_owned(),
+                ),
+                ApiError::Ops(provisioner::error::OpsError::ServiceUnavailable { .. }) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Too many sign-ins at once; try again in a moment.".to_owned(),
+                ),
+                _ => return Err(PortalError::Internal(error)),
+            };
+            Ok(login_form(&headers, status, &form.email, Some(&message)))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct LogoutForm {
+    #[serde(rename = "_csrf")]
+    csrf: Option<String>,
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    session: CurrentSession,
+    Form(form): Form<LogoutForm>,
+) -> Result<Response, PortalError> {
+    session.check_csrf(&headers, form.csrf.as_deref())?;
+    catalog::portal::delete(&state.platform.db, &session.token_hash).await?;
+    tracing::info!(admin_id = %session.session.admin_id, "super-admin signed out of the portal");
+    let mut response = Redirect::to("/portal/login").into_response();
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    session::set_cookie(&mut response, &headers, SESSION_COOKIE, "", 0);
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct TenantFilter {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    plan: String,
+    cursor: Option<String>,
+}
+
+struct TenantRow {
+    slug: String,
+    name: String,
+    plan: String,
+    status: String,
+    server: String,
+    schema: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/tenants.html")]
+struct TenantsPage<'a> {
+    admin: Option<&'a str>,
+    csrf: Option<String>,
+    /// Each status and whether the filter has it.
+    statuses: Vec<(&'static str, bool)>,
+    plan: &'a str,
+    tenants: Vec<TenantRow>,
+    next: Option<String>,
+}
+
+const STATUSES: &[&str] = &[
+    "provisioning",
+    "active",
+    "suspended",
+    "restoring",
+    "failed",
+    "deleted",
+];
+
+async fn tenants(
+    State(state): State<AppState>,
+    session: CurrentSession,
+    Query(filter): Query<TenantFilter>,
+) -> Result<Response, PortalError> {
+    let status = STATUSES
+        .iter()
+        .find(|status| **status == filter.status)
+        .map(|status| (*status).to_owned());
+    let plan = filter.plan.trim();
+    let page = provisioner::tenants::list(
+        &state.platform,
+        provisioner::tenants::ListQuery {
+            status: status.clone(),
+            plan: (!plan.is_empty()).then(|| plan.to_owned()),
+            limit: Some(50),
+            cursor: filter.cursor,
+        },
+    )
+    .await
+    .map_err(ApiError::from)?;
+    let tenants = page
+        .items
+        .into_iter()
+        .map(provisioner::wire::Tenant::from)
+        .map(|tenant| TenantRow {
+            slug: tenant.slug,
+            name: tenant.name,
+            plan: tenant.plan,
+            status: tenant.status.to_string(),
+            server: tenant.server.unwrap_or_else(|| "—".to_owned()),
+            schema: tenant
+                .schema_version
+                .map_or_else(|| "—".to_owned(), |version| version.to_string()),
+        })
+        .collect();
+    let next = page.next_cursor.map(|cursor| {
+        format!(
+            "/portal/tenants?status={}&plan={}&cursor={cursor}",
+            status.as_deref().unwrap_or_default(),
+            urlencode(plan)
+        )
+    });
+    Ok(render(
+        StatusCode::OK,
+        &TenantsPage {
+            admin: Some(&session.session.email),
+            csrf: Some(session.session.csrf_token.clone()),
+            statuses: STATUSES
+                .iter()
+                .map(|option| (*option, status.as_deref() == Some(*option)))
+                .collect(),
+            plan,
+            tenants,
+            next,
+        },
+    ))
+}
+
+/// `text` for a query string.
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                char::from(byte).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
+/// The header htmx sends the CSRF token in.
+pub(crate) const CSRF_HEADER: HeaderName = HeaderName::from_static("x-csrf-token");

@@ -224,6 +224,120 @@ async fn the_portal_signs_in_guards_every_post_and_ends_sessions_at_once() {
         .await;
     assert!(!filtered.html.contains(">acme<"), "{}", filtered.html);
 
+    // Creating a tenant: each problem next to its field, the password never echoed.
+    let new = browser
+        .send(Method::GET, "/portal/tenants/new", &cookies, None)
+        .await;
+    assert_eq!(new.status, 200);
+    for field in ["slug", "name", "plan", "admin_email", "admin_password"] {
+        assert!(
+            new.html.contains(&format!("<label for=\"{field}\">")),
+            "{field}"
+        );
+    }
+    let create = async |slug: &str, password: &str, csrf: &str| {
+        browser
+            .send(
+                Method::POST,
+                "/portal/tenants/new",
+                &cookies,
+                Some(&[
+                    ("_csrf", csrf),
+                    ("slug", slug),
+                    ("name", "Globex Corporation"),
+                    ("plan", "standard"),
+                    ("admin_email", "owner@globex.example"),
+                    ("admin_password", password),
+                ]),
+            )
+            .await
+    };
+    let refused = create("globex", "a long enough password", "forged").await;
+    assert_eq!(refused.status, 403);
+    let (status, _) = app
+        .call(Method::GET, "/v1/tenants/globex", Some(&admin), None)
+        .await;
+    assert_eq!(status, 404, "nothing was created");
+    for (slug, password, status, field) in [
+        ("Bad Slug!", "a long enough password", 422, "slug"),
+        ("acme", "a long enough password", 409, "slug"),
+        ("globex", "short", 422, "admin_password"),
+    ] {
+        let page = create(slug, password, &csrf).await;
+        assert_eq!(page.status, status, "{slug}: {}", page.html);
+        assert!(
+            page.html.contains(&format!("id=\"{field}-error\""))
+                && page
+                    .html
+                    .contains(&format!("aria-describedby=\"{field}-error\"")),
+            "{slug}: the error is next to {field}: {}",
+            page.html
+        );
+        assert!(page.html.contains("value=\"Globex Corporation\""), "kept");
+        assert!(
+            page.html
+                .contains("name=\"admin_password\" type=\"password\" value=\"\""),
+            "the password is not sent back"
+        );
+    }
+    let created = create("globex", "a long enough password", &csrf).await;
+    assert_eq!(created.status, 303, "{}", created.html);
+    assert_eq!(created.location(), "/portal/tenants/globex");
+    let detail = browser
+        .send(Method::GET, "/portal/tenants/globex", &cookies, None)
+        .await;
+    assert_eq!(detail.status, 200);
+    assert!(detail.html.contains("status-active"), "{}", detail.html);
+
+    // Suspend and resume: only with the session's token.
+    let suspend = async |csrf: &str| {
+        browser
+            .send(
+                Method::POST,
+                "/portal/tenants/globex/suspend",
+                &cookies,
+                Some(&[("_csrf", csrf)]),
+            )
+            .await
+    };
+    assert_eq!(suspend("forged").await.status, 403);
+    let (_, tenant) = app
+        .call(Method::GET, "/v1/tenants/globex", Some(&admin), None)
+        .await;
+    assert_eq!(tenant["status"], "active", "nothing changed");
+    let done = suspend(&csrf).await;
+    assert_eq!(done.status, 303);
+    let (_, tenant) = app
+        .call(Method::GET, "/v1/tenants/globex", Some(&admin), None)
+        .await;
+    assert_eq!(tenant["status"], "suspended");
+    let detail = browser
+        .send(Method::GET, "/portal/tenants/globex", &cookies, None)
+        .await;
+    assert!(detail.html.contains("status-suspended") && detail.html.contains("Resume"));
+    let resumed = browser
+        .send(
+            Method::POST,
+            "/portal/tenants/globex/resume",
+            &cookies,
+            Some(&[("_csrf", &csrf)]),
+        )
+        .await;
+    assert_eq!(resumed.status, 303);
+    let (_, tenant) = app
+        .call(Method::GET, "/v1/tenants/globex", Some(&admin), None)
+        .await;
+    assert_eq!(tenant["status"], "active");
+    let missing = browser
+        .send(
+            Method::GET,
+            "/portal/tenants/no-such-tenant",
+            &cookies,
+            None,
+        )
+        .await;
+    assert_eq!(missing.status, 404);
+
     // Its assets are its own.
     let script = browser
         .send(Method::GET, "/portal/assets/htmx-2.0.11.min.js", &[], None)

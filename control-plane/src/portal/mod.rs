@@ -12,9 +12,10 @@
 
 mod assets;
 mod session;
+mod tenants;
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header::{self, HeaderName};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -31,8 +32,8 @@ pub fn router() -> Router<AppState> {
         .route("/portal", get(|| async { Redirect::to("/portal/tenants") }))
         .route("/portal/login", get(login_page).post(login))
         .route("/portal/logout", post(logout))
-        .route("/portal/tenants", get(tenants))
         .route("/portal/assets/{name}", get(assets::serve))
+        .merge(tenants::router())
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -62,6 +63,8 @@ async fn security_headers(mut response: Response) -> Response {
 pub enum PortalError {
     /// The request did not carry the CSRF token of its session or sign-in form.
     Csrf,
+    /// No such page or thing.
+    NotFound,
     Internal(ApiError),
 }
 
@@ -88,6 +91,11 @@ impl IntoResponse for PortalError {
                 "Request refused",
                 "This form was not sent from this portal's own page (its CSRF token is missing \
                  or wrong), so nothing was changed. Reload the page and try again.",
+            ),
+            Self::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is nothing here; it may have been deleted.",
             ),
             Self::Internal(error) => {
                 tracing::error!(error = %error, "portal request failed");
@@ -243,116 +251,6 @@ async fn logout(
     *response.status_mut() = StatusCode::SEE_OTHER;
     session::set_cookie(&mut response, &headers, SESSION_COOKIE, "", 0);
     Ok(response)
-}
-
-#[derive(Deserialize)]
-struct TenantFilter {
-    #[serde(default)]
-    status: String,
-    #[serde(default)]
-    plan: String,
-    cursor: Option<String>,
-}
-
-struct TenantRow {
-    slug: String,
-    name: String,
-    plan: String,
-    status: String,
-    server: String,
-    schema: String,
-}
-
-#[derive(Template)]
-#[template(path = "portal/tenants.html")]
-struct TenantsPage<'a> {
-    admin: Option<&'a str>,
-    csrf: Option<String>,
-    /// Each status and whether the filter has it.
-    statuses: Vec<(&'static str, bool)>,
-    plan: &'a str,
-    tenants: Vec<TenantRow>,
-    next: Option<String>,
-}
-
-const STATUSES: &[&str] = &[
-    "provisioning",
-    "active",
-    "suspended",
-    "restoring",
-    "failed",
-    "deleted",
-];
-
-async fn tenants(
-    State(state): State<AppState>,
-    session: CurrentSession,
-    Query(filter): Query<TenantFilter>,
-) -> Result<Response, PortalError> {
-    let status = STATUSES
-        .iter()
-        .find(|status| **status == filter.status)
-        .map(|status| (*status).to_owned());
-    let plan = filter.plan.trim();
-    let page = provisioner::tenants::list(
-        &state.platform,
-        provisioner::tenants::ListQuery {
-            status: status.clone(),
-            plan: (!plan.is_empty()).then(|| plan.to_owned()),
-            limit: Some(50),
-            cursor: filter.cursor,
-        },
-    )
-    .await
-    .map_err(ApiError::from)?;
-    let tenants = page
-        .items
-        .into_iter()
-        .map(provisioner::wire::Tenant::from)
-        .map(|tenant| TenantRow {
-            slug: tenant.slug,
-            name: tenant.name,
-            plan: tenant.plan,
-            status: tenant.status.to_string(),
-            server: tenant.server.unwrap_or_else(|| "—".to_owned()),
-            schema: tenant
-                .schema_version
-                .map_or_else(|| "—".to_owned(), |version| version.to_string()),
-        })
-        .collect();
-    let next = page.next_cursor.map(|cursor| {
-        format!(
-            "/portal/tenants?status={}&plan={}&cursor={cursor}",
-            status.as_deref().unwrap_or_default(),
-            urlencode(plan)
-        )
-    });
-    Ok(render(
-        StatusCode::OK,
-        &TenantsPage {
-            admin: Some(&session.session.email),
-            csrf: Some(session.session.csrf_token.clone()),
-            statuses: STATUSES
-                .iter()
-                .map(|option| (*option, status.as_deref() == Some(*option)))
-                .collect(),
-            plan,
-            tenants,
-            next,
-        },
-    ))
-}
-
-/// `text` for a query string.
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
-                char::from(byte).to_string()
-            }
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
 }
 
 /// The header htmx sends the CSRF token in.

@@ -97,6 +97,14 @@ pub struct CurrentSession {
 }
 
 impl CurrentSession {
+    /// Who acts, for the audit log: the signed-in admin.
+    pub fn actor(&self) -> catalog::audit::Actor {
+        catalog::audit::Actor {
+            id: Some(self.session.admin_id),
+            name: self.session.email.clone(),
+        }
+    }
+
     /// The request's CSRF token (the form's `_csrf`, else the `X-CSRF-Token` header) must
     /// be this session's.
     pub fn check_csrf(&self, headers: &HeaderMap, field: Option<&str>) -> Result<(), PortalError> {

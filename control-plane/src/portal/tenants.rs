@@ -1,0 +1,453 @@
+//! The portal's tenant pages: the list (filtered, paged), the creation form (each problem
+//! next to its field), a tenant's page (polling while it is provisioning) with suspend and
+//! resume.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use catalog::tenants::Status;
+use provisioner::error::OpsError;
+use provisioner::tenants::{Created, NewTenant};
+use serde::Deserialize;
+use tenancy_core::{Email, PlanName, Slug};
+
+use super::session::CurrentSession;
+use super::{PortalError, render};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/portal/tenants", get(list))
+        .route("/portal/tenants/new", get(new_form).post(create))
+        .route("/portal/tenants/{slug}", get(show))
+        .route("/portal/tenants/{slug}/suspend", post(suspend))
+        .route("/portal/tenants/{slug}/resume", post(resume))
+}
+
+#[derive(Deserialize)]
+struct TenantFilter {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    plan: String,
+    cursor: Option<String>,
+}
+
+struct TenantRow {
+    slug: String,
+    name: String,
+    plan: String,
+    status: String,
+    server: String,
+    schema: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/tenants.html")]
+struct TenantsPage<'a> {
+    admin: Option<&'a str>,
+    csrf: Option<String>,
+    /// Each status and whether the filter has it.
+    statuses: Vec<(&'static str, bool)>,
+    plan: &'a str,
+    tenants: Vec<TenantRow>,
+    next: Option<String>,
+}
+
+const STATUSES: &[&str] = &[
+    "provisioning",
+    "active",
+    "suspended",
+    "restoring",
+    "failed",
+    "deleted",
+];
+
+fn dash(value: Option<String>) -> String {
+    value.unwrap_or_else(|| "—".to_owned())
+}
+
+async fn list(
+    State(state): State<AppState>,
+    session: CurrentSession,
+    Query(filter): Query<TenantFilter>,
+) -> Result<Response, PortalError> {
+    let status = STATUSES
+        .iter()
+        .find(|status| **status == filter.status)
+        .map(|status| (*status).to_owned());
+    let plan = filter.plan.trim();
+    let page = provisioner::tenants::list(
+        &state.platform,
+        provisioner::tenants::ListQuery {
+            status: status.clone(),
+            plan: (!plan.is_empty()).then(|| plan.to_owned()),
+            limit: Some(50),
+            cursor: filter.cursor,
+        },
+    )
+    .await
+    .map_err(ApiError::from)?;
+    let tenants = page
+        .items
+        .into_iter()
+        .map(provisioner::wire::Tenant::from)
+        .map(|tenant| TenantRow {
+            slug: tenant.slug,
+            name: tenant.name,
+            plan: tenant.plan,
+            status: tenant.status.to_string(),
+            server: dash(tenant.server),
+            schema: dash(tenant.schema_version.map(|version| version.to_string())),
+        })
+        .collect();
+    let next = page.next_cursor.map(|cursor| {
+        let query = serde_urlencoded::to_string([
+            ("status", status.as_deref().unwrap_or_default()),
+            ("plan", plan),
+            ("cursor", cursor.as_str()),
+        ])
+        .unwrap_or_default();
+        format!("/portal/tenants?{query}")
+    });
+    Ok(render(
+        StatusCode::OK,
+        &TenantsPage {
+            admin: Some(&session.session.email),
+            csrf: Some(session.session.csrf_token.clone()),
+            statuses: STATUSES
+                .iter()
+                .map(|option| (*option, status.as_deref() == Some(*option)))
+                .collect(),
+            plan,
+            tenants,
+            next,
+        },
+    ))
+}
+
+/// A field of the creation form: what was typed (never the password) and its problem.
+struct FormField {
+    name: &'static str,
+    label: &'static str,
+    kind: &'static str,
+    value: String,
+    error: Option<String>,
+    hint: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/tenant_new.html")]
+struct NewTenantPage<'a> {
+    admin: Option<&'a str>,
+    csrf: Option<String>,
+    fields: Vec<FormField>,
+    plans: Vec<(String, bool)>,
+    general: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct NewTenantForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: Option<String>,
+    #[serde(default)]
+    slug: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    plan: String,
+    #[serde(default)]
+    admin_email: String,
+    #[serde(default)]
+    admin_password: String,
+}
+
+/// The form, filled with `form`, each problem in `errors` next to its field.
+async fn form_page(
+    state: &AppState,
+    session: &CurrentSession,
+    status: StatusCode,
+    form: &NewTenantForm,
+    errors: &[(String, String)],
+    general: Option<String>,
+) -> Result<Response, PortalError> {
+    let error = |name: &str| {
+        errors
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, message)| message.clone())
+    };
+    let chosen = if form.plan.is_empty() {
+        "trial"
+    } else {
+        form.plan.as_str()
+    };
+    let plans = catalog::plans::list(&state.platform.db)
+        .await?
+        .into_iter()
+        .map(|plan| {
+            let selected = plan.name == chosen;
+            (plan.name, selected)
+        })
+        .collect();
+    let fields = vec![
+        FormField {
+            name: "slug",
+            label: "Slug",
+            kind: "text",
+            value: form.slug.clone(),
+            error: error("slug"),
+            hint: Some("lower-case letters, digits and dashes; it names the tenant in URLs"),
+        },
+        FormField {
+            name: "name",
+            label: "Name",
+            kind: "text",
+            value: form.name.clone(),
+            error: error("name"),
+            hint: None,
+        },
+        FormField {
+            name: "plan",
+            label: "Plan",
+            kind: "select",
+            value: form.plan.clone(),
+            error: error("plan"),
+            hint: None,
+        },
+        FormField {
+            name: "admin_email",
+            label: "First admin's e-mail",
+            kind: "email",
+            value: form.admin_email.clone(),
+            error: error("admin_email"),
+            hint: None,
+        },
+        FormField {
+            name: "admin_password",
+            label: "First admin's password",
+            kind: "password",
+            value: String::new(),
+            error: error("admin_password"),
+            hint: Some("at least 12 characters, not the e-mail, not a common password"),
+        },
+    ];
+    Ok(render(
+        status,
+        &NewTenantPage {
+            admin: Some(&session.session.email),
+            csrf: Some(session.session.csrf_token.clone()),
+            fields,
+            plans,
+            general,
+        },
+    ))
+}
+
+async fn new_form(
+    State(state): State<AppState>,
+    session: CurrentSession,
+) -> Result<Response, PortalError> {
+    form_page(
+        &state,
+        &session,
+        StatusCode::OK,
+        &NewTenantForm::default(),
+        &[],
+        None,
+    )
+    .await
+}
+
+async fn create(
+    State(state): State<AppState>,
+    session: CurrentSession,
+    headers: HeaderMap,
+    Form(form): Form<NewTenantForm>,
+) -> Result<Response, PortalError> {
+    session.check_csrf(&headers, form.csrf.as_deref())?;
+    let slug = form.slug.trim().parse::<Slug>();
+    let plan = form.plan.parse::<PlanName>();
+    let email = form.admin_email.trim().parse::<Email>();
+    let (slug, plan, admin_email) = match (slug, plan, email) {
+        (Ok(slug), Ok(plan), Ok(email)) => (slug, plan, email),
+        (slug, plan, email) => {
+            let errors: Vec<(String, String)> = [
+                ("slug", slug.err()),
+                ("plan", plan.err()),
+                ("admin_email", email.err()),
+            ]
+            .into_iter()
+            .filter_map(|(field, error)| Some((field.to_owned(), error?.0)))
+            .collect();
+            return form_page(
+                &state,
+                &session,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &form,
+                &errors,
+                None,
+            )
+            .await;
+        }
+    };
+    let new = NewTenant {
+        slug,
+        name: form.name.trim().to_owned(),
+        plan,
+        admin_email,
+        admin_password: form.admin_password.clone(),
+    };
+    let actor = session.actor();
+    match provisioner::tenants::create(&state.platform, &actor, new, None).await {
+        Ok(Created::New(tenant) | Created::Replayed(tenant) | Created::Pending(tenant)) => {
+            let mut response =
+                Redirect::to(&format!("/portal/tenants/{}", tenant.slug)).into_response();
+            *response.status_mut() = StatusCode::SEE_OTHER;
+            Ok(response)
+        }
+        Err(OpsError::Validation { errors, .. }) => {
+            let errors: Vec<(String, String)> = errors
+                .into_iter()
+                .map(|error| (error.field, error.message))
+                .collect();
+            form_page(
+                &state,
+                &session,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &form,
+                &errors,
+                None,
+            )
+            .await
+        }
+        Err(OpsError::Conflict { code, detail }) => {
+            let errors = if code == "tenant_exists" {
+                vec![("slug".to_owned(), "this slug is taken".to_owned())]
+            } else {
+                Vec::new()
+            };
+            let general = errors.is_empty().then_some(detail);
+            form_page(
+                &state,
+                &session,
+                StatusCode::CONFLICT,
+                &form,
+                &errors,
+                general,
+            )
+            .await
+        }
+        Err(OpsError::ServiceUnavailable { detail, .. }) => {
+            form_page(
+                &state,
+                &session,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &form,
+                &[],
+                Some(detail),
+            )
+            .await
+        }
+        Err(error) => Err(ApiError::from(error).into()),
+    }
+}
+
+struct TenantView {
+    slug: String,
+    name: String,
+    plan: String,
+    status: String,
+    server: String,
+    database: String,
+    schema: String,
+    created: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/tenant.html")]
+struct TenantPage<'a> {
+    admin: Option<&'a str>,
+    csrf: Option<String>,
+    tenant: TenantView,
+}
+
+async fn show(
+    State(state): State<AppState>,
+    session: CurrentSession,
+    Path(slug): Path<String>,
+) -> Result<Response, PortalError> {
+    let tenant = match provisioner::tenants::get(&state.platform, &slug).await {
+        Ok(tenant) => provisioner::wire::Tenant::from(tenant),
+        Err(OpsError::NotFound { .. }) => return Err(PortalError::NotFound),
+        Err(error) => return Err(ApiError::from(error).into()),
+    };
+    Ok(render(
+        StatusCode::OK,
+        &TenantPage {
+            admin: Some(&session.session.email),
+            csrf: Some(session.session.csrf_token.clone()),
+            tenant: TenantView {
+                slug: tenant.slug,
+                name: tenant.name,
+                plan: tenant.plan,
+                status: tenant.status.to_string(),
+                server: dash(tenant.server),
+                database: dash(tenant.database_name),
+                schema: dash(tenant.schema_version.map(|version| version.to_string())),
+                created: tenant.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            },
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: Option<String>,
+}
+
+async fn change_status(
+    state: AppState,
+    session: CurrentSession,
+    headers: HeaderMap,
+    slug: String,
+    form: ActionForm,
+    to: Status,
+) -> Result<Response, PortalError> {
+    session.check_csrf(&headers, form.csrf.as_deref())?;
+    match provisioner::tenants::transition(&state.platform, &session.actor(), &slug, to).await {
+        Ok(_) => {}
+        Err(OpsError::NotFound { .. }) => return Err(PortalError::NotFound),
+        // Already there, or not possible now: the page shows the status it is in.
+        Err(OpsError::Conflict { .. }) => {}
+        Err(error) => return Err(ApiError::from(error).into()),
+    }
+    let mut response = Redirect::to(&format!("/portal/tenants/{slug}")).into_response();
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    Ok(response)
+}
+
+async fn suspend(
+    State(state): State<AppState>,
+    session: CurrentSession,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, PortalError> {
+    change_status(state, session, headers, slug, form, Status::Suspended).await
+}
+
+async fn resume(
+    State(state): State<AppState>,
+    session: CurrentSession,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, PortalError> {
+    change_status(state, session, headers, slug, form, Status::Active).await
+}

@@ -24,6 +24,17 @@ if ! have_postgres; then
     exit 1
   fi
 fi
+# The portal's browser test drives Debian's Chromium through chromedriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing Chromium and its WebDriver (apt-get install chromium chromium-driver)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "test.sh: chromium and chromedriver not found. Install them (Debian: sudo apt-get install chromium chromium-driver)" >&2
+    exit 1
+  fi
+fi
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   echo "test.sh: running as root, and PostgreSQL refuses root: creating the 'postgres' system user" >&2
   useradd --system --home-dir /var/lib/postgresql --shell /bin/false postgres

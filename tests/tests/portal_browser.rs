@@ -1,0 +1,234 @@
+//! The portal in real Chromium (Debian's `chromium`, driven through `chromedriver`),
+//! against the real control plane and router: sign in, a bad slug's error next to its
+//! field, create a tenant and see it active, suspend it and see the router refuse its
+//! token, resume, sign out. Every page is photographed at 1280 px and 375 px into
+//! `target/portal-screenshots/`, and no request of any page leaves the control plane's
+//! origin.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tenancy_tests::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, ControlPlane, Process, assert_problem, eventually, free_port,
+    temp_dir, wait_until_healthy,
+};
+
+/// Where the screenshots go (kept as the run's artifacts).
+fn screenshots() -> PathBuf {
+    let directory = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("portal-screenshots");
+    std::fs::create_dir_all(&directory).expect("the screenshot directory");
+    directory
+}
+
+/// chromedriver on a free port, and a headless Chromium session through it.
+async fn browser(profile: &std::path::Path) -> (Process, Client) {
+    let port = free_port();
+    let driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver (Debian: apt-get install chromium chromium-driver)");
+    let driver = Process { child: driver };
+    let url = format!("http://127.0.0.1:{port}");
+    wait_until_healthy(&format!("{url}/status"), Duration::from_secs(30)).await;
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".to_owned(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--disable-quic", "--no-first-run",
+                format!("--user-data-dir={}", profile.display()),
+                "--window-size=1280,900",
+            ],
+        }),
+    );
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&url)
+        .await
+        .expect("a Chromium session");
+    (driver, client)
+}
+
+/// Saves the page at 1280 px and at 375 px wide as `<name>-1280.png` and `<name>-375.png`,
+/// and checks that every resource it loaded came from `origin`.
+async fn photograph(client: &Client, origin: &str, name: &str) {
+    for width in [1280, 375] {
+        client
+            .set_window_size(width, 900)
+            .await
+            .expect("resize the window");
+        let png = client.screenshot().await.expect("a screenshot");
+        std::fs::write(screenshots().join(format!("{name}-{width}.png")), png)
+            .expect("save the screenshot");
+    }
+    client
+        .set_window_size(1280, 900)
+        .await
+        .expect("resize back");
+    let loaded = client
+        .execute(
+            "return performance.getEntriesByType('resource').map(e => e.name)",
+            vec![],
+        )
+        .await
+        .expect("the resources the page loaded");
+    for url in loaded.as_array().expect("a list") {
+        let url = url.as_str().expect("a URL");
+        assert!(
+            url.starts_with(origin),
+            "{name}: a request left the origin: {url}"
+        );
+    }
+}
+
+async fn fill(client: &Client, id: &str, text: &str) {
+    let field = client.find(Locator::Id(id)).await.expect(id);
+    field.clear().await.expect("clear");
+    field.send_keys(text).await.expect("type");
+}
+
+async fn submit(client: &Client, form: &str) {
+    client
+        .find(Locator::Css(&format!("{form} button[type=submit]")))
+        .await
+        .expect("the form's button")
+        .click()
+        .await
+        .expect("click");
+}
+
+/// Waits until the page's path is `path`.
+async fn arrive(client: &Client, path: &str) {
+    eventually(Duration::from_secs(15), &format!("at {path}"), || async {
+        client
+            .current_url()
+            .await
+            .is_ok_and(|url| url.path() == path)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_super_admin_runs_a_tenant_from_the_portal_in_chromium() {
+    let app = ControlPlane::start().await;
+    let admin = app.admin_token().await;
+    app.add_server(&admin, "main", &app.postgres.server, 50)
+        .await;
+    let router = app.start_router(&[]).await;
+    let profile = temp_dir();
+    let (_driver, client) = browser(profile.path()).await;
+    let origin = app.base_url.clone();
+
+    // Sign in; a wrong password first.
+    client
+        .goto(&format!("{origin}/portal/login"))
+        .await
+        .expect("the sign-in page");
+    photograph(&client, &origin, "login").await;
+    fill(&client, "email", ADMIN_EMAIL).await;
+    fill(&client, "password", "not the password").await;
+    submit(&client, "main form").await;
+    let alert = client
+        .wait()
+        .for_element(Locator::Css("[role=alert]"))
+        .await
+        .expect("an error on the page");
+    assert!(
+        alert
+            .text()
+            .await
+            .expect("its text")
+            .contains("e-mail or password is wrong")
+    );
+    fill(&client, "password", ADMIN_PASSWORD).await;
+    submit(&client, "main form").await;
+    arrive(&client, "/portal/tenants").await;
+    photograph(&client, &origin, "tenants").await;
+
+    // Create a tenant: a bad slug is shown next to its field.
+    client
+        .find(Locator::LinkText("Create a tenant"))
+        .await
+        .expect("the create link")
+        .click()
+        .await
+        .expect("click");
+    arrive(&client, "/portal/tenants/new").await;
+    photograph(&client, &origin, "tenant-new").await;
+    fill(&client, "slug", "Bad Slug!").await;
+    fill(&client, "name", "Initech").await;
+    fill(&client, "admin_email", "owner@initech.example").await;
+    fill(&client, "admin_password", "a long enough password").await;
+    submit(&client, "main form").await;
+    let error = client
+        .wait()
+        .for_element(Locator::Id("slug-error"))
+        .await
+        .expect("the slug's error");
+    assert!(!error.text().await.expect("text").is_empty());
+    photograph(&client, &origin, "tenant-new-error").await;
+    fill(&client, "slug", "initech").await;
+    fill(&client, "admin_password", "a long enough password").await;
+    submit(&client, "main form").await;
+    arrive(&client, "/portal/tenants/initech").await;
+    client
+        .wait()
+        .for_element(Locator::Css(".status-active"))
+        .await
+        .expect("the tenant active");
+    photograph(&client, &origin, "tenant").await;
+
+    // Suspend: the router refuses the tenant's token; resume: it serves it again.
+    let token = app
+        .tenant_token(&admin, "initech", &["customers.read"])
+        .await;
+    let (status, _) = router
+        .call(Method::GET, "/v1/customers", Some(&token), None)
+        .await;
+    assert_eq!(status, 200);
+    submit(&client, "form[action$='/suspend']").await;
+    client
+        .wait()
+        .for_element(Locator::Css(".status-suspended"))
+        .await
+        .expect("the tenant suspended");
+    eventually(Duration::from_secs(5), "the router refuses", || async {
+        let (status, body): (u16, Value) = router
+            .call(Method::GET, "/v1/customers", Some(&token), None)
+            .await;
+        status == 403 && body["code"] == "tenant_suspended"
+    })
+    .await;
+    let (status, body) = router
+        .call(Method::GET, "/v1/customers", Some(&token), None)
+        .await;
+    assert_problem(status, &body, 403, "tenant_suspended");
+    submit(&client, "form[action$='/resume']").await;
+    client
+        .wait()
+        .for_element(Locator::Css(".status-active"))
+        .await
+        .expect("the tenant active again");
+
+    // Sign out: back at the sign-in form, and the portal is closed.
+    submit(&client, "form.signout").await;
+    arrive(&client, "/portal/login").await;
+    client
+        .goto(&format!("{origin}/portal/tenants"))
+        .await
+        .expect("the tenants page");
+    arrive(&client, "/portal/login").await;
+    client.close().await.expect("close the browser");
+}

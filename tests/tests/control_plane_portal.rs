@@ -328,6 +328,88 @@ async fn the_portal_signs_in_guards_every_post_and_ends_sessions_at_once() {
         .call(Method::GET, "/v1/tenants/globex", Some(&admin), None)
         .await;
     assert_eq!(tenant["status"], "active");
+    // A plan change shows the limits before and after, and changes only when confirmed.
+    let plan = async |fields: &[(&str, &str)]| {
+        browser
+            .send(
+                Method::POST,
+                "/portal/tenants/globex/plan",
+                &cookies,
+                Some(fields),
+            )
+            .await
+    };
+    let review = plan(&[("_csrf", &csrf), ("plan", "enterprise")]).await;
+    assert_eq!(review.status, 200, "{}", review.html);
+    assert!(
+        review.html.contains("<td>6000</td><td>60000</td>"),
+        "requests per minute, before and after: {}",
+        review.html
+    );
+    let (_, tenant) = app
+        .call(Method::GET, "/v1/tenants/globex", Some(&admin), None)
+        .await;
+    assert_eq!(tenant["plan"], "standard", "not before it is confirmed");
+    assert_eq!(
+        plan(&[
+            ("_csrf", "forged"),
+            ("plan", "enterprise"),
+            ("confirm", "yes")
+        ])
+        .await
+        .status,
+        403
+    );
+    let changed = plan(&[("_csrf", &csrf), ("plan", "enterprise"), ("confirm", "yes")]).await;
+    assert_eq!(changed.status, 303);
+    let (_, tenant) = app
+        .call(Method::GET, "/v1/tenants/globex", Some(&admin), None)
+        .await;
+    assert_eq!(tenant["plan"], "enterprise");
+
+    // Deleting needs the slug typed exactly, and a final backup unless waived.
+    let delete = async |fields: &[(&str, &str)]| {
+        browser
+            .send(
+                Method::POST,
+                "/portal/tenants/globex/delete",
+                &cookies,
+                Some(fields),
+            )
+            .await
+    };
+    let wrong = delete(&[("_csrf", &csrf), ("confirm", "globe")]).await;
+    assert_eq!(wrong.status, 422);
+    assert!(
+        wrong.html.contains("id=\"confirm-slug-error\""),
+        "{}",
+        wrong.html
+    );
+    let no_backups = delete(&[("_csrf", &csrf), ("confirm", "globex")]).await;
+    assert_eq!(no_backups.status, 409);
+    assert!(
+        no_backups.html.contains("backups are not configured"),
+        "{}",
+        no_backups.html
+    );
+    let (_, tenant) = app
+        .call(Method::GET, "/v1/tenants/globex", Some(&admin), None)
+        .await;
+    assert_eq!(tenant["status"], "active", "nothing changed");
+    let deleted = delete(&[
+        ("_csrf", &csrf),
+        ("confirm", "globex"),
+        ("skip_final_backup", "yes"),
+    ])
+    .await;
+    assert_eq!(deleted.status, 303, "{}", deleted.html);
+    let (_, tenant) = app
+        .call(Method::GET, "/v1/tenants/globex", Some(&admin), None)
+        .await;
+    assert!(
+        tenant["status"] == "deleting" || tenant["status"] == "deleted",
+        "{tenant}"
+    );
     let missing = browser
         .send(
             Method::GET,

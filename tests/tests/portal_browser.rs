@@ -1,7 +1,7 @@
 //! The portal in real Chromium (Debian's `chromium`, driven through `chromedriver`),
 //! against the real control plane and router: sign in, a bad slug's error next to its
 //! field, create a tenant and see it active, suspend it and see the router refuse its
-//! token, resume, sign out. Every page is photographed at 1280 px and 375 px into
+//! token, resume, change its plan, delete it with its slug typed, sign out. Every page is photographed at 1280 px and 375 px into
 //! `target/portal-screenshots/`, and no request of any page leaves the control plane's
 //! origin.
 
@@ -221,6 +221,41 @@ async fn a_super_admin_runs_a_tenant_from_the_portal_in_chromium() {
         .for_element(Locator::Css(".status-active"))
         .await
         .expect("the tenant active again");
+
+    // Change the plan: the limits before and after, then the change.
+    client
+        .find(Locator::Id("new-plan"))
+        .await
+        .expect("the plan list")
+        .select_by_value("enterprise")
+        .await
+        .expect("choose a plan");
+    submit(&client, "form[action$='/plan']").await;
+    arrive(&client, "/portal/tenants/initech/plan").await;
+    photograph(&client, &origin, "plan-confirm").await;
+    submit(&client, "main form").await;
+    arrive(&client, "/portal/tenants/initech").await;
+    let (_, tenant) = app
+        .call(Method::GET, "/v1/tenants/initech", Some(&admin), None)
+        .await;
+    assert_eq!(tenant["plan"], "enterprise");
+
+    // Delete, confirmed by typing the slug (this platform has no backups: waived).
+    fill(&client, "confirm-slug", "initech").await;
+    client
+        .find(Locator::Css("input[name=skip_final_backup]"))
+        .await
+        .expect("the waiver")
+        .click()
+        .await
+        .expect("tick it");
+    submit(&client, "form[action$='/delete']").await;
+    client
+        .wait()
+        .for_element(Locator::Css(".status-deleting, .status-deleted"))
+        .await
+        .expect("the tenant deleted");
+    photograph(&client, &origin, "tenant-deleted").await;
 
     // Sign out: back at the sign-in form, and the portal is closed.
     submit(&client, "form.signout").await;

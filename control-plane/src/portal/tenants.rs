@@ -26,6 +26,8 @@ pub fn router() -> Router<AppState> {
         .route("/portal/tenants/{slug}", get(show))
         .route("/portal/tenants/{slug}/suspend", post(suspend))
         .route("/portal/tenants/{slug}/resume", post(resume))
+        .route("/portal/tenants/{slug}/plan", post(change_plan))
+        .route("/portal/tenants/{slug}/delete", post(delete))
 }
 
 #[derive(Deserialize)]
@@ -305,10 +307,7 @@ async fn create(
     let actor = session.actor();
     match provisioner::tenants::create(&state.platform, &actor, new, None).await {
         Ok(Created::New(tenant) | Created::Replayed(tenant) | Created::Pending(tenant)) => {
-            let mut response =
-                Redirect::to(&format!("/portal/tenants/{}", tenant.slug)).into_response();
-            *response.status_mut() = StatusCode::SEE_OTHER;
-            Ok(response)
+            Ok(see_tenant(&tenant.slug))
         }
         Err(OpsError::Validation { errors, .. }) => {
             let errors: Vec<(String, String)> = errors
@@ -374,6 +373,10 @@ struct TenantPage<'a> {
     admin: Option<&'a str>,
     csrf: Option<String>,
     tenant: TenantView,
+    /// Plan change and deletion are offered.
+    manageable: bool,
+    plans: Vec<(String, bool)>,
+    delete_error: Option<String>,
 }
 
 async fn show(
@@ -381,16 +384,39 @@ async fn show(
     session: CurrentSession,
     Path(slug): Path<String>,
 ) -> Result<Response, PortalError> {
-    let tenant = match provisioner::tenants::get(&state.platform, &slug).await {
+    tenant_page(&state, &session, &slug, StatusCode::OK, None).await
+}
+
+/// A tenant's page; `delete_error` next to the deletion's confirmation field.
+async fn tenant_page(
+    state: &AppState,
+    session: &CurrentSession,
+    slug: &str,
+    status: StatusCode,
+    delete_error: Option<String>,
+) -> Result<Response, PortalError> {
+    let tenant = match provisioner::tenants::get(&state.platform, slug).await {
         Ok(tenant) => provisioner::wire::Tenant::from(tenant),
         Err(OpsError::NotFound { .. }) => return Err(PortalError::NotFound),
         Err(error) => return Err(ApiError::from(error).into()),
     };
+    let plans = catalog::plans::list(&state.platform.db)
+        .await?
+        .into_iter()
+        .map(|plan| {
+            let current = plan.name == tenant.plan;
+            (plan.name, current)
+        })
+        .collect();
+    let manageable = matches!(tenant.status, Status::Active | Status::Suspended);
     Ok(render(
-        StatusCode::OK,
+        status,
         &TenantPage {
             admin: Some(&session.session.email),
             csrf: Some(session.session.csrf_token.clone()),
+            manageable,
+            plans,
+            delete_error,
             tenant: TenantView {
                 slug: tenant.slug,
                 name: tenant.name,
@@ -403,6 +429,157 @@ async fn show(
             },
         },
     ))
+}
+
+#[derive(Template)]
+#[template(path = "portal/plan_confirm.html")]
+struct PlanConfirmPage<'a> {
+    admin: Option<&'a str>,
+    csrf: Option<String>,
+    slug: &'a str,
+    from: &'a str,
+    to: &'a str,
+    /// Each limit, before and after.
+    limits: Vec<(&'static str, String, String)>,
+}
+
+fn limit_rows(
+    before: &catalog::plans::PlanLimits,
+    after: &catalog::plans::PlanLimits,
+) -> Vec<(&'static str, String, String)> {
+    let row = |limit: &'static str, get: &dyn Fn(&catalog::plans::PlanLimits) -> String| {
+        (limit, get(before), get(after))
+    };
+    vec![
+        row("Users", &|limits| limits.max_users.to_string()),
+        row("Storage (MB)", &|limits| limits.max_storage_mb.to_string()),
+        row("Requests per minute", &|limits| {
+            limits.requests_per_minute.to_string()
+        }),
+        row("Connections", &|limits| limits.max_connections.to_string()),
+        row("Statement timeout (ms)", &|limits| {
+            limits.statement_timeout_ms.to_string()
+        }),
+        row("Backups kept (days)", &|limits| {
+            limits.backup_retention_days.to_string()
+        }),
+        row("Backup every (hours)", &|limits| {
+            limits.backup_interval_hours.to_string()
+        }),
+    ]
+}
+
+#[derive(Deserialize)]
+struct PlanForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: Option<String>,
+    #[serde(default)]
+    plan: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// A plan change: first the limits before and after, then (confirmed) the change.
+async fn change_plan(
+    State(state): State<AppState>,
+    session: CurrentSession,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    Form(form): Form<PlanForm>,
+) -> Result<Response, PortalError> {
+    session.check_csrf(&headers, form.csrf.as_deref())?;
+    let tenant = match provisioner::tenants::get(&state.platform, &slug).await {
+        Ok(tenant) => tenant,
+        Err(OpsError::NotFound { .. }) => return Err(PortalError::NotFound),
+        Err(error) => return Err(ApiError::from(error).into()),
+    };
+    let plans = catalog::plans::list(&state.platform.db).await?;
+    let current = plans.iter().find(|plan| plan.name == tenant.plan);
+    let (Some(current), Some(next), Ok(name)) = (
+        current,
+        plans.iter().find(|plan| plan.name == form.plan),
+        form.plan.parse::<PlanName>(),
+    ) else {
+        return tenant_page(
+            &state,
+            &session,
+            &slug,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+        )
+        .await;
+    };
+    if form.confirm != "yes" {
+        return Ok(render(
+            StatusCode::OK,
+            &PlanConfirmPage {
+                admin: Some(&session.session.email),
+                csrf: Some(session.session.csrf_token.clone()),
+                slug: &slug,
+                from: &current.name,
+                to: &next.name,
+                limits: limit_rows(&current.limits, &next.limits),
+            },
+        ));
+    }
+    match provisioner::tenants::update(&state.platform, &session.actor(), &slug, None, Some(name))
+        .await
+    {
+        Ok(_) | Err(OpsError::Conflict { .. }) => Ok(see_tenant(&slug)),
+        Err(OpsError::NotFound { .. }) => Err(PortalError::NotFound),
+        Err(error) => Err(ApiError::from(error).into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct DeleteForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: Option<String>,
+    #[serde(default)]
+    confirm: String,
+    skip_final_backup: Option<String>,
+}
+
+/// Deletion, once the slug is typed exactly; a final backup first unless waived here.
+async fn delete(
+    State(state): State<AppState>,
+    session: CurrentSession,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    Form(form): Form<DeleteForm>,
+) -> Result<Response, PortalError> {
+    session.check_csrf(&headers, form.csrf.as_deref())?;
+    if form.confirm.trim() != slug {
+        return tenant_page(
+            &state,
+            &session,
+            &slug,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("type the tenant's slug exactly to delete it".to_owned()),
+        )
+        .await;
+    }
+    let final_backup = if form.skip_final_backup.as_deref() == Some("yes") {
+        provisioner::tenants::FinalBackup::Waived
+    } else {
+        provisioner::tenants::FinalBackup::Required
+    };
+    match provisioner::tenants::delete(&state.platform, &session.actor(), &slug, final_backup).await
+    {
+        Ok(_) => Ok(see_tenant(&slug)),
+        Err(OpsError::NotFound { .. }) => Err(PortalError::NotFound),
+        Err(OpsError::Conflict { detail, .. }) => {
+            tenant_page(&state, &session, &slug, StatusCode::CONFLICT, Some(detail)).await
+        }
+        Err(error) => Err(ApiError::from(error).into()),
+    }
+}
+
+/// 303 to a tenant's page.
+fn see_tenant(slug: &str) -> Response {
+    let mut response = Redirect::to(&format!("/portal/tenants/{slug}")).into_response();
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    response
 }
 
 #[derive(Deserialize)]
@@ -427,9 +604,7 @@ async fn change_status(
         Err(OpsError::Conflict { .. }) => {}
         Err(error) => return Err(ApiError::from(error).into()),
     }
-    let mut response = Redirect::to(&format!("/portal/tenants/{slug}")).into_response();
-    *response.status_mut() = StatusCode::SEE_OTHER;
-    Ok(response)
+    Ok(see_tenant(&slug))
 }
 
 async fn suspend(

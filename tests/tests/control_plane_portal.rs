@@ -410,6 +410,37 @@ async fn the_portal_signs_in_guards_every_post_and_ends_sessions_at_once() {
         tenant["status"] == "deleting" || tenant["status"] == "deleted",
         "{tenant}"
     );
+    // The fleet pages: plans with their limits, servers with their headroom, the audit
+    // log with what was just done, as whom.
+    let plans = browser
+        .send(Method::GET, "/portal/plans", &cookies, None)
+        .await;
+    assert_eq!(plans.status, 200);
+    assert!(plans.html.contains("enterprise") && plans.html.contains("<td>60000</td>"));
+    let servers = browser
+        .send(Method::GET, "/portal/servers", &cookies, None)
+        .await;
+    assert_eq!(servers.status, 200);
+    assert!(servers.html.contains(">main<"), "{}", servers.html);
+    assert!(servers.html.contains("/ 50"), "{}", servers.html);
+    let audit = browser
+        .send(Method::GET, "/portal/audit", &cookies, None)
+        .await;
+    assert_eq!(audit.status, 200);
+    for action in [
+        "tenant.create",
+        "tenant.suspend",
+        "tenant.update",
+        "tenant.delete",
+    ] {
+        assert!(audit.html.contains(action), "{action}: {}", audit.html);
+    }
+    assert!(audit.html.contains(ADMIN_EMAIL));
+    let older = browser
+        .send(Method::GET, "/portal/audit?before=1", &cookies, None)
+        .await;
+    assert!(older.html.contains("Nothing recorded"), "{}", older.html);
+
     let missing = browser
         .send(
             Method::GET,

@@ -257,6 +257,23 @@ async fn a_super_admin_runs_a_tenant_from_the_portal_in_chromium() {
         .expect("the tenant deleted");
     photograph(&client, &origin, "tenant-deleted").await;
 
+    // The fleet pages.
+    for (link, path, name) in [
+        ("Plans", "/portal/plans", "plans"),
+        ("Servers", "/portal/servers", "servers"),
+        ("Audit log", "/portal/audit", "audit"),
+    ] {
+        client
+            .find(Locator::LinkText(link))
+            .await
+            .expect(link)
+            .click()
+            .await
+            .expect("click");
+        arrive(&client, path).await;
+        photograph(&client, &origin, name).await;
+    }
+
     // Sign out: back at the sign-in form, and the portal is closed.
     submit(&client, "form.signout").await;
     arrive(&client, "/portal/login").await;

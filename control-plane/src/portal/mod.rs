@@ -11,6 +11,7 @@
 //! `Referrer-Policy: same-origin`.
 
 mod assets;
+mod fleet;
 mod session;
 mod tenants;
 
@@ -34,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/portal/logout", post(logout))
         .route("/portal/assets/{name}", get(assets::serve))
         .merge(tenants::router())
+        .merge(fleet::router())
         .layer(axum::middleware::map_response(security_headers))
 }
 

@@ -451,6 +451,33 @@ async fn the_portal_signs_in_guards_every_post_and_ends_sessions_at_once() {
         .await;
     assert_eq!(missing.status, 404);
 
+    // Search by slug or name.
+    for (q, found) in [
+        ("glob", true),
+        ("GLOBEX CORP", true),
+        ("acme", false),
+        ("%", false),
+    ] {
+        let page = browser
+            .send(
+                Method::GET,
+                &format!(
+                    "/portal/tenants?q={}",
+                    q.replace(' ', "+").replace('%', "%25")
+                ),
+                &cookies,
+                None,
+            )
+            .await;
+        assert_eq!(page.status, 200);
+        assert_eq!(page.html.contains(">globex<"), found, "q={q}");
+    }
+    let (status, page) = app
+        .call(Method::GET, "/v1/tenants?q=acm", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "{page}");
+
     // Its assets are its own.
     let script = browser
         .send(Method::GET, "/portal/assets/htmx-2.0.11.min.js", &[], None)

@@ -234,6 +234,8 @@ pub async fn lock_by_slug(
 pub struct ListFilter<'a> {
     pub status: Option<&'a str>,
     pub plan: Option<&'a str>,
+    /// A `LIKE` pattern on the slug or the lower-cased name (metacharacters escaped).
+    pub search: Option<&'a str>,
     pub after: Option<(DateTime<Utc>, Uuid)>,
     pub limit: i64,
 }
@@ -244,6 +246,7 @@ pub async fn list(pool: &PgPool, filter: &ListFilter<'_>) -> Result<Vec<Tenant>,
     sqlx::query_as(&format!(
         "{SELECT} WHERE ($1::text IS NULL OR t.status = $1) AND ($2::text IS NULL OR t.plan = $2) \
          AND ($3::timestamptz IS NULL OR (t.created_at, t.id) > ($3, $4)) \
+         AND ($6::text IS NULL OR t.slug LIKE $6 OR lower(t.name) LIKE $6) \
          ORDER BY t.created_at, t.id LIMIT $5"
     ))
     .bind(filter.status)
@@ -251,6 +254,7 @@ pub async fn list(pool: &PgPool, filter: &ListFilter<'_>) -> Result<Vec<Tenant>,
     .bind(after_time)
     .bind(after_id)
     .bind(filter.limit)
+    .bind(filter.search)
     .fetch_all(pool)
     .await
 }

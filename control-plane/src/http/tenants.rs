@@ -114,6 +114,7 @@ async fn create(
 struct ListParams {
     status: Option<String>,
     plan: Option<String>,
+    q: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
 }
@@ -135,6 +136,7 @@ async fn list(
         ListQuery {
             status: params.status,
             plan: params.plan,
+            q: params.q,
             limit: params.limit,
             cursor: params.cursor,
         },

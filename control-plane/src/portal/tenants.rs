@@ -36,6 +36,8 @@ struct TenantFilter {
     status: String,
     #[serde(default)]
     plan: String,
+    #[serde(default)]
+    q: String,
     cursor: Option<String>,
 }
 
@@ -56,6 +58,7 @@ struct TenantsPage<'a> {
     /// Each status and whether the filter has it.
     statuses: Vec<(&'static str, bool)>,
     plan: &'a str,
+    q: &'a str,
     tenants: Vec<TenantRow>,
     next: Option<String>,
 }
@@ -88,6 +91,7 @@ async fn list(
         provisioner::tenants::ListQuery {
             status: status.clone(),
             plan: (!plan.is_empty()).then(|| plan.to_owned()),
+            q: Some(filter.q.chars().take(100).collect()),
             limit: Some(50),
             cursor: filter.cursor,
         },
@@ -111,6 +115,7 @@ async fn list(
         let query = serde_urlencoded::to_string([
             ("status", status.as_deref().unwrap_or_default()),
             ("plan", plan),
+            ("q", filter.q.as_str()),
             ("cursor", cursor.as_str()),
         ])
         .unwrap_or_default();
@@ -126,6 +131,7 @@ async fn list(
                 .map(|option| (*option, status.as_deref() == Some(*option)))
                 .collect(),
             plan,
+            q: &filter.q,
             tenants,
             next,
         },

@@ -80,6 +80,8 @@ pub struct Page {
 pub struct ListQuery {
     pub status: Option<String>,
     pub plan: Option<String>,
+    /// Slug or name containing this, case-insensitively.
+    pub q: Option<String>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -105,12 +107,31 @@ pub async fn list(platform: &Platform, query: ListQuery) -> OpsResult<Page> {
             "`plan` is not a plan name (a-z, 0-9, '-' and '_', up to 63 characters)".to_owned(),
         ));
     }
+    if query.q.as_deref().is_some_and(|q| q.chars().count() > 100) {
+        return Err(OpsError::BadRequest(
+            "`q` must be at most 100 characters".to_owned(),
+        ));
+    }
+    let search = query
+        .q
+        .as_deref()
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .map(|q| {
+            let escaped = q
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let items = catalog::tenants::list(
         &platform.db,
         &catalog::tenants::ListFilter {
             status: query.status.as_deref(),
             plan: query.plan.as_deref(),
+            search: search.as_deref(),
             after,
             limit,
         },

@@ -179,20 +179,24 @@ async fn finish_provisioning(
     let tenant = match outcome {
         Outcome::Busy => wait_while_provisioning(platform, id).await?,
         Outcome::Active | Outcome::NotPending => load(platform, id).await?,
-        Outcome::Failed(reason) => {
-            return Err(OpsError::ServiceUnavailable {
-                code: "provisioning_failed",
-                detail: format!(
-                    "provisioning failed and was rolled back ({reason}); the tenant is `failed`: \
-                     send the same request again to retry"
-                ),
-            });
-        }
+        Outcome::Failed(reason) => return Err(provisioning_failed(&reason)),
     };
     Ok(match tenant.status {
         Status::Provisioning => Created::Pending(tenant),
+        // Another worker (the background job) provisioned it meanwhile, and failed.
+        Status::Failed => return Err(provisioning_failed("in another worker")),
         _ => wrap(tenant),
     })
+}
+
+fn provisioning_failed(reason: &str) -> OpsError {
+    OpsError::ServiceUnavailable {
+        code: "provisioning_failed",
+        detail: format!(
+            "provisioning failed and was rolled back ({reason}); the tenant is `failed`: \
+             send the same request again to retry"
+        ),
+    }
 }
 
 /// A request with a known Idempotency-Key: the tenant it made, or 422 if the key was used

@@ -8,6 +8,7 @@ pub mod hash_gate;
 pub mod ids;
 pub mod password;
 pub mod sealing;
+pub mod search;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;

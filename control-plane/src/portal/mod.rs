@@ -71,8 +71,12 @@ pub enum PortalError {
 }
 
 impl<E: Into<ApiError>> From<E> for PortalError {
+    /// An operation's "no such thing" is this page's 404; anything else is internal.
     fn from(error: E) -> Self {
-        Self::Internal(error.into())
+        match error.into() {
+            ApiError::Ops(provisioner::error::OpsError::NotFound { .. }) => Self::NotFound,
+            error => Self::Internal(error),
+        }
     }
 }
 
@@ -205,7 +209,6 @@ async fn login(
             let token = session::open(&state, admin).await?;
             tracing::info!(admin_id = %admin, "super-admin signed in to the portal");
             let mut response = Redirect::to("/portal/tenants").into_response();
-            *response.status_mut() = StatusCode::SEE_OTHER;
             session::set_cookie(
                 &mut response,
                 &headers,
@@ -250,7 +253,6 @@ async fn logout(
     catalog::portal::delete(&state.platform.db, &session.token_hash).await?;
     tracing::info!(admin_id = %session.session.admin_id, "super-admin signed out of the portal");
     let mut response = Redirect::to("/portal/login").into_response();
-    *response.status_mut() = StatusCode::SEE_OTHER;
     session::set_cookie(&mut response, &headers, SESSION_COOKIE, "", 0);
     Ok(response)
 }

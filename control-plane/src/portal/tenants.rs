@@ -16,7 +16,6 @@ use tenancy_core::{Email, PlanName, Slug};
 
 use super::session::CurrentSession;
 use super::{PortalError, render};
-use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -96,8 +95,7 @@ async fn list(
             cursor: filter.cursor,
         },
     )
-    .await
-    .map_err(ApiError::from)?;
+    .await?;
     let tenants = page
         .items
         .into_iter()
@@ -194,14 +192,7 @@ async fn form_page(
     } else {
         form.plan.as_str()
     };
-    let plans = catalog::plans::list(&state.platform.db)
-        .await?
-        .into_iter()
-        .map(|plan| {
-            let selected = plan.name == chosen;
-            (plan.name, selected)
-        })
-        .collect();
+    let plans = plan_choices(state, chosen).await?;
     let fields = vec![
         FormField {
             name: "slug",
@@ -358,7 +349,7 @@ async fn create(
             )
             .await
         }
-        Err(error) => Err(ApiError::from(error).into()),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -401,19 +392,9 @@ async fn tenant_page(
     status: StatusCode,
     delete_error: Option<String>,
 ) -> Result<Response, PortalError> {
-    let tenant = match provisioner::tenants::get(&state.platform, slug).await {
-        Ok(tenant) => provisioner::wire::Tenant::from(tenant),
-        Err(OpsError::NotFound { .. }) => return Err(PortalError::NotFound),
-        Err(error) => return Err(ApiError::from(error).into()),
-    };
-    let plans = catalog::plans::list(&state.platform.db)
-        .await?
-        .into_iter()
-        .map(|plan| {
-            let current = plan.name == tenant.plan;
-            (plan.name, current)
-        })
-        .collect();
+    let tenant =
+        provisioner::wire::Tenant::from(provisioner::tenants::get(&state.platform, slug).await?);
+    let plans = plan_choices(state, &tenant.plan).await?;
     let manageable = matches!(tenant.status, Status::Active | Status::Suspended);
     Ok(render(
         status,
@@ -494,11 +475,7 @@ async fn change_plan(
     Form(form): Form<PlanForm>,
 ) -> Result<Response, PortalError> {
     session.check_csrf(&headers, form.csrf.as_deref())?;
-    let tenant = match provisioner::tenants::get(&state.platform, &slug).await {
-        Ok(tenant) => tenant,
-        Err(OpsError::NotFound { .. }) => return Err(PortalError::NotFound),
-        Err(error) => return Err(ApiError::from(error).into()),
-    };
+    let tenant = provisioner::tenants::get(&state.platform, &slug).await?;
     let plans = catalog::plans::list(&state.platform.db).await?;
     let current = plans.iter().find(|plan| plan.name == tenant.plan);
     let (Some(current), Some(next), Ok(name)) = (
@@ -532,8 +509,7 @@ async fn change_plan(
         .await
     {
         Ok(_) | Err(OpsError::Conflict { .. }) => Ok(see_tenant(&slug)),
-        Err(OpsError::NotFound { .. }) => Err(PortalError::NotFound),
-        Err(error) => Err(ApiError::from(error).into()),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -573,19 +549,28 @@ async fn delete(
     match provisioner::tenants::delete(&state.platform, &session.actor(), &slug, final_backup).await
     {
         Ok(_) => Ok(see_tenant(&slug)),
-        Err(OpsError::NotFound { .. }) => Err(PortalError::NotFound),
         Err(OpsError::Conflict { detail, .. }) => {
             tenant_page(&state, &session, &slug, StatusCode::CONFLICT, Some(detail)).await
         }
-        Err(error) => Err(ApiError::from(error).into()),
+        Err(error) => Err(error.into()),
     }
+}
+
+/// Every plan's name, and whether it is `chosen` (for a `<select>`).
+async fn plan_choices(state: &AppState, chosen: &str) -> Result<Vec<(String, bool)>, PortalError> {
+    Ok(catalog::plans::list(&state.platform.db)
+        .await?
+        .into_iter()
+        .map(|plan| {
+            let selected = plan.name == chosen;
+            (plan.name, selected)
+        })
+        .collect())
 }
 
 /// 303 to a tenant's page.
 fn see_tenant(slug: &str) -> Response {
-    let mut response = Redirect::to(&format!("/portal/tenants/{slug}")).into_response();
-    *response.status_mut() = StatusCode::SEE_OTHER;
-    response
+    Redirect::to(&format!("/portal/tenants/{slug}")).into_response()
 }
 
 #[derive(Deserialize)]
@@ -605,10 +590,9 @@ async fn change_status(
     session.check_csrf(&headers, form.csrf.as_deref())?;
     match provisioner::tenants::transition(&state.platform, &session.actor(), &slug, to).await {
         Ok(_) => {}
-        Err(OpsError::NotFound { .. }) => return Err(PortalError::NotFound),
         // Already there, or not possible now: the page shows the status it is in.
         Err(OpsError::Conflict { .. }) => {}
-        Err(error) => return Err(ApiError::from(error).into()),
+        Err(error) => return Err(error.into()),
     }
     Ok(see_tenant(&slug))
 }

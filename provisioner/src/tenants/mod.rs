@@ -112,19 +112,7 @@ pub async fn list(platform: &Platform, query: ListQuery) -> OpsResult<Page> {
             "`q` must be at most 100 characters".to_owned(),
         ));
     }
-    let search = query
-        .q
-        .as_deref()
-        .map(str::trim)
-        .filter(|q| !q.is_empty())
-        .map(|q| {
-            let escaped = q
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            format!("%{escaped}%")
-        });
+    let search = tenancy_core::search::contains(query.q.as_deref());
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let items = catalog::tenants::list(
         &platform.db,

@@ -52,15 +52,6 @@ impl Idempotency {
         })
     }
 
-    /// For a request that keeps no answer.
-    pub(super) fn none() -> Self {
-        Self {
-            key: None,
-            route: String::new(),
-            request_hash: [0; 32],
-        }
-    }
-
     /// Takes the key for `actor`; the first answer when this is a replay.
     pub(super) async fn take(
         &self,

@@ -59,7 +59,7 @@ impl ListParams {
                     })
             })
             .transpose()?;
-        let pattern = prefix_pattern(self.q.as_deref());
+        let pattern = tenancy_core::search::prefix(self.q.as_deref());
         Ok(Listing {
             limit,
             after,
@@ -87,33 +87,18 @@ impl Listing {
     }
 }
 
-/// A search text as a `LIKE` prefix pattern on a lower-cased column, metacharacters
-/// escaped; none when empty.
-pub fn prefix_pattern(q: Option<&str>) -> Option<String> {
-    let text = q.map(str::trim).filter(|q| !q.is_empty())?.to_lowercase();
-    Some(format!("{}%", escape_like(&text)))
-}
-
 /// Searches of at least this many characters match anywhere (trigram indexes); shorter
-/// ones, which have no trigram to look up, match prefixes (btree pattern indexes).
+/// ones, which have no trigram to look up, match prefixes.
 pub const SUBSTRING_FROM: usize = 3;
 
 /// A search text as a `LIKE` pattern on lower-cased columns: a substring when it is long
 /// enough for the trigram indexes, else a prefix; none when empty.
 pub fn search_pattern(q: Option<&str>) -> Option<String> {
-    let text = q.map(str::trim).filter(|q| !q.is_empty())?.to_lowercase();
-    let escaped = escape_like(&text);
-    Some(if text.chars().count() >= SUBSTRING_FROM {
-        format!("%{escaped}%")
+    if q.is_some_and(|q| q.trim().chars().count() >= SUBSTRING_FROM) {
+        tenancy_core::search::contains(q)
     } else {
-        format!("{escaped}%")
-    })
-}
-
-fn escape_like(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
+        tenancy_core::search::prefix(q)
+    }
 }
 
 /// The problems found in a body.

@@ -344,15 +344,7 @@ async fn create(
         .await;
     let id: Uuid = match inserted {
         Ok(row) => row.get(0),
-        Err(error)
-            if error.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) =>
-        {
-            return Err(RouterError::Invalid {
-                code: "validation_failed",
-                detail: "supplier_id: no such supplier".to_owned(),
-            });
-        }
-        Err(error) => return Err(error.into()),
+        Err(error) => return Err(supplier_checked(error)),
     };
     insert_lines(&transaction, id, currency, &order.lines, 1, "lines").await?;
     // The number last: from here to the commit, the tenant's other order creations wait.
@@ -375,6 +367,19 @@ async fn create(
         )
         .await?;
     Ok(answer)
+}
+
+/// An order's write error: a missing supplier (the only foreign key an order's own row
+/// has) is 422 naming `supplier_id`.
+fn supplier_checked(error: tokio_postgres::Error) -> RouterError {
+    if error.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) {
+        RouterError::Invalid {
+            code: "validation_failed",
+            detail: "supplier_id: no such supplier".to_owned(),
+        }
+    } else {
+        error.into()
+    }
 }
 
 /// Locks the order, checks `If-Match`; its JSON and status.
@@ -439,23 +444,9 @@ async fn update(
         )
         .await;
     if let Err(error) = updated {
-        if error.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) {
-            return Err(RouterError::Invalid {
-                code: "validation_failed",
-                detail: "supplier_id: no such supplier".to_owned(),
-            });
-        }
-        return Err(error.into());
+        return Err(supplier_checked(error));
     }
-    finish(
-        tenant,
-        transaction,
-        id,
-        "order.update",
-        before,
-        &Idempotency::none(),
-    )
-    .await
+    finish(tenant, transaction, id, "order.update", before, None).await
 }
 
 /// Reads the order back, keeps the answer for a retry's key, audits the change with before
@@ -466,7 +457,7 @@ async fn finish(
     id: Uuid,
     action: &'static str,
     before: Value,
-    idempotency: &Idempotency,
+    idempotency: Option<&Idempotency>,
 ) -> RouterResult<Versioned> {
     let (after, version, _) = load(&*transaction, id, false).await?;
     let answer = Versioned {
@@ -475,9 +466,11 @@ async fn finish(
         version,
         location: None,
     };
-    idempotency
-        .record(&transaction, &tenant.audit().actor, &answer)
-        .await?;
+    if let Some(idempotency) = idempotency {
+        idempotency
+            .record(&transaction, &tenant.audit().actor, &answer)
+            .await?;
+    }
     tenant
         .audit()
         .commit(
@@ -525,7 +518,15 @@ async fn add_line(
         .get(0);
     let currency = before["currency"].as_str().unwrap_or("EUR").to_owned();
     insert_lines(&transaction, id, &currency, &lines, next, "line").await?;
-    finish(tenant, transaction, id, "order.lines", before, &idempotency).await
+    finish(
+        tenant,
+        transaction,
+        id,
+        "order.lines",
+        before,
+        Some(&idempotency),
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -556,15 +557,7 @@ async fn replace_lines(
         .await?;
     let currency = before["currency"].as_str().unwrap_or("EUR").to_owned();
     insert_lines(&transaction, id, &currency, &set.lines, 1, "lines").await?;
-    finish(
-        tenant,
-        transaction,
-        id,
-        "order.lines",
-        before,
-        &Idempotency::none(),
-    )
-    .await
+    finish(tenant, transaction, id, "order.lines", before, None).await
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -629,13 +622,5 @@ async fn transition(
             &[&id, &to],
         )
         .await?;
-    finish(
-        tenant,
-        transaction,
-        id,
-        action,
-        before,
-        &Idempotency::none(),
-    )
-    .await
+    finish(tenant, transaction, id, action, before, None).await
 }

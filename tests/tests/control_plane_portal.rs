@@ -410,6 +410,8 @@ async fn the_portal_signs_in_guards_every_post_and_ends_sessions_at_once() {
         tenant["status"] == "deleting" || tenant["status"] == "deleted",
         "{tenant}"
     );
+    // The waiver is the admin's, on the record: the portal drops nothing the API would not.
+    assert_eq!(tenant["final_backup_waived"], true, "{tenant}");
     // The fleet pages: plans with their limits, servers with their headroom, the audit
     // log with what was just done, as whom.
     let plans = browser

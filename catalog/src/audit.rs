@@ -72,3 +72,42 @@ pub async fn list(
     .fetch_all(pool)
     .await
 }
+
+/// What the audit log is filtered by; each is optional.
+#[derive(Debug, Clone, Default)]
+pub struct Filter<'a> {
+    /// Actions starting with this (`tenant.` for every tenant action).
+    pub action: Option<&'a str>,
+    /// The actor's name, exactly.
+    pub actor: Option<&'a str>,
+    /// The entity's type, exactly.
+    pub entity_type: Option<&'a str>,
+    /// Any of these entity ids (a tenant is recorded under its id or its slug).
+    pub entity_ids: Option<&'a [String]>,
+}
+
+/// Newest first, filtered; `before` is the cursor (an entry id) to continue after.
+pub async fn search(
+    pool: &PgPool,
+    filter: &Filter<'_>,
+    limit: i64,
+    before: Option<i64>,
+) -> Result<Vec<Entry>, sqlx::Error> {
+    let action = tenancy_core::search::prefix(filter.action);
+    sqlx::query_as(
+        "SELECT id, occurred_at, actor_id, actor, action, entity_type, entity_id, before, after \
+         FROM audit_log WHERE ($2::bigint IS NULL OR id < $2) \
+           AND ($3::text IS NULL OR action LIKE $3) AND ($4::text IS NULL OR actor = $4) \
+           AND ($5::text IS NULL OR entity_type = $5) \
+           AND ($6::text[] IS NULL OR entity_id = ANY($6)) \
+         ORDER BY id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .bind(before)
+    .bind(action)
+    .bind(filter.actor)
+    .bind(filter.entity_type)
+    .bind(filter.entity_ids)
+    .fetch_all(pool)
+    .await
+}

@@ -257,6 +257,7 @@ pub async fn switch_to_restored(
 ) -> Result<bool, sqlx::Error> {
     let switched = sqlx::query(
         "UPDATE tenants SET database_name = $3, schema_version = $4, updated_at = now(), \
+           users_count = NULL, users_counted_at = NULL, \
            status = CASE WHEN status = 'restoring' THEN 'active' ELSE status END \
          WHERE id = $1 AND database_name = $2 AND status IN ('active', 'suspended', 'restoring')",
     )
@@ -402,5 +403,46 @@ pub async fn restore_still_running(pool: &PgPool, id: Uuid) -> Result<bool, sqlx
     )
     .bind(id)
     .fetch_one(pool)
+    .await
+}
+
+/// The newest backup attempts (any status), of one tenant or of the fleet, newest first.
+pub async fn recent(
+    pool: &PgPool,
+    tenant: Option<TenantId>,
+    limit: i64,
+) -> Result<Vec<Backup>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE ($1::uuid IS NULL OR b.tenant_id = $1) ORDER BY b.started_at DESC LIMIT $2"
+    ))
+    .bind(tenant)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// A restore as a tenant's page shows it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RestoreRow {
+    pub backup_id: BackupId,
+    /// `running`, `complete` or `failed`.
+    pub status: String,
+    pub requested_by: String,
+    pub error: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The tenant's latest restore.
+pub async fn latest_restore(
+    pool: &PgPool,
+    tenant: TenantId,
+) -> Result<Option<RestoreRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT backup_id, status, requested_by, error, started_at, finished_at FROM restores \
+         WHERE tenant_id = $1 ORDER BY started_at DESC LIMIT 1",
+    )
+    .bind(tenant)
+    .fetch_optional(pool)
     .await
 }

@@ -52,6 +52,16 @@ pub async fn last_run(pool: &PgPool) -> Result<Option<Run>, sqlx::Error> {
     .await
 }
 
+/// The newest runs, newest first.
+pub async fn recent_runs(pool: &PgPool, limit: i64) -> Result<Vec<Run>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {RUN_COLUMNS} FROM migration_runs ORDER BY id DESC LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 /// Whether a run says it is running (alive, or dead if the run lock is free).
 pub async fn has_running(pool: &PgPool) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM migration_runs WHERE outcome = 'running')")

@@ -177,3 +177,10 @@ fn bind_plan<'q>(
         .bind(limits.trial_days)
         .bind(limits.backup_interval_hours)
 }
+
+/// How many live (not deleted) tenants each plan has; plans without any are absent.
+pub async fn tenant_counts(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT plan, count(*) FROM tenants WHERE status <> 'deleted' GROUP BY plan")
+        .fetch_all(pool)
+        .await
+}

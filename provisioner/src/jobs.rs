@@ -84,6 +84,9 @@ pub async fn scheduled_backups(platform: &Platform) -> Result<(), crate::backups
     Ok(())
 }
 
+/// Days of daily size samples kept (the portal's storage chart).
+pub const STORAGE_HISTORY_DAYS: i32 = 90;
+
 /// Samples every tenant database's size; a tenant over its plan's storage limit is flagged
 /// (the routers then refuse its writes) until it is under again.
 pub async fn sample_storage(platform: &Platform) -> Result<(), crate::error::OpsError> {
@@ -110,6 +113,7 @@ pub async fn sample_storage(platform: &Platform) -> Result<(), crate::error::Ops
             .collect();
         catalog::usage::record_storage(&platform.db, server_id, &sizes).await?;
     }
+    catalog::usage::prune_storage_history(&platform.db, STORAGE_HISTORY_DAYS).await?;
     Ok(())
 }
 

@@ -12,9 +12,10 @@
 //!   identifier comes from [`names`], derived from ids only; every operation is
 //!   idempotent.
 //! - **Orchestration over the catalog** ([`platform`], [`error`], [`locks`], [`tenants`],
-//!   [`servers`], [`migrations`], [`backups`], [`sweep`], [`jobs`]): tenants and their
-//!   provisioning steps, placement, fleet migrations, backups and restores, the sweep, the
-//!   background jobs' bodies, super-admins ([`admins`]) and service tokens ([`tokens`]).
+//!   [`servers`], [`plans`], [`migrations`], [`backups`], [`sweep`], [`jobs`]): tenants and
+//!   their provisioning steps, placement, plan changes, fleet migrations, backups and
+//!   restores, the sweep, the background jobs' bodies, super-admins ([`admins`]) and service
+//!   tokens ([`tokens`]).
 //! - **What clients see** ([`wire`]): the JSON shapes of the API and `tenantctl --json`,
 //!   made from catalog rows (no row is serialized as it is).
 
@@ -27,6 +28,7 @@ pub mod locks;
 pub mod mark;
 pub mod migrations;
 pub mod names;
+pub mod plans;
 pub mod platform;
 pub mod server;
 pub mod servers;

@@ -47,6 +47,11 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// Tells the catalog (at the next usage flush) how many users the tenant has now.
+    pub fn users_changed(&self, users: i64) {
+        self.state.usage.record_users(self.entry.id, users);
+    }
+
     /// A connection for a request that needs `permission`; refused (403 naming it) when
     /// the principal lacks it, and (401) when a user's session has ended or the user was
     /// disabled.

@@ -1,5 +1,7 @@
 //! Request counts per tenant and hour, kept in memory and added to the catalog every few
-//! seconds (one statement for all tenants). A failed flush keeps its counts for the next.
+//! seconds (one statement for all tenants), and the user count of each tenant whose users
+//! changed since (the portal shows it without opening tenant databases). A failed flush
+//! keeps what it had for the next.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +16,8 @@ use tokio::task::JoinHandle;
 #[derive(Default)]
 pub struct UsageCounter {
     counts: Mutex<HashMap<(TenantId, DateTime<Utc>), i64>>,
+    /// The latest user count of each tenant whose users changed since the last flush.
+    users: Mutex<HashMap<TenantId, i64>>,
 }
 
 impl UsageCounter {
@@ -22,6 +26,11 @@ impl UsageCounter {
             .duration_trunc(TimeDelta::hours(1))
             .unwrap_or_else(|_| Utc::now());
         *self.counts.lock().entry((tenant, hour)).or_default() += 1;
+    }
+
+    /// Remembers a tenant's user count after a committed change; a later count replaces it.
+    pub fn record_users(&self, tenant: TenantId, users: i64) {
+        self.users.lock().insert(tenant, users);
     }
 
     fn drain(&self) -> Vec<(TenantId, DateTime<Utc>, i64)> {
@@ -42,12 +51,22 @@ impl UsageCounter {
     /// Adds what was counted since the last flush to the catalog.
     pub async fn flush(&self, catalog: &PgPool) {
         let rows = self.drain();
-        if rows.is_empty() {
-            return;
-        }
-        if let Err(error) = catalog::usage::add_requests(catalog, &rows).await {
+        if !rows.is_empty()
+            && let Err(error) = catalog::usage::add_requests(catalog, &rows).await
+        {
             tracing::warn!(%error, "flush request counts; keeping them for the next flush");
             self.restore(rows);
+        }
+        let users: Vec<(TenantId, i64)> = self.users.lock().drain().collect();
+        if !users.is_empty()
+            && let Err(error) = catalog::usage::set_users(catalog, &users).await
+        {
+            tracing::warn!(%error, "flush user counts; keeping them for the next flush");
+            let mut kept = self.users.lock();
+            for (tenant, count) in users {
+                // A count recorded meanwhile is newer.
+                kept.entry(tenant).or_insert(count);
+            }
         }
     }
 }

@@ -137,6 +137,7 @@ pub async fn run(command: TenantCommand, json: bool) -> anyhow::Result<()> {
                     ListQuery {
                         status: status.clone(),
                         plan: plan.clone(),
+                        server: None,
                         q: None,
                         limit: Some(500),
                         cursor: cursor.take(),

@@ -231,9 +231,20 @@ pub async fn lock_by_slug(
     .await
 }
 
+/// The ids of every tenant that has had this slug (a slug is freed when its tenant is
+/// deleted).
+pub async fn ids_by_slug(pool: &PgPool, slug: &str) -> Result<Vec<TenantId>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1")
+        .bind(slug)
+        .fetch_all(pool)
+        .await
+}
+
 pub struct ListFilter<'a> {
     pub status: Option<&'a str>,
     pub plan: Option<&'a str>,
+    /// The database server's name.
+    pub server: Option<&'a str>,
     /// A `LIKE` pattern on the slug or the lower-cased name (metacharacters escaped).
     pub search: Option<&'a str>,
     pub after: Option<(DateTime<Utc>, Uuid)>,
@@ -247,6 +258,7 @@ pub async fn list(pool: &PgPool, filter: &ListFilter<'_>) -> Result<Vec<Tenant>,
         "{SELECT} WHERE ($1::text IS NULL OR t.status = $1) AND ($2::text IS NULL OR t.plan = $2) \
          AND ($3::timestamptz IS NULL OR (t.created_at, t.id) > ($3, $4)) \
          AND ($6::text IS NULL OR t.slug LIKE $6 OR lower(t.name) LIKE $6) \
+         AND ($7::text IS NULL OR s.name = $7) \
          ORDER BY t.created_at, t.id LIMIT $5"
     ))
     .bind(filter.status)
@@ -255,6 +267,7 @@ pub async fn list(pool: &PgPool, filter: &ListFilter<'_>) -> Result<Vec<Tenant>,
     .bind(after_id)
     .bind(filter.limit)
     .bind(filter.search)
+    .bind(filter.server)
     .fetch_all(pool)
     .await
 }

@@ -51,7 +51,8 @@ pub async fn mark_active(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE tenants SET status = 'active', provisioning_step = NULL, failure_reason = NULL, \
-           schema_version = $2, first_admin_password_hash = NULL, updated_at = now() \
+           schema_version = $2, first_admin_password_hash = NULL, updated_at = now(), \
+           users_count = 1, users_counted_at = now() \
          WHERE id = $1 AND status = 'provisioning'",
     )
     .bind(id)

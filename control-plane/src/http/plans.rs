@@ -46,11 +46,7 @@ fn parse_plan_name(raw: &str) -> ApiResult<PlanName> {
     })
 }
 
-fn check_display_name(name: &str) -> Option<FieldError> {
-    let length = name.trim().chars().count();
-    (!(1..=200).contains(&length))
-        .then(|| FieldError::new("display_name", "must be 1 to 200 characters"))
-}
+use provisioner::plans::check_display_name;
 
 async fn create(
     State(state): State<AppState>,
@@ -151,62 +147,21 @@ impl UpdateLimits {
 async fn update(
     State(state): State<AppState>,
     admin: CurrentAdmin,
-    Path(raw_name): Path<String>,
+    Path(name): Path<String>,
     Json(body): Json<UpdatePlan>,
 ) -> ApiResult<Json<Plan>> {
-    let name: PlanName = raw_name.parse().map_err(|_| {
-        ApiError::not_found("plan_not_found", format!("no plan named `{raw_name}`"))
-    })?;
-    let mut transaction = state.platform.db.begin().await?;
-    let before = catalog::plans::get_for_update(&mut *transaction, &name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("plan_not_found", format!("no plan named `{name}`")))?;
-    let mut limits = before.limits.clone();
-    if let Some(update) = body.limits {
-        update.apply(&mut limits);
-    }
-    let display_name = body
-        .display_name
-        .unwrap_or_else(|| before.display_name.clone());
-    let mut errors = limits.check();
-    errors.extend(check_display_name(&display_name));
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
-    if limits == before.limits && display_name.trim() == before.display_name {
-        return Ok(Json(before));
-    }
-    let after =
-        catalog::plans::update(&mut *transaction, &name, display_name.trim(), &limits).await?;
-    catalog::audit::record(
-        &mut *transaction,
-        &admin.actor(),
-        Change {
-            action: "plan.update",
-            entity_type: "plan",
-            entity_id: name.as_str(),
-            before: Some(to_json(&before)?),
-            after: Some(to_json(&after)?),
-        },
-    )
+    let plan = provisioner::plans::update(&state.platform, &admin.actor(), &name, |before| {
+        let mut limits = before.limits.clone();
+        if let Some(update) = body.limits {
+            update.apply(&mut limits);
+        }
+        let display_name = body
+            .display_name
+            .unwrap_or_else(|| before.display_name.clone());
+        (display_name, limits)
+    })
     .await?;
-    transaction.commit().await?;
-    let database_limits_changed = before.limits.max_connections != after.limits.max_connections
-        || before.limits.statement_timeout_ms != after.limits.statement_timeout_ms;
-    if database_limits_changed {
-        // On the tenants' roles at once; the answer does not wait for every server.
-        let platform = state.platform.clone();
-        let plan = after.name.clone();
-        state.platform.spawn(async move {
-            match crate::tenants::apply_plan_limits(&platform, &plan).await {
-                Ok(count) => {
-                    tracing::info!(plan, tenants = count, "plan limits applied to tenant roles")
-                }
-                Err(error) => tracing::error!(plan, %error, "apply plan limits"),
-            }
-        });
-    }
-    Ok(Json(after))
+    Ok(Json(plan))
 }
 
 fn to_json(plan: &Plan) -> ApiResult<serde_json::Value> {

@@ -114,6 +114,7 @@ async fn create(
 struct ListParams {
     status: Option<String>,
     plan: Option<String>,
+    server: Option<String>,
     q: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
@@ -136,6 +137,7 @@ async fn list(
         ListQuery {
             status: params.status,
             plan: params.plan,
+            server: params.server,
             q: params.q,
             limit: params.limit,
             cursor: params.cursor,

@@ -11,8 +11,13 @@
 //! `Referrer-Policy: same-origin`.
 
 mod assets;
+mod charts;
 mod fleet;
+mod format;
+mod plans;
+mod servers;
 mod session;
+mod tenant_page;
 mod tenants;
 
 use askama::Template;
@@ -35,7 +40,10 @@ pub fn router() -> Router<AppState> {
         .route("/portal/logout", post(logout))
         .route("/portal/assets/{name}", get(assets::serve))
         .merge(tenants::router())
+        .merge(tenant_page::router())
         .merge(fleet::router())
+        .merge(plans::router())
+        .merge(servers::router())
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -121,6 +129,47 @@ impl IntoResponse for PortalError {
                 message,
             },
         )
+    }
+}
+
+/// A field of a form (`portal/fields.html`): what was typed (never a password), its problem.
+pub struct FormField {
+    pub name: &'static str,
+    pub label: &'static str,
+    /// An input's `type`, or `select` (then `options` are its choices).
+    pub kind: &'static str,
+    pub value: String,
+    pub error: Option<String>,
+    pub hint: Option<&'static str>,
+    pub options: Vec<(String, bool)>,
+}
+
+impl FormField {
+    /// A field showing `value`, with its problem from `errors` (field, message) if any.
+    pub fn new(
+        name: &'static str,
+        label: &'static str,
+        kind: &'static str,
+        value: String,
+        errors: &[(String, String)],
+    ) -> Self {
+        Self {
+            name,
+            label,
+            kind,
+            value,
+            error: errors
+                .iter()
+                .find(|(field, _)| field == name)
+                .map(|(_, message)| message.clone()),
+            hint: None,
+            options: Vec::new(),
+        }
+    }
+
+    pub fn hint(mut self, hint: &'static str) -> Self {
+        self.hint = Some(hint);
+        self
     }
 }
 

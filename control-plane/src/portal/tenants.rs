@@ -1,6 +1,6 @@
-//! The portal's tenant pages: the list (filtered, paged), the creation form (each problem
-//! next to its field), a tenant's page (polling while it is provisioning) with suspend and
-//! resume.
+//! The portal's tenant pages: the list (filtered, paged, with each tenant's figures), the
+//! creation form (each problem next to its field), and a tenant's actions: suspend, resume,
+//! plan change (the limits before and after first), deletion (the slug typed).
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -15,14 +15,14 @@ use serde::Deserialize;
 use tenancy_core::{Email, PlanName, Slug};
 
 use super::session::CurrentSession;
-use super::{PortalError, render};
+use super::tenant_page::{Problems, tenant_page};
+use super::{FormField, PortalError, format, render};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/portal/tenants", get(list))
         .route("/portal/tenants/new", get(new_form).post(create))
-        .route("/portal/tenants/{slug}", get(show))
         .route("/portal/tenants/{slug}/suspend", post(suspend))
         .route("/portal/tenants/{slug}/resume", post(resume))
         .route("/portal/tenants/{slug}/plan", post(change_plan))
@@ -36,6 +36,8 @@ struct TenantFilter {
     #[serde(default)]
     plan: String,
     #[serde(default)]
+    server: String,
+    #[serde(default)]
     q: String,
     cursor: Option<String>,
 }
@@ -47,6 +49,15 @@ struct TenantRow {
     status: String,
     server: String,
     schema: String,
+    /// `users / max`, or the max alone while the count is unknown.
+    users: String,
+    /// `used / limit`.
+    storage: String,
+    /// Over its storage limit.
+    storage_exceeded: bool,
+    requests_today: String,
+    /// When the last complete backup finished, and how long ago.
+    last_backup: Option<(String, String)>,
 }
 
 #[derive(Template)]
@@ -57,6 +68,8 @@ struct TenantsPage<'a> {
     /// Each status and whether the filter has it.
     statuses: Vec<(&'static str, bool)>,
     plan: &'a str,
+    /// Each server and whether the filter has it.
+    servers: Vec<(String, bool)>,
     q: &'a str,
     tenants: Vec<TenantRow>,
     next: Option<String>,
@@ -85,34 +98,44 @@ async fn list(
         .find(|status| **status == filter.status)
         .map(|status| (*status).to_owned());
     let plan = filter.plan.trim();
+    let server = filter.server.trim();
     let page = provisioner::tenants::list(
         &state.platform,
         provisioner::tenants::ListQuery {
             status: status.clone(),
             plan: (!plan.is_empty()).then(|| plan.to_owned()),
+            server: (!server.is_empty()).then(|| server.chars().take(63).collect()),
             q: Some(filter.q.chars().take(100).collect()),
             limit: Some(50),
             cursor: filter.cursor,
         },
     )
     .await?;
+    let ids: Vec<_> = page.items.iter().map(|tenant| tenant.id).collect();
+    let figures = catalog::usage::figures(&state.platform.db, &ids).await?;
+    let now = chrono::Utc::now();
     let tenants = page
         .items
         .into_iter()
-        .map(provisioner::wire::Tenant::from)
-        .map(|tenant| TenantRow {
-            slug: tenant.slug,
-            name: tenant.name,
-            plan: tenant.plan,
-            status: tenant.status.to_string(),
-            server: dash(tenant.server),
-            schema: dash(tenant.schema_version.map(|version| version.to_string())),
+        .map(|tenant| {
+            let figures = figures.iter().find(|row| row.tenant_id == tenant.id);
+            let tenant = provisioner::wire::Tenant::from(tenant);
+            row(tenant, figures, now)
+        })
+        .collect();
+    let servers = catalog::servers::list(&state.platform.db)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let chosen = row.name == server;
+            (row.name, chosen)
         })
         .collect();
     let next = page.next_cursor.map(|cursor| {
         let query = serde_urlencoded::to_string([
             ("status", status.as_deref().unwrap_or_default()),
             ("plan", plan),
+            ("server", server),
             ("q", filter.q.as_str()),
             ("cursor", cursor.as_str()),
         ])
@@ -129,6 +152,7 @@ async fn list(
                 .map(|option| (*option, status.as_deref() == Some(*option)))
                 .collect(),
             plan,
+            servers,
             q: &filter.q,
             tenants,
             next,
@@ -136,14 +160,50 @@ async fn list(
     ))
 }
 
-/// A field of the creation form: what was typed (never the password) and its problem.
-struct FormField {
-    name: &'static str,
-    label: &'static str,
-    kind: &'static str,
-    value: String,
-    error: Option<String>,
-    hint: Option<&'static str>,
+/// A row of the tenants table.
+fn row(
+    tenant: provisioner::wire::Tenant,
+    figures: Option<&catalog::usage::Figures>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> TenantRow {
+    let users = figures.map_or_else(
+        || "—".to_owned(),
+        |figures| match figures.users {
+            Some(users) => format!("{users} / {}", figures.max_users),
+            None => format!("? / {}", figures.max_users),
+        },
+    );
+    let storage = figures.map_or_else(
+        || "—".to_owned(),
+        |figures| {
+            format!(
+                "{} / {}",
+                figures
+                    .storage_bytes
+                    .map_or_else(|| "?".to_owned(), format::bytes),
+                format::bytes(figures.limit_bytes)
+            )
+        },
+    );
+    TenantRow {
+        storage_exceeded: figures.is_some_and(|figures| {
+            figures
+                .storage_bytes
+                .is_some_and(|bytes| bytes > figures.limit_bytes)
+        }),
+        requests_today: format::count(figures.map_or(0, |figures| figures.requests_today)),
+        last_backup: figures
+            .and_then(|figures| figures.last_backup_at)
+            .map(|at| (format::time(at), format::age(at, now))),
+        users,
+        storage,
+        slug: tenant.slug,
+        name: tenant.name,
+        plan: tenant.plan,
+        status: tenant.status.to_string(),
+        server: dash(tenant.server),
+        schema: dash(tenant.schema_version.map(|version| version.to_string())),
+    }
 }
 
 #[derive(Template)]
@@ -152,7 +212,6 @@ struct NewTenantPage<'a> {
     admin: Option<&'a str>,
     csrf: Option<String>,
     fields: Vec<FormField>,
-    plans: Vec<(String, bool)>,
     general: Option<String>,
 }
 
@@ -201,6 +260,7 @@ async fn form_page(
             value: form.slug.clone(),
             error: error("slug"),
             hint: Some("lower-case letters, digits and dashes; it names the tenant in URLs"),
+            options: Vec::new(),
         },
         FormField {
             name: "name",
@@ -209,6 +269,7 @@ async fn form_page(
             value: form.name.clone(),
             error: error("name"),
             hint: None,
+            options: Vec::new(),
         },
         FormField {
             name: "plan",
@@ -217,6 +278,7 @@ async fn form_page(
             value: form.plan.clone(),
             error: error("plan"),
             hint: None,
+            options: plans,
         },
         FormField {
             name: "admin_email",
@@ -225,6 +287,7 @@ async fn form_page(
             value: form.admin_email.clone(),
             error: error("admin_email"),
             hint: None,
+            options: Vec::new(),
         },
         FormField {
             name: "admin_password",
@@ -233,6 +296,7 @@ async fn form_page(
             value: String::new(),
             error: error("admin_password"),
             hint: Some("at least 12 characters, not the e-mail, not a common password"),
+            options: Vec::new(),
         },
     ];
     Ok(render(
@@ -241,7 +305,6 @@ async fn form_page(
             admin: Some(&session.session.email),
             csrf: Some(session.session.csrf_token.clone()),
             fields,
-            plans,
             general,
         },
     ))
@@ -353,71 +416,6 @@ async fn create(
     }
 }
 
-struct TenantView {
-    slug: String,
-    name: String,
-    plan: String,
-    status: String,
-    server: String,
-    database: String,
-    schema: String,
-    created: String,
-}
-
-#[derive(Template)]
-#[template(path = "portal/tenant.html")]
-struct TenantPage<'a> {
-    admin: Option<&'a str>,
-    csrf: Option<String>,
-    tenant: TenantView,
-    /// Plan change and deletion are offered.
-    manageable: bool,
-    plans: Vec<(String, bool)>,
-    delete_error: Option<String>,
-}
-
-async fn show(
-    State(state): State<AppState>,
-    session: CurrentSession,
-    Path(slug): Path<String>,
-) -> Result<Response, PortalError> {
-    tenant_page(&state, &session, &slug, StatusCode::OK, None).await
-}
-
-/// A tenant's page; `delete_error` next to the deletion's confirmation field.
-async fn tenant_page(
-    state: &AppState,
-    session: &CurrentSession,
-    slug: &str,
-    status: StatusCode,
-    delete_error: Option<String>,
-) -> Result<Response, PortalError> {
-    let tenant =
-        provisioner::wire::Tenant::from(provisioner::tenants::get(&state.platform, slug).await?);
-    let plans = plan_choices(state, &tenant.plan).await?;
-    let manageable = matches!(tenant.status, Status::Active | Status::Suspended);
-    Ok(render(
-        status,
-        &TenantPage {
-            admin: Some(&session.session.email),
-            csrf: Some(session.session.csrf_token.clone()),
-            manageable,
-            plans,
-            delete_error,
-            tenant: TenantView {
-                slug: tenant.slug,
-                name: tenant.name,
-                plan: tenant.plan,
-                status: tenant.status.to_string(),
-                server: dash(tenant.server),
-                database: dash(tenant.database_name),
-                schema: dash(tenant.schema_version.map(|version| version.to_string())),
-                created: tenant.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-            },
-        },
-    ))
-}
-
 #[derive(Template)]
 #[template(path = "portal/plan_confirm.html")]
 struct PlanConfirmPage<'a> {
@@ -488,7 +486,7 @@ async fn change_plan(
             &session,
             &slug,
             StatusCode::UNPROCESSABLE_ENTITY,
-            None,
+            Problems::default(),
         )
         .await;
     };
@@ -532,12 +530,16 @@ async fn delete(
 ) -> Result<Response, PortalError> {
     session.check_csrf(&headers, form.csrf.as_deref())?;
     if form.confirm.trim() != slug {
+        let problems = Problems {
+            delete: Some("type the tenant's slug exactly to delete it".to_owned()),
+            ..Problems::default()
+        };
         return tenant_page(
             &state,
             &session,
             &slug,
             StatusCode::UNPROCESSABLE_ENTITY,
-            Some("type the tenant's slug exactly to delete it".to_owned()),
+            problems,
         )
         .await;
     }
@@ -550,14 +552,21 @@ async fn delete(
     {
         Ok(_) => Ok(see_tenant(&slug)),
         Err(OpsError::Conflict { detail, .. }) => {
-            tenant_page(&state, &session, &slug, StatusCode::CONFLICT, Some(detail)).await
+            let problems = Problems {
+                delete: Some(detail),
+                ..Problems::default()
+            };
+            tenant_page(&state, &session, &slug, StatusCode::CONFLICT, problems).await
         }
         Err(error) => Err(error.into()),
     }
 }
 
 /// Every plan's name, and whether it is `chosen` (for a `<select>`).
-async fn plan_choices(state: &AppState, chosen: &str) -> Result<Vec<(String, bool)>, PortalError> {
+pub(super) async fn plan_choices(
+    state: &AppState,
+    chosen: &str,
+) -> Result<Vec<(String, bool)>, PortalError> {
     Ok(catalog::plans::list(&state.platform.db)
         .await?
         .into_iter()
@@ -569,7 +578,7 @@ async fn plan_choices(state: &AppState, chosen: &str) -> Result<Vec<(String, boo
 }
 
 /// 303 to a tenant's page.
-fn see_tenant(slug: &str) -> Response {
+pub(super) fn see_tenant(slug: &str) -> Response {
     Redirect::to(&format!("/portal/tenants/{slug}")).into_response()
 }
 

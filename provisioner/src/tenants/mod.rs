@@ -80,6 +80,8 @@ pub struct Page {
 pub struct ListQuery {
     pub status: Option<String>,
     pub plan: Option<String>,
+    /// On the database server of this name.
+    pub server: Option<String>,
     /// Slug or name containing this, case-insensitively.
     pub q: Option<String>,
     pub limit: Option<i64>,
@@ -107,6 +109,15 @@ pub async fn list(platform: &Platform, query: ListQuery) -> OpsResult<Page> {
             "`plan` is not a plan name (a-z, 0-9, '-' and '_', up to 63 characters)".to_owned(),
         ));
     }
+    if query
+        .server
+        .as_deref()
+        .is_some_and(|server| server.len() > 63)
+    {
+        return Err(OpsError::BadRequest(
+            "`server` is not a server name (at most 63 characters)".to_owned(),
+        ));
+    }
     if query.q.as_deref().is_some_and(|q| q.chars().count() > 100) {
         return Err(OpsError::BadRequest(
             "`q` must be at most 100 characters".to_owned(),
@@ -119,6 +130,7 @@ pub async fn list(platform: &Platform, query: ListQuery) -> OpsResult<Page> {
         &catalog::tenants::ListFilter {
             status: query.status.as_deref(),
             plan: query.plan.as_deref(),
+            server: query.server.as_deref(),
             search: search.as_deref(),
             after,
             limit,

@@ -296,6 +296,7 @@ async fn create(tenant: Tenant, Json(body): Json<NewUser>) -> RouterResult<impl 
             Change::new("user.create", "user", id).after(&user),
         )
         .await?;
+    tenant.users_changed(count + 1);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/v1/users/{id}"))],
@@ -394,6 +395,10 @@ async fn remove(tenant: Tenant, Path(id): Path<String>) -> RouterResult<StatusCo
         .execute("DELETE FROM users WHERE id = $1", &[&id])
         .await?;
     require_an_admin(&*transaction).await?;
+    let users: i64 = transaction
+        .query_one("SELECT count(*) FROM users", &[])
+        .await?
+        .get(0);
     tenant
         .audit()
         .commit(
@@ -401,6 +406,7 @@ async fn remove(tenant: Tenant, Path(id): Path<String>) -> RouterResult<StatusCo
             Change::new("user.delete", "user", id).before(&before),
         )
         .await?;
+    tenant.users_changed(users);
     Ok(StatusCode::NO_CONTENT)
 }
 

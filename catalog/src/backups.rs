@@ -424,6 +424,7 @@ pub async fn recent(
 /// A restore as a tenant's page shows it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RestoreRow {
+    pub id: Uuid,
     pub backup_id: BackupId,
     /// `running`, `complete` or `failed`.
     pub status: String,
@@ -439,7 +440,7 @@ pub async fn latest_restore(
     tenant: TenantId,
 ) -> Result<Option<RestoreRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT backup_id, status, requested_by, error, started_at, finished_at FROM restores \
+        "SELECT id, backup_id, status, requested_by, error, started_at, finished_at FROM restores \
          WHERE tenant_id = $1 ORDER BY started_at DESC LIMIT 1",
     )
     .bind(tenant)

@@ -1,17 +1,21 @@
 //! The portal in real Chromium (Debian's `chromium`, driven through `chromedriver`),
-//! against the real control plane and router: sign in, a bad slug's error next to its
-//! field, create a tenant and see it active, suspend it and see the router refuse its
-//! token, resume, change its plan, delete it with its slug typed, sign out. Every page is photographed at 1280 px and 375 px into
-//! `target/portal-screenshots/`, and no request of any page leaves the control plane's
-//! origin.
+//! against the real control plane and router, with backups to a real S3 endpoint: sign in
+//! (with the keyboard alone), a bad slug's error next to its field, create a tenant and see
+//! it active, suspend it and see the router refuse its token, resume, change its plan, take
+//! a backup and see it complete, mint a token and use it, restore the backup with the slug
+//! typed, delete it with its slug typed, visit every fleet page, sign out. Every page is
+//! photographed at 1280 px and 375 px into `target/portal-screenshots/`, and no request of
+//! any page leaves the control plane's origin.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::Method;
 use serde_json::{Value, json};
+use tenancy_infra::{EmbeddedS3, S3Credentials};
 use tenancy_tests::{
     ADMIN_EMAIL, ADMIN_PASSWORD, ControlPlane, Process, assert_problem, eventually, free_port,
     temp_dir, wait_until_healthy,
@@ -120,9 +124,40 @@ async fn arrive(client: &Client, path: &str) {
     .await;
 }
 
+/// The element with keyboard focus has a visible focus ring.
+async fn focus_is_visible(client: &Client, what: &str) {
+    let outline = client
+        .execute(
+            "return getComputedStyle(document.activeElement).outlineStyle",
+            vec![],
+        )
+        .await
+        .expect("the focused element's outline");
+    assert_ne!(outline, json!("none"), "{what}: focus is not visible");
+}
+
 #[tokio::test]
 async fn a_super_admin_runs_a_tenant_from_the_portal_in_chromium() {
-    let app = ControlPlane::start().await;
+    let s3_dir = temp_dir();
+    let credentials = S3Credentials {
+        access_key: "portal-access".to_owned(),
+        secret_key: "portal-secret-0123456789".to_owned(),
+    };
+    let s3 = EmbeddedS3::start(s3_dir.path().join("store"), 0, credentials.clone())
+        .await
+        .expect("start the S3 endpoint");
+    s3.ensure_bucket("backups").await.expect("the bucket");
+    let endpoint = format!("http://{}", s3.address());
+    let app = ControlPlane::start_with(&[
+        ("TENANCY_S3_BUCKET", "backups"),
+        ("TENANCY_S3_ENDPOINT", &endpoint),
+        ("TENANCY_S3_PATH_STYLE", "true"),
+        ("TENANCY_S3_ACCESS_KEY_ID", &credentials.access_key),
+        ("TENANCY_S3_SECRET_ACCESS_KEY", &credentials.secret_key),
+        ("TENANCY_SCHEDULED_BACKUPS", "false"),
+        ("TENANCY_DELETE_GRACE", "0s"),
+    ])
+    .await;
     let admin = app.admin_token().await;
     app.add_server(&admin, "main", &app.postgres.server, 50)
         .await;
@@ -152,8 +187,20 @@ async fn a_super_admin_runs_a_tenant_from_the_portal_in_chromium() {
             .expect("its text")
             .contains("e-mail or password is wrong")
     );
-    fill(&client, "password", ADMIN_PASSWORD).await;
-    submit(&client, "main form").await;
+    // Then with the keyboard alone: Tab to the password, Enter to send.
+    fill(&client, "email", ADMIN_EMAIL).await;
+    let email = client.find(Locator::Id("email")).await.expect("the e-mail");
+    email.send_keys(&Key::Tab.to_string()).await.expect("Tab");
+    let focused = client.active_element().await.expect("the focused element");
+    assert_eq!(
+        focused.attr("id").await.expect("its id").as_deref(),
+        Some("password")
+    );
+    focus_is_visible(&client, "the password field").await;
+    focused
+        .send_keys(&format!("{ADMIN_PASSWORD}{}", Key::Enter))
+        .await
+        .expect("type and Enter");
     arrive(&client, "/portal/tenants").await;
     photograph(&client, &origin, "tenants").await;
 
@@ -240,15 +287,104 @@ async fn a_super_admin_runs_a_tenant_from_the_portal_in_chromium() {
         .await;
     assert_eq!(tenant["plan"], "enterprise");
 
-    // Delete, confirmed by typing the slug (this platform has no backups: waived).
-    fill(&client, "confirm-slug", "initech").await;
+    // A backup: running, then complete, without a reload.
+    let (_, customer) = router
+        .call(
+            Method::POST,
+            "/v1/customers",
+            Some(
+                &app.tenant_token(&admin, "initech", &["customers.write"])
+                    .await,
+            ),
+            Some(json!({ "code": "C-1", "name": "Kept in the backup" })),
+        )
+        .await;
+    assert!(customer["id"].is_string(), "{customer}");
+    submit(&client, "form[action$='/backups']").await;
     client
-        .find(Locator::Css("input[name=skip_final_backup]"))
+        .wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::Css("#backups td .status-complete"))
         .await
-        .expect("the waiver")
+        .expect("the backup complete");
+    photograph(&client, &origin, "tenant-backup").await;
+    let (_, backups) = app.backups(&admin, "initech").await;
+    assert_eq!(
+        backups["items"].as_array().map(Vec::len),
+        Some(1),
+        "{backups}"
+    );
+
+    // A service token, shown once, that the router takes.
+    client
+        .find(Locator::Css("input[name=scope][value='customers.read']"))
+        .await
+        .expect("the scope")
         .click()
         .await
         .expect("tick it");
+    submit(&client, "form[action$='/tokens']").await;
+    arrive(&client, "/portal/tenants/initech/tokens").await;
+    let minted = client
+        .find(Locator::Id("token"))
+        .await
+        .expect("the token")
+        .prop("value")
+        .await
+        .expect("its text")
+        .expect("a token");
+    photograph(&client, &origin, "token").await;
+    let (status, listed) = router
+        .call(Method::GET, "/v1/customers", Some(&minted), None)
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
+
+    // A customer created after the backup; the restore (slug typed) takes the tenant back.
+    let (status, _) = router
+        .call(
+            Method::POST,
+            "/v1/customers",
+            Some(
+                &app.tenant_token(&admin, "initech", &["customers.write"])
+                    .await,
+            ),
+            Some(json!({ "code": "C-2", "name": "Gone after the restore" })),
+        )
+        .await;
+    assert_eq!(status, 201);
+    client
+        .goto(&format!("{origin}/portal/tenants/initech"))
+        .await
+        .expect("the tenant's page");
+    fill(&client, "restore-confirm", "initech").await;
+    submit(&client, "form[action$='/restore']").await;
+    client
+        .wait()
+        .at_most(Duration::from_secs(120))
+        .for_element(Locator::Css(".restore .status-complete"))
+        .await
+        .expect("the restore complete");
+    photograph(&client, &origin, "tenant-restored").await;
+    eventually(
+        Duration::from_secs(10),
+        "the restored data served",
+        || async {
+            let (status, listed): (u16, Value) = router
+                .call(Method::GET, "/v1/customers", Some(&minted), None)
+                .await;
+            status == 200 && listed["items"].as_array().map(Vec::len) == Some(1)
+        },
+    )
+    .await;
+
+    // Delete, confirmed by typing the slug; the final backup is taken before the drop.
+    client
+        .wait()
+        .for_element(Locator::Css(".status-active"))
+        .await
+        .expect("the tenant active after the restore");
+    fill(&client, "confirm-slug", "initech").await;
     submit(&client, "form[action$='/delete']").await;
     client
         .wait()
@@ -261,6 +397,8 @@ async fn a_super_admin_runs_a_tenant_from_the_portal_in_chromium() {
     for (link, path, name) in [
         ("Plans", "/portal/plans", "plans"),
         ("Servers", "/portal/servers", "servers"),
+        ("Migrations", "/portal/migrations", "migrations"),
+        ("Backups", "/portal/backups", "backups"),
         ("Audit log", "/portal/audit", "audit"),
     ] {
         client

@@ -4,9 +4,9 @@
 //! tenant's recent admin audit entries.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use catalog::backups::BackupStatus;
@@ -114,11 +114,27 @@ struct TenantPage<'a> {
     audit: Vec<AuditRow>,
 }
 
+#[derive(serde::Deserialize)]
+struct ShowQuery {
+    /// Set by the page's own polling while the tenant is provisioning or restoring.
+    settling: Option<String>,
+}
+
 async fn show(
     State(state): State<AppState>,
     session: CurrentSession,
+    headers: HeaderMap,
     Path(slug): Path<String>,
+    Query(query): Query<ShowQuery>,
 ) -> Result<Response, PortalError> {
+    // Settled since the page was shown: the whole page changes (its actions come back), so
+    // htmx reloads it rather than swapping the facts alone.
+    if query.settling.is_some() && headers.contains_key("hx-request") {
+        let tenant = provisioner::tenants::get(&state.platform, &slug).await?;
+        if !matches!(tenant.status, Status::Provisioning | Status::Restoring) {
+            return Ok((StatusCode::OK, [("hx-refresh", "true")]).into_response());
+        }
+    }
     tenant_page(&state, &session, &slug, StatusCode::OK, Problems::default()).await
 }
 
@@ -400,18 +416,71 @@ async fn restore(
         let problems = refuse("only an active or suspended tenant is restored");
         return tenant_page(&state, &session, &slug, StatusCode::CONFLICT, problems).await;
     }
+    let before = catalog::backups::latest_restore(&state.platform.db, tenant.id)
+        .await?
+        .map(|restore| restore.id);
     let platform = state.platform.clone();
     let actor = session.actor();
     let expected = tenant.slug.clone();
+    let (done, mut finished) = tokio::sync::oneshot::channel();
     state.platform.spawn(async move {
-        match crate::backups::restore(&platform, &actor, backup.id, Some(&expected)).await {
+        let result = crate::backups::restore(&platform, &actor, backup.id, Some(&expected)).await;
+        match &result {
             Ok(_) => tracing::info!(tenant = %expected, backup = %backup.id, "restored"),
             Err(error) => {
                 tracing::warn!(tenant = %expected, backup = %backup.id, %error, "restore failed");
             }
         }
+        let _ = done.send(result.map(|_| ()).map_err(OpsError::from));
     });
-    Ok(super::tenants::see_tenant(&slug))
+    // The answer waits (a little) until the restore is under way, so the page shows it
+    // running; a restore refused before it began (the tenant busy, the object damaged) is
+    // shown on the page instead.
+    let deadline = tokio::time::Instant::now() + RESTORE_START_WAIT;
+    loop {
+        tokio::select! {
+            result = &mut finished => {
+                return match result {
+                    Ok(Err(error)) => {
+                        let problems = refuse(&problem_text(error));
+                        tenant_page(&state, &session, &slug, StatusCode::CONFLICT, problems).await
+                    }
+                    _ => Ok(super::tenants::see_tenant(&slug)),
+                };
+            }
+            () = tokio::time::sleep(std::time::Duration::from_millis(50)) => {
+                let latest = catalog::backups::latest_restore(&state.platform.db, tenant.id)
+                    .await?
+                    .map(|restore| restore.id);
+                if latest != before || tokio::time::Instant::now() >= deadline {
+                    return Ok(super::tenants::see_tenant(&slug));
+                }
+            }
+        }
+    }
+}
+
+/// How long a restore request waits for the restore to be under way.
+const RESTORE_START_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What an admin is told of a refused operation (internal causes are logged, not shown).
+fn problem_text(error: OpsError) -> String {
+    match error {
+        OpsError::Conflict { detail, .. }
+        | OpsError::ServiceUnavailable { detail, .. }
+        | OpsError::NotFound { detail, .. } => detail,
+        OpsError::BadRequest(detail) => detail,
+        OpsError::Validation { errors, .. } => errors
+            .into_iter()
+            .map(|error| error.message)
+            .collect::<Vec<_>>()
+            .join("; "),
+        OpsError::Unavailable => "the catalog is unavailable; try again shortly".to_owned(),
+        OpsError::Internal(error) => {
+            tracing::error!(error = %format!("{error:#}"), "portal operation failed");
+            "the operation failed; the cause has been logged".to_owned()
+        }
+    }
 }
 
 #[derive(Template)]

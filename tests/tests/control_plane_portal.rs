@@ -548,3 +548,321 @@ async fn the_portal_signs_in_guards_every_post_and_ends_sessions_at_once() {
         Some("/portal/login")
     );
 }
+
+/// Signs in; the session cookie and its CSRF token.
+async fn session_of(browser: &Browser) -> (String, String) {
+    let page = browser.sign_in(ADMIN_PASSWORD).await;
+    let (session, _) = page.set_cookie("tenancy_portal").expect("a session");
+    let cookies = [("tenancy_portal", session.as_str())];
+    let tenants = browser
+        .send(Method::GET, "/portal/tenants", &cookies, None)
+        .await;
+    let csrf = tenants.csrf_field();
+    (session, csrf)
+}
+
+/// How many times `needle` occurs in `html`.
+fn count(html: &str, needle: &str) -> usize {
+    html.matches(needle).count()
+}
+
+#[tokio::test]
+async fn the_portal_shows_figures_and_every_form_checks_its_input() {
+    let app = ControlPlane::start().await;
+    let admin = app.admin_token().await;
+    app.add_server(&admin, "main", &app.postgres.server, 50)
+        .await;
+    let (status, body) = app.create_tenant(&admin, "acme").await;
+    assert_eq!(status, 201, "{body}");
+    let router = app.start_router(&[("TENANCY_USAGE_FLUSH", "200ms")]).await;
+    let browser = Browser::new(&app);
+    let (session, csrf) = session_of(&browser).await;
+    let cookies = [("tenancy_portal", session.as_str())];
+    let get = async |path: &str| browser.send(Method::GET, path, &cookies, None).await;
+    let post = async |path: &str, form: &[(&str, &str)]| {
+        browser.send(Method::POST, path, &cookies, Some(form)).await
+    };
+
+    // The tenants table: users (reported by the router after a change), storage against
+    // the plan's limit, requests today, the last backup.
+    let page = get("/portal/tenants").await;
+    assert!(page.html.contains("1 / "), "the first admin: {}", page.html);
+    assert!(page.html.contains(">never<"), "no backup yet");
+    let token = app
+        .tenant_token(&admin, "acme", &["users.write", "customers.read"])
+        .await;
+    let (status, user) = router
+        .call(
+            Method::POST,
+            "/v1/users",
+            Some(&token),
+            Some(serde_json::json!({
+                "email": "clerk@acme.example",
+                "password": "a long enough password",
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{user}");
+    for _ in 0..3 {
+        let (status, _) = router
+            .call(Method::GET, "/v1/customers", Some(&token), None)
+            .await;
+        assert_eq!(status, 200);
+    }
+    tenancy_tests::eventually(
+        std::time::Duration::from_secs(10),
+        "the router's figures in the table",
+        || async {
+            let page = get("/portal/tenants").await;
+            page.html.contains("2 / ") && page.html.contains("<td class=\"num\">4</td>")
+        },
+    )
+    .await;
+    // Filtered by server.
+    assert!(
+        get("/portal/tenants?server=main")
+            .await
+            .html
+            .contains(">acme<")
+    );
+    assert!(
+        !get("/portal/tenants?server=other")
+            .await
+            .html
+            .contains(">acme<")
+    );
+    let (status, listed) = app
+        .call(Method::GET, "/v1/tenants?server=other", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["items"], serde_json::json!([]));
+
+    // A tenant's page: two charts (a bar per hour of the week, per day of the month), the
+    // requests counted, its recent admin actions.
+    let detail = get("/portal/tenants/acme").await;
+    assert_eq!(detail.status, 200);
+    assert_eq!(count(&detail.html, "<svg class=\"chart\""), 2);
+    assert_eq!(count(&detail.html, "<rect class=\"bar\""), 168 + 30);
+    assert!(
+        detail.html.contains("4 requests in the last 7 days"),
+        "{}",
+        detail.html
+    );
+    assert!(detail.html.contains("<code>tenant.create</code>"));
+
+    // A service token: scopes required, CSRF required, shown once, works at the router.
+    let tokens = "/portal/tenants/acme/tokens";
+    let none = post(tokens, &[("_csrf", &csrf), ("ttl", "3600")]).await;
+    assert_eq!(none.status, 422);
+    assert!(none.html.contains("id=\"token-error\""), "{}", none.html);
+    let forged = post(tokens, &[("_csrf", "forged"), ("scope", "customers.read")]).await;
+    assert_eq!(forged.status, 403);
+    let minted = post(
+        tokens,
+        &[
+            ("_csrf", &csrf),
+            ("scope", "customers.read"),
+            ("scope", "orders.read"),
+            ("ttl", "86400"),
+        ],
+    )
+    .await;
+    assert_eq!(minted.status, 201, "{}", minted.html);
+    assert_eq!(
+        minted
+            .headers
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    let shown = minted
+        .html
+        .split("readonly rows=\"6\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the token on the page")
+        .to_owned();
+    assert!(minted.html.contains("customers.read, orders.read"));
+    let (status, _) = router
+        .call(Method::GET, "/v1/customers", Some(&shown), None)
+        .await;
+    assert_eq!(status, 200, "the minted token works");
+    assert!(
+        !get("/portal/tenants/acme").await.html.contains(&shown),
+        "shown once"
+    );
+
+    // Backups without a store: said on the page, nothing recorded.
+    let backup = post("/portal/tenants/acme/backups", &[("_csrf", &csrf)]).await;
+    assert_eq!(backup.status, 409);
+    assert!(
+        backup.html.contains("id=\"backup-error\"")
+            && backup.html.contains("backups are not configured"),
+        "{}",
+        backup.html
+    );
+    assert_eq!(post("/portal/tenants/acme/backups", &[]).await.status, 403);
+    // A restore needs the slug typed and one of the tenant's complete backups.
+    let restore = "/portal/tenants/acme/restore";
+    let mistyped = post(
+        restore,
+        &[("_csrf", &csrf), ("confirm", "acm"), ("backup", "x")],
+    )
+    .await;
+    assert_eq!(mistyped.status, 422);
+    assert!(mistyped.html.contains("id=\"restore-error\""));
+    let unknown = post(
+        restore,
+        &[
+            ("_csrf", &csrf),
+            ("confirm", "acme"),
+            ("backup", "00000000-0000-0000-0000-000000000000"),
+        ],
+    )
+    .await;
+    assert_eq!(unknown.status, 422);
+    assert!(
+        unknown.html.contains("complete backups"),
+        "{}",
+        unknown.html
+    );
+    let (_, tenant) = app
+        .call(Method::GET, "/v1/tenants/acme", Some(&admin), None)
+        .await;
+    assert_eq!(tenant["status"], "active", "nothing changed");
+
+    // A plan's edit form: every field labelled; a bad value is named next to its field and
+    // changes nothing; a good one applies, on the record.
+    let edit = get("/portal/plans/standard").await;
+    assert_eq!(edit.status, 200);
+    for field in ["display_name", "max_users", "max_storage_mb", "trial_days"] {
+        assert!(
+            edit.html.contains(&format!("<label for=\"{field}\">")),
+            "{field}"
+        );
+    }
+    let plan_form = |max_users: &'static str, csrf: &str| {
+        vec![
+            ("_csrf".to_owned(), csrf.to_owned()),
+            ("display_name".to_owned(), "Standard".to_owned()),
+            ("max_users".to_owned(), max_users.to_owned()),
+            ("max_storage_mb".to_owned(), "10240".to_owned()),
+            ("requests_per_minute".to_owned(), "6000".to_owned()),
+            ("max_connections".to_owned(), "10".to_owned()),
+            ("statement_timeout_ms".to_owned(), "30000".to_owned()),
+            ("backup_retention_days".to_owned(), "30".to_owned()),
+            ("backup_interval_hours".to_owned(), "24".to_owned()),
+            ("trial_days".to_owned(), String::new()),
+        ]
+    };
+    let send_plan = async |max_users: &'static str, csrf: &str| {
+        let form = plan_form(max_users, csrf);
+        let form: Vec<(&str, &str)> = form
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect();
+        post("/portal/plans/standard", &form).await
+    };
+    for bad in ["ten", "0"] {
+        let page = send_plan(bad, &csrf).await;
+        assert_eq!(page.status, 422, "{bad}: {}", page.html);
+        assert!(
+            page.html.contains("id=\"max_users-error\"")
+                && page.html.contains("aria-describedby=\"max_users-error\""),
+            "{bad}: {}",
+            page.html
+        );
+        assert!(page.html.contains(&format!("value=\"{bad}\"")), "kept");
+    }
+    assert_eq!(send_plan("321", "forged").await.status, 403);
+    let (_, plans) = app.call(Method::GET, "/v1/plans", Some(&admin), None).await;
+    let standard = |plans: &serde_json::Value| {
+        plans["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|plan| plan["name"] == "standard"))
+            .map(|plan| plan["limits"]["max_users"].clone())
+    };
+    let before = standard(&plans);
+    assert_ne!(before, Some(serde_json::json!(321)));
+    let saved = send_plan("321", &csrf).await;
+    assert_eq!(saved.status, 303, "{}", saved.html);
+    let (_, plans) = app.call(Method::GET, "/v1/plans", Some(&admin), None).await;
+    assert_eq!(standard(&plans), Some(serde_json::json!(321)));
+    assert!(get("/portal/plans").await.html.contains("<td>321</td>"));
+
+    // Registering a server: each problem next to its field; one that does not answer is
+    // refused, with the reason; forged, nothing.
+    let register = |port: &str, csrf: &str| {
+        vec![
+            ("_csrf", csrf.to_owned()),
+            ("name", "second".to_owned()),
+            ("host", "127.0.0.1".to_owned()),
+            ("port", port.to_owned()),
+            ("admin_user", "postgres".to_owned()),
+            ("admin_password", "whatever".to_owned()),
+            ("max_tenants", "100".to_owned()),
+            ("connection_budget", "50".to_owned()),
+        ]
+    };
+    let send_server = async |port: &str, csrf: &str| {
+        let form = register(port, csrf);
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        post("/portal/servers", &form).await
+    };
+    let bad_port = send_server("port", &csrf).await;
+    assert_eq!(bad_port.status, 422);
+    assert!(
+        bad_port.html.contains("id=\"port-error\""),
+        "{}",
+        bad_port.html
+    );
+    assert!(
+        bad_port
+            .html
+            .contains("name=\"admin_password\" type=\"password\" value=\"\""),
+        "the password is not sent back"
+    );
+    let closed = tenancy_tests::free_port().to_string();
+    let silent = send_server(&closed, &csrf).await;
+    assert_eq!(silent.status, 422, "{}", silent.html);
+    assert!(silent.html.contains("role=\"alert\""), "{}", silent.html);
+    assert_eq!(send_server(&closed, "forged").await.status, 403);
+    let servers = get("/portal/servers").await;
+    assert!(!servers.html.contains(">second<"), "nothing registered");
+    let reachable = get("/portal/servers/main/reachable").await;
+    assert!(reachable.html.contains("answers"), "{}", reachable.html);
+    assert_eq!(get("/portal/servers/nope/reachable").await.status, 404);
+
+    // Migrations: every tenant current; backups: none yet.
+    let migrations = get("/portal/migrations").await;
+    assert_eq!(migrations.status, 200);
+    assert!(
+        migrations
+            .html
+            .contains("<dt>Current</dt><dd class=\"status-active\">1</dd>"),
+        "{}",
+        migrations.html
+    );
+    assert!(migrations.html.contains("No failures."));
+    let backups = get("/portal/backups").await;
+    assert_eq!(backups.status, 200);
+    assert!(backups.html.contains("No backups yet."));
+
+    // The audit log, filtered by tenant and by action.
+    let of_tenant = get("/portal/audit?tenant=acme").await;
+    assert!(of_tenant.html.contains("tenant.create") && of_tenant.html.contains("tenant.token"));
+    assert!(
+        !of_tenant.html.contains("plan.update"),
+        "{}",
+        of_tenant.html
+    );
+    let of_plans = get("/portal/audit?action=plan.").await;
+    assert!(of_plans.html.contains("plan.update"));
+    assert!(
+        !of_plans.html.contains("tenant.create"),
+        "{}",
+        of_plans.html
+    );
+    let nobody = get("/portal/audit?actor=nobody%40example.com").await;
+    assert!(nobody.html.contains("Nothing recorded matches."));
+}

@@ -73,6 +73,18 @@ async fn photograph(client: &Client, origin: &str, name: &str) {
             .set_window_size(width, 900)
             .await
             .expect("resize the window");
+        // The whole page, not the first screenful (bounded).
+        let height = client
+            .execute("return document.documentElement.scrollHeight", vec![])
+            .await
+            .expect("the page's height")
+            .as_u64()
+            .unwrap_or(900)
+            .clamp(600, 6000);
+        client
+            .set_window_size(width, u32::try_from(height).unwrap_or(900) + 140)
+            .await
+            .expect("resize to the page");
         let png = client.screenshot().await.expect("a screenshot");
         std::fs::write(screenshots().join(format!("{name}-{width}.png")), png)
             .expect("save the screenshot");

@@ -199,14 +199,14 @@ mod tests {
         let today = Utc::now().date_naive();
         let rows = vec![catalog::usage::DailyStorage {
             day: today,
-            bytes: 5_000_000,
+            bytes: 5 * 1_048_576,
         }];
-        let (svg, summary) = storage_per_day(&rows, today, 30, 100_000_000);
+        let (svg, summary) = storage_per_day(&rows, today, 30, 100 * 1_048_576);
         assert_eq!(svg.matches("<rect").count(), 30);
         assert!(svg.contains(r#"class="limit""#));
         assert_eq!(
             summary,
-            "5.0 MB used of 100 MB; sampled on 1 of the last 30 days."
+            "5.0 MiB used of 100 MiB; sampled on 1 of the last 30 days."
         );
     }
 }

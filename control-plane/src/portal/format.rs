@@ -2,13 +2,14 @@
 
 use chrono::{DateTime, Utc};
 
-/// Bytes as a size people read: `512 B`, `3.4 MB`, `1.2 GB`.
+/// Bytes as a size people read, in powers of 1024 (as plans count megabytes): `512 B`,
+/// `3.4 MiB`, `100 GiB`.
 pub fn bytes(bytes: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
         unit += 1;
     }
     if unit == 0 {
@@ -59,9 +60,9 @@ mod tests {
     #[test]
     fn sizes_read_like_sizes() {
         assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(3_400_000), "3.4 MB");
-        assert_eq!(bytes(1_073_741_824), "1.1 GB");
-        assert_eq!(bytes(250_000_000), "250 MB");
+        assert_eq!(bytes(3_565_158), "3.4 MiB");
+        assert_eq!(bytes(102_400 * 1_048_576), "100 GiB");
+        assert_eq!(bytes(250 * 1_048_576), "250 MiB");
     }
 
     #[test]

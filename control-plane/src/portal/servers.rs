@@ -194,20 +194,16 @@ async fn register(
     }
     match crate::servers::register(&state.platform, &session.actor(), request).await {
         Ok(_) => Ok(Redirect::to("/portal/servers").into_response()),
-        Err(OpsError::Validation { errors, .. }) => {
+        // Field problems next to their fields; a server that does not answer, or cannot be
+        // prepared, above the form.
+        Err(OpsError::Validation { errors, detail, .. }) => {
+            let general = errors.is_empty().then_some(detail);
             let errors: Vec<(String, String)> = errors
                 .into_iter()
                 .map(|error| (error.field, error.message))
                 .collect();
-            page(
-                &state,
-                &session,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &form,
-                &errors,
-                None,
-            )
-            .await
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            page(&state, &session, status, &form, &errors, general).await
         }
         Err(OpsError::Conflict { detail, .. } | OpsError::ServiceUnavailable { detail, .. }) => {
             let status = StatusCode::CONFLICT;

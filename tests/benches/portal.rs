@@ -1,6 +1,8 @@
-//! The portal's tenants page with 10,000 tenants in the catalog: the first page, a plan
-//! filter, a search by name, and a page deep in the list, each rendered by the control
-//! plane, against the API's `GET /v1/tenants` (JSON, the same query) in the same run.
+//! The portal's tenants page with 10,000 tenants in the catalog (each with its figures: users,
+//! size, a day of hourly request counts): the first page, a plan filter, a search by name,
+//! a page deep in the list, and one tenant's page (its charts and audit entries), each
+//! rendered by the control plane, against the API's `GET /v1/tenants` (JSON, the same
+//! query) in the same run.
 //!
 //! Latency is what matters here (the goal: p95 under 100 ms), so by default one client
 //! sends requests back to back (`TENANCY_BENCH_CONNECTIONS`, default 1);
@@ -38,7 +40,24 @@ async fn main() -> Result<(), Error> {
     .bind(TENANTS)
     .execute(&mut catalog)
     .await?;
+    // Figures for every row: users, a size, a request count for each hour of the day.
+    sqlx::query(
+        "UPDATE tenants SET users_count = 1 + (hashtext(slug) & 63), \
+           storage_bytes = 8388608 + (hashtext(name) & 1048575) * 64, storage_sampled_at = now()",
+    )
+    .execute(&mut catalog)
+    .await?;
+    sqlx::query(
+        "INSERT INTO usage_requests (tenant_id, hour, requests) \
+         SELECT t.id, date_trunc('hour', now()) - h * interval '1 hour', 100 + h \
+         FROM tenants t, generate_series(0, 23) AS h",
+    )
+    .execute(&mut catalog)
+    .await?;
     sqlx::query("ANALYZE tenants").execute(&mut catalog).await?;
+    sqlx::query("ANALYZE usage_requests")
+        .execute(&mut catalog)
+        .await?;
 
     // Sign in to the portal as a browser does.
     let client = reqwest::Client::builder()
@@ -119,6 +138,10 @@ async fn main() -> Result<(), Error> {
         (
             "portal tenants, page 91",
             format!("?status=active&cursor={cursor}"),
+        ),
+        (
+            "portal tenant page (charts, audit)",
+            "/tenant-42".to_owned(),
         ),
     ] {
         let session = session.clone();

@@ -173,6 +173,31 @@ impl FormField {
     }
 }
 
+/// A form's problems, field by field, as `(field, message)`.
+#[derive(Default)]
+pub struct FieldProblems(pub Vec<(String, String)>);
+
+impl FieldProblems {
+    /// The operations library's field errors.
+    pub fn of(errors: Vec<catalog::plans::FieldError>) -> Self {
+        Self(
+            errors
+                .into_iter()
+                .map(|error| (error.field, error.message))
+                .collect(),
+        )
+    }
+
+    /// `text` as a whole number; else 0, and the field's problem noted.
+    pub fn whole(&mut self, field: &str, text: &str) -> i64 {
+        text.trim().parse::<i64>().unwrap_or_else(|_| {
+            self.0
+                .push((field.to_owned(), "must be a whole number".to_owned()));
+            0
+        })
+    }
+}
+
 /// A template as an HTML answer.
 fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {

@@ -11,7 +11,7 @@ use catalog::plans::{Plan, PlanLimits};
 use provisioner::error::OpsError;
 
 use super::session::CurrentSession;
-use super::{FormField, PortalError, render};
+use super::{FieldProblems, FormField, PortalError, render};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -115,13 +115,8 @@ impl PlanForm {
 
     /// The limits typed, or each field that is not a whole number.
     fn limits(&self) -> Result<PlanLimits, Vec<(String, String)>> {
-        let mut errors = Vec::new();
-        let mut whole = |field: &str, text: &str| -> i64 {
-            text.trim().parse::<i64>().unwrap_or_else(|_| {
-                errors.push((field.to_owned(), "must be a whole number".to_owned()));
-                0
-            })
-        };
+        let mut problems = FieldProblems::default();
+        let mut whole = |field: &str, text: &str| problems.whole(field, text);
         let narrow = |value: i64| i32::try_from(value).unwrap_or(i32::MAX);
         let limits = PlanLimits {
             max_users: narrow(whole("max_users", &self.max_users)),
@@ -140,10 +135,10 @@ impl PlanForm {
             trial_days: (!self.trial_days.trim().is_empty())
                 .then(|| narrow(whole("trial_days", &self.trial_days))),
         };
-        if errors.is_empty() {
+        if problems.0.is_empty() {
             Ok(limits)
         } else {
-            Err(errors)
+            Err(problems.0)
         }
     }
 
@@ -261,10 +256,7 @@ async fn edit(
     {
         Ok(_) => Ok(Redirect::to("/portal/plans").into_response()),
         Err(OpsError::Validation { errors, .. }) => {
-            let errors: Vec<(String, String)> = errors
-                .into_iter()
-                .map(|error| (error.field, error.message))
-                .collect();
+            let errors = FieldProblems::of(errors).0;
             Ok(edit_page(
                 &session,
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -16,7 +16,7 @@ use provisioner::servers::NewServerRequest;
 use secrecy::SecretString;
 
 use super::session::CurrentSession;
-use super::{FormField, PortalError, render};
+use super::{FieldProblems, FormField, PortalError, render};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -165,13 +165,8 @@ async fn register(
     Form(form): Form<ServerForm>,
 ) -> Result<Response, PortalError> {
     session.check_csrf(&headers, form.csrf.as_deref())?;
-    let mut errors = Vec::new();
-    let mut number = |field: &str, text: &str| {
-        text.trim().parse::<i64>().unwrap_or_else(|_| {
-            errors.push((field.to_owned(), "must be a whole number".to_owned()));
-            0
-        })
-    };
+    let mut problems = FieldProblems::default();
+    let mut number = |field: &str, text: &str| problems.whole(field, text);
     let request = NewServerRequest {
         name: form.name.trim().to_owned(),
         host: form.host.trim().to_owned(),
@@ -181,16 +176,9 @@ async fn register(
         max_tenants: number("max_tenants", &form.max_tenants),
         connection_budget: number("connection_budget", &form.connection_budget),
     };
-    if !errors.is_empty() {
-        return page(
-            &state,
-            &session,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &form,
-            &errors,
-            None,
-        )
-        .await;
+    if !problems.0.is_empty() {
+        let status = StatusCode::UNPROCESSABLE_ENTITY;
+        return page(&state, &session, status, &form, &problems.0, None).await;
     }
     match crate::servers::register(&state.platform, &session.actor(), request).await {
         Ok(_) => Ok(Redirect::to("/portal/servers").into_response()),
@@ -198,10 +186,7 @@ async fn register(
         // prepared, above the form.
         Err(OpsError::Validation { errors, detail, .. }) => {
             let general = errors.is_empty().then_some(detail);
-            let errors: Vec<(String, String)> = errors
-                .into_iter()
-                .map(|error| (error.field, error.message))
-                .collect();
+            let errors = FieldProblems::of(errors).0;
             let status = StatusCode::UNPROCESSABLE_ENTITY;
             page(&state, &session, status, &form, &errors, general).await
         }

@@ -16,7 +16,7 @@ use tenancy_core::{Email, PlanName, Slug};
 
 use super::session::CurrentSession;
 use super::tenant_page::{Problems, tenant_page};
-use super::{FormField, PortalError, format, render};
+use super::{FieldProblems, FormField, PortalError, format, render};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -240,64 +240,34 @@ async fn form_page(
     errors: &[(String, String)],
     general: Option<String>,
 ) -> Result<Response, PortalError> {
-    let error = |name: &str| {
-        errors
-            .iter()
-            .find(|(field, _)| field == name)
-            .map(|(_, message)| message.clone())
-    };
     let chosen = if form.plan.is_empty() {
         "trial"
     } else {
         form.plan.as_str()
     };
-    let plans = plan_choices(state, chosen).await?;
+    let mut plan = FormField::new("plan", "Plan", "select", form.plan.clone(), errors);
+    plan.options = plan_choices(state, chosen).await?;
     let fields = vec![
-        FormField {
-            name: "slug",
-            label: "Slug",
-            kind: "text",
-            value: form.slug.clone(),
-            error: error("slug"),
-            hint: Some("lower-case letters, digits and dashes; it names the tenant in URLs"),
-            options: Vec::new(),
-        },
-        FormField {
-            name: "name",
-            label: "Name",
-            kind: "text",
-            value: form.name.clone(),
-            error: error("name"),
-            hint: None,
-            options: Vec::new(),
-        },
-        FormField {
-            name: "plan",
-            label: "Plan",
-            kind: "select",
-            value: form.plan.clone(),
-            error: error("plan"),
-            hint: None,
-            options: plans,
-        },
-        FormField {
-            name: "admin_email",
-            label: "First admin's e-mail",
-            kind: "email",
-            value: form.admin_email.clone(),
-            error: error("admin_email"),
-            hint: None,
-            options: Vec::new(),
-        },
-        FormField {
-            name: "admin_password",
-            label: "First admin's password",
-            kind: "password",
-            value: String::new(),
-            error: error("admin_password"),
-            hint: Some("at least 12 characters, not the e-mail, not a common password"),
-            options: Vec::new(),
-        },
+        FormField::new("slug", "Slug", "text", form.slug.clone(), errors)
+            .hint("lower-case letters, digits and dashes; it names the tenant in URLs"),
+        FormField::new("name", "Name", "text", form.name.clone(), errors),
+        plan,
+        FormField::new(
+            "admin_email",
+            "First admin's e-mail",
+            "email",
+            form.admin_email.clone(),
+            errors,
+        ),
+        // The password is never sent back.
+        FormField::new(
+            "admin_password",
+            "First admin's password",
+            "password",
+            String::new(),
+            errors,
+        )
+        .hint("at least 12 characters, not the e-mail, not a common password"),
     ];
     Ok(render(
         status,
@@ -370,10 +340,7 @@ async fn create(
             Ok(see_tenant(&tenant.slug))
         }
         Err(OpsError::Validation { errors, .. }) => {
-            let errors: Vec<(String, String)> = errors
-                .into_iter()
-                .map(|error| (error.field, error.message))
-                .collect();
+            let errors = FieldProblems::of(errors).0;
             form_page(
                 &state,
                 &session,

@@ -66,7 +66,7 @@ async fn browser(profile: &std::path::Path) -> (Process, Client) {
 }
 
 /// Saves the page at 1280 px and at 375 px wide as `<name>-1280.png` and `<name>-375.png`,
-/// and checks that every resource it loaded came from `origin`.
+/// and checks that every input has a label and every resource it loaded came from `origin`.
 async fn photograph(client: &Client, origin: &str, name: &str) {
     for width in [1280, 375] {
         client
@@ -93,6 +93,16 @@ async fn photograph(client: &Client, origin: &str, name: &str) {
         .set_window_size(1280, 900)
         .await
         .expect("resize back");
+    let unlabelled = client
+        .execute(
+            "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]\
+               .filter(e => e.labels.length === 0 && !e.getAttribute('aria-label'))\
+               .map(e => e.name || e.id)",
+            vec![],
+        )
+        .await
+        .expect("the page's inputs");
+    assert_eq!(unlabelled, json!([]), "{name}: inputs without a label");
     let loaded = client
         .execute(
             "return performance.getEntriesByType('resource').map(e => e.name)",

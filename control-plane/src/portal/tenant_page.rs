@@ -46,6 +46,9 @@ pub struct TenantView {
     pub created: String,
     pub users: String,
     pub storage: String,
+    pub requests_today: String,
+    /// The last complete backup: when, and how long ago; `never`.
+    pub last_backup: String,
     pub trial_ends: Option<String>,
     pub suspended: Option<String>,
     pub delete_after: Option<String>,
@@ -230,6 +233,14 @@ pub async fn tenant_page(
                 ),
             },
         ),
+        requests_today: format::count(figures.as_ref().map_or(0, |figures| figures.requests_today)),
+        last_backup: figures
+            .as_ref()
+            .and_then(|figures| figures.last_backup_at)
+            .map_or_else(
+                || "never".to_owned(),
+                |at| format!("{} ({})", format::age(at, now), format::time(at)),
+            ),
         trial_ends: tenant.trial_ends_at.map(format::time),
         suspended: tenant.suspended_at.map(format::time),
         delete_after: tenant.delete_after.map(format::time),

@@ -242,6 +242,8 @@ pub struct Switch<'a> {
     pub previous: &'a str,
     pub restored: &'a str,
     pub schema_version: Option<i64>,
+    /// The restored database's users.
+    pub users: i64,
     /// The name `previous` is kept under, until `keep_until`.
     pub kept: &'a str,
     pub keep_until: chrono::DateTime<chrono::Utc>,
@@ -257,7 +259,7 @@ pub async fn switch_to_restored(
 ) -> Result<bool, sqlx::Error> {
     let switched = sqlx::query(
         "UPDATE tenants SET database_name = $3, schema_version = $4, updated_at = now(), \
-           users_count = NULL, users_counted_at = NULL, \
+           users_count = $5::integer, users_counted_at = now(), \
            status = CASE WHEN status = 'restoring' THEN 'active' ELSE status END \
          WHERE id = $1 AND database_name = $2 AND status IN ('active', 'suspended', 'restoring')",
     )
@@ -265,6 +267,7 @@ pub async fn switch_to_restored(
     .bind(switch.previous)
     .bind(switch.restored)
     .bind(switch.schema_version)
+    .bind(switch.users)
     .execute(&mut *transaction)
     .await?
     .rows_affected()

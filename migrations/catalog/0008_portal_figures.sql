@@ -1,6 +1,6 @@
 -- Figures the portal shows for every tenant without opening its database: how many users it
--- has (set when it becomes active, then by the routers whenever a user is created or
--- deleted; unknown after a restore until the next change) and its size day by day (the
+-- has (set when it becomes active, restored or adopted, then by the routers whenever a user
+-- is created or deleted) and its size day by day (the
 -- storage sampling keeps the day's latest sample, 90 days). Never edit this file once
 -- released.
 ALTER TABLE tenants

@@ -406,6 +406,11 @@ async fn a_super_admin_runs_a_tenant_from_the_portal_in_chromium() {
         .for_element(Locator::Css(".status-active"))
         .await
         .expect("the tenant active after the restore");
+    let source = client.source().await.expect("the page");
+    assert!(
+        source.contains("<dt>Users</dt><dd>1 of "),
+        "the restored database's users are counted"
+    );
     fill(&client, "confirm-slug", "initech").await;
     submit(&client, "form[action$='/delete']").await;
     client

@@ -168,6 +168,8 @@ pub struct Adopted<'a> {
     pub app_role: &'a str,
     pub sealed_password: &'a [u8],
     pub schema_version: Option<i64>,
+    /// Its database's users.
+    pub users: i64,
 }
 
 /// Records an adopted tenant, `active` at once (its database and role are ready). A live
@@ -178,8 +180,8 @@ pub async fn insert_adopted(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO tenants (id, slug, name, plan, status, server_id, database_name, app_role, \
-           app_password, schema_version) \
-         VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9)",
+           app_password, schema_version, users_count, users_counted_at) \
+         VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, $10::integer, now())",
     )
     .bind(adopted.id)
     .bind(adopted.slug)
@@ -190,6 +192,7 @@ pub async fn insert_adopted(
     .bind(adopted.app_role)
     .bind(adopted.sealed_password)
     .bind(adopted.schema_version)
+    .bind(adopted.users)
     .execute(executor)
     .await?;
     Ok(())

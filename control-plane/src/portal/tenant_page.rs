@@ -213,10 +213,7 @@ pub async fn tenant_page(
             || "—".to_owned(),
             |figures| match figures.users {
                 Some(users) => format!("{users} of {}", figures.max_users),
-                None => format!(
-                    "not counted since the last restore (at most {})",
-                    figures.max_users
-                ),
+                None => format!("not counted yet (at most {})", figures.max_users),
             },
         ),
         storage: figures.as_ref().map_or_else(

@@ -249,8 +249,8 @@ async fn restore_locked(
         old: &old,
         fenced,
     };
-    let schema_version = match restored {
-        Ok(version) => version,
+    let (schema_version, users) = match restored {
+        Ok(restored) => (restored.schema_version, restored.users),
         Err(error) => {
             fail(platform, &admin, &failed, &error).await;
             return Err(error);
@@ -270,6 +270,7 @@ async fn restore_locked(
             previous,
             restored: database.as_str(),
             schema_version,
+            users,
             kept: kept.as_str(),
             keep_until,
         },

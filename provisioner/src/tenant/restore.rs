@@ -142,15 +142,23 @@ pub async fn create_restore_target(
         .context("prepare the database to restore into")
 }
 
+/// What a restored database holds, read as it is finished.
+#[derive(Debug, Clone, Copy)]
+pub struct RestoredDatabase {
+    pub schema_version: Option<i64>,
+    /// The tenant's users (for the catalog's figures).
+    pub users: i64,
+}
+
 /// After `pg_restore`: the tenant role's privileges (as at provisioning), the schema
 /// owner's CREATE on the database taken back, PUBLIC shut out of `public`, and the tenant
-/// role allowed to connect. Returns the restored schema version.
+/// role allowed to connect. Returns the restored schema version and user count.
 pub async fn finish_restored_database(
     server: &ServerAddress,
     admin: &Client,
     database: &DatabaseName,
     tenant: TenantId,
-) -> Result<Option<i64>, ProvisionError> {
+) -> Result<RestoredDatabase, ProvisionError> {
     let mut client = server.connect(database.as_str()).await?;
     let transaction = client
         .transaction()
@@ -164,6 +172,12 @@ pub async fn finish_restored_database(
     let version = tenant_schema::applied_version(&transaction)
         .await
         .context("read the restored schema version")?;
+    // Every schema version has had `app.users` (step 1).
+    let users: i64 = transaction
+        .query_one("SELECT count(*) FROM app.users", &[])
+        .await
+        .context("count the restored database's users")?
+        .get(0);
     transaction
         .commit()
         .await
@@ -177,5 +191,8 @@ pub async fn finish_restored_database(
         .await
         .context("take back CREATE on the restored database")?;
     close_database(admin, database, tenant).await?;
-    Ok(version)
+    Ok(RestoredDatabase {
+        schema_version: version,
+        users,
+    })
 }

@@ -145,10 +145,10 @@ async fn adopt_locked(
             .await
             .map_err(super::unavailable_server)?;
     }
-    let schema_version =
-        crate::tenant::finish_restored_database(&address, &admin, database, tenant)
-            .await
-            .map_err(super::unavailable_server)?;
+    let restored = crate::tenant::finish_restored_database(&address, &admin, database, tenant)
+        .await
+        .map_err(super::unavailable_server)?;
+    let schema_version = restored.schema_version;
 
     let mut transaction = platform.db.begin().await?;
     let inserted = catalog::tenants::insert_adopted(
@@ -163,6 +163,7 @@ async fn adopt_locked(
             app_role: role.as_str(),
             sealed_password: &sealed,
             schema_version,
+            users: restored.users,
         },
     )
     .await;

@@ -31,8 +31,25 @@ fn screenshots() -> PathBuf {
     directory
 }
 
+/// chromedriver, and on drop every process of the Chromium it started: a test that fails
+/// before closing its session would otherwise leave the browser running (chromedriver's
+/// end does not end it). Each run has its own profile directory, named on every one of its
+/// processes' command lines.
+struct Driver {
+    _process: Process,
+    profile: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &format!("user-data-dir={}", self.profile)])
+            .status();
+    }
+}
+
 /// chromedriver on a free port, and a headless Chromium session through it.
-async fn browser(profile: &std::path::Path) -> (Process, Client) {
+async fn browser(profile: &std::path::Path) -> (Driver, Client) {
     let port = free_port();
     let driver = Command::new("chromedriver")
         .arg(format!("--port={port}"))
@@ -40,7 +57,10 @@ async fn browser(profile: &std::path::Path) -> (Process, Client) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start chromedriver (Debian: apt-get install chromium chromium-driver)");
-    let driver = Process { child: driver };
+    let driver = Driver {
+        _process: Process { child: driver },
+        profile: profile.display().to_string(),
+    };
     let url = format!("http://127.0.0.1:{port}");
     wait_until_healthy(&format!("{url}/status"), Duration::from_secs(30)).await;
     let mut capabilities = serde_json::Map::new();

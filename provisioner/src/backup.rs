@@ -36,7 +36,7 @@ pub async fn create_reader(
     drop_expired_readers(admin).await?;
     let name = format!("{READER_PREFIX}{}", Uuid::new_v4().simple());
     let password = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
-    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+    let verifier = crate::scram::verifier(&password);
     // The verifier is made of base64 and `$:=-` characters; it cannot close the literal.
     admin
         .batch_execute(&format!(

@@ -30,6 +30,7 @@ pub mod migrations;
 pub mod names;
 pub mod plans;
 pub mod platform;
+pub mod scram;
 pub mod server;
 pub mod servers;
 pub mod sweep;

@@ -107,6 +107,46 @@ async fn a_tenant_role_reaches_only_its_own_database_and_cannot_do_ddl() {
     let (acme, globex) = (TenantId::new(), TenantId::new());
     provision(&address, acme, "acme-password-1").await;
     provision(&address, globex, "globex-password-2").await;
+    // A machine-generated password (as every tenant's is) gets a cheap verifier and logs
+    // in; a short one keeps PostgreSQL's 4,096 iterations.
+    let initech = TenantId::new();
+    let machine = "q8V2mZt0LwX4rKc7YbN1pHs5dJf9gA3uE6iO2kTz";
+    provision(&address, initech, machine).await;
+    let admin = address.connect("postgres").await.expect("admin");
+    let verifier = |tenant: TenantId| {
+        let admin = &admin;
+        async move {
+            let row = admin
+                .query_one(
+                    "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+                    &[&provisioner::RoleName::for_tenant(tenant).as_str()],
+                )
+                .await
+                .expect("the role's verifier");
+            row.get::<_, String>(0)
+        }
+    };
+    assert!(verifier(initech).await.starts_with("SCRAM-SHA-256$16:"));
+    assert!(verifier(acme).await.starts_with("SCRAM-SHA-256$4096:"));
+    connect_as(
+        &address,
+        initech,
+        machine,
+        DatabaseName::for_tenant(initech).as_str(),
+    )
+    .await
+    .expect("a login with the cheap verifier");
+    assert!(
+        connect_as(
+            &address,
+            initech,
+            "q8V2mZt0LwX4rKc7YbN1pHs5dJf9gA3uE6iO2kTy",
+            DatabaseName::for_tenant(initech).as_str(),
+        )
+        .await
+        .is_err(),
+        "and only with its password"
+    );
 
     let acme_db = DatabaseName::for_tenant(acme);
     let client = connect_as(&address, acme, "acme-password-1", acme_db.as_str())

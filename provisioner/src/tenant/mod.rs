@@ -28,7 +28,8 @@ pub struct RoleLimits {
 
 /// Creates the tenant's login role, or brings an existing one (a re-run) to the given
 /// password and limits. The password is sent as a SCRAM verifier, never in clear, so it
-/// cannot appear in the server's statement log. A new role carries `owner`'s mark from the
+/// cannot appear in the server's statement log; a machine-generated password's verifier
+/// has few iterations, so the router's connections are cheap ([`crate::scram`]). A new role carries `owner`'s mark from the
 /// statement that creates it; an existing one without a mark (a re-run) gets it.
 pub async fn ensure_role(
     admin: &Client,
@@ -38,7 +39,7 @@ pub async fn ensure_role(
     owner: Installation,
 ) -> Result<(), ProvisionError> {
     let role = RoleName::for_tenant(tenant);
-    let verifier = postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
+    let verifier = crate::scram::verifier(password.expose_secret());
     let exists = role_exists(admin, &role).await?;
     let verb = if exists { "ALTER" } else { "CREATE" };
     // The verifier is made of base64 and `$:=-` characters; it cannot close the literal.

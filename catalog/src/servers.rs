@@ -113,6 +113,43 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Server>, sqlx::Error> {
         .await
 }
 
+/// A server by name, its row locked until the transaction ends.
+pub async fn lock_by_name(
+    executor: impl PgExecutor<'_>,
+    name: &str,
+) -> Result<Option<ServerId>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM database_servers WHERE name = $1 FOR UPDATE")
+        .bind(name)
+        .fetch_optional(executor)
+        .await
+}
+
+/// Sets a server's capacity; the routers hear of it at commit (`server:<id>`).
+pub async fn set_capacity(
+    executor: impl PgExecutor<'_>,
+    id: ServerId,
+    max_tenants: i32,
+    connection_budget: i32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE database_servers SET max_tenants = $2, connection_budget = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(max_tenants)
+    .bind(connection_budget)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// A server's connection budget now.
+pub async fn connection_budget(pool: &PgPool, id: ServerId) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar("SELECT connection_budget FROM database_servers WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
 pub async fn get(
     executor: impl PgExecutor<'_>,
     id: ServerId,

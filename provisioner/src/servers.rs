@@ -66,6 +66,96 @@ fn check(request: &NewServerRequest) -> Vec<FieldError> {
     errors
 }
 
+/// A change to a server's capacity; what is absent stays.
+#[derive(Debug, Clone, Default)]
+pub struct CapacityChange {
+    pub max_tenants: Option<i64>,
+    pub connection_budget: Option<i64>,
+}
+
+/// Changes a server's maximum of tenants and the connection budget the routers share on it.
+/// Routers apply a new budget at once, without a restart (they hear of it from the catalog):
+/// a smaller one closes idle connections and opens none until they fit. A maximum below
+/// the tenants already there only stops placement (nothing moves).
+pub async fn set_capacity(
+    platform: &Platform,
+    actor: &Actor,
+    name: &str,
+    change: CapacityChange,
+) -> OpsResult<Server> {
+    let mut errors = Vec::new();
+    if change
+        .max_tenants
+        .is_some_and(|value| !(1..=100_000).contains(&value))
+    {
+        errors.push(FieldError::new(
+            "max_tenants",
+            "must be between 1 and 100000",
+        ));
+    }
+    if change
+        .connection_budget
+        .is_some_and(|value| !(1..=100_000).contains(&value))
+    {
+        errors.push(FieldError::new(
+            "connection_budget",
+            "must be between 1 and 100000",
+        ));
+    }
+    if change.max_tenants.is_none() && change.connection_budget.is_none() {
+        errors.push(FieldError::new(
+            "connection_budget",
+            "give max_tenants or connection_budget",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(OpsError::validation(errors));
+    }
+    let not_found = || OpsError::not_found("server_not_found", format!("no server named `{name}`"));
+    let mut transaction = platform.db.begin().await?;
+    let id = catalog::servers::lock_by_name(&mut *transaction, name)
+        .await?
+        .ok_or_else(not_found)?;
+    let before = catalog::servers::get(&mut *transaction, id)
+        .await?
+        .ok_or_else(not_found)?;
+    let max_tenants = change.max_tenants.map_or(before.max_tenants, |value| {
+        i32::try_from(value).unwrap_or(i32::MAX)
+    });
+    let budget = change
+        .connection_budget
+        .map_or(before.connection_budget, |value| {
+            i32::try_from(value).unwrap_or(i32::MAX)
+        });
+    if max_tenants == before.max_tenants && budget == before.connection_budget {
+        return Ok(before);
+    }
+    catalog::servers::set_capacity(&mut *transaction, id, max_tenants, budget).await?;
+    catalog::audit::record(
+        &mut *transaction,
+        actor,
+        Change {
+            action: "server.update",
+            entity_type: "server",
+            entity_id: name,
+            before: Some(serde_json::json!({
+                "max_tenants": before.max_tenants,
+                "connection_budget": before.connection_budget,
+            })),
+            after: Some(serde_json::json!({
+                "max_tenants": max_tenants,
+                "connection_budget": budget,
+            })),
+        },
+    )
+    .await?;
+    let after = catalog::servers::get(&mut *transaction, id)
+        .await?
+        .ok_or_else(not_found)?;
+    transaction.commit().await?;
+    Ok(after)
+}
+
 /// Checks the server answers with the given credentials, prepares it for tenants (schema
 /// owner role, closed maintenance databases, template database) and records it.
 pub async fn register(

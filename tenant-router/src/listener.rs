@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use tenancy_core::TenantId;
+use tenancy_core::{ServerId, TenantId};
 use tokio::task::JoinHandle;
 
 use crate::directory::Directory;
@@ -61,8 +61,19 @@ async fn listen(catalog: &PgPool, directory: &Directory, pools: &Pools) -> Resul
             for id in directory.invalidate_plan(plan) {
                 pools.remove(id);
             }
-        } else if payload.starts_with("server:") {
+        } else if let Some(server) = payload
+            .strip_prefix("server:")
+            .and_then(|id| id.parse::<ServerId>().ok())
+        {
             directory.clear();
+            // A new budget applies at once, not only when its tenants are next read.
+            match catalog::servers::connection_budget(catalog, server).await {
+                Ok(Some(budget)) => {
+                    pools.set_budget(server, u32::try_from(budget).unwrap_or(1));
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "read a server's connection budget"),
+            }
         }
     }
 }

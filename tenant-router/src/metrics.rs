@@ -26,6 +26,7 @@ pub struct Metrics {
     pub http: Arc<HttpMetrics>,
     lookups: Family<LookupLabels, Counter>,
     server_connections: Family<ServerLabels, Gauge>,
+    server_budget: Family<ServerLabels, Gauge>,
     breaker_open: Family<ServerLabels, Gauge>,
     waiting: Family<ServerLabels, Gauge>,
     open_pools: Gauge,
@@ -48,6 +49,12 @@ impl Default for Metrics {
             "server_connections",
             "Connections the router holds open per database server",
             server_connections.clone(),
+        );
+        let server_budget = Family::<ServerLabels, Gauge>::default();
+        registry.register(
+            "server_connection_budget",
+            "The connection budget in force per database server",
+            server_budget.clone(),
         );
         let breaker_open = Family::<ServerLabels, Gauge>::default();
         registry.register(
@@ -80,6 +87,7 @@ impl Default for Metrics {
             http,
             lookups,
             server_connections,
+            server_budget,
             breaker_open,
             waiting,
             open_pools,
@@ -112,6 +120,9 @@ impl Metrics {
             self.server_connections
                 .get_or_create(&labels)
                 .set(i64::from(server.open_connections));
+            self.server_budget
+                .get_or_create(&labels)
+                .set(i64::from(server.budget));
             self.breaker_open
                 .get_or_create(&labels)
                 .set(i64::from(server.breaker_open));
@@ -148,6 +159,8 @@ pub struct PoolStats {
 pub struct ServerStats {
     pub server: tenancy_core::ServerId,
     pub open_connections: u32,
+    /// The connection budget in force.
+    pub budget: u32,
     pub breaker_open: bool,
     /// Requests waiting for a connection to this server.
     pub waiting: usize,

@@ -1,5 +1,5 @@
-//! `tenantctl server add|list|orphans|adopt`: the database servers tenants are placed on,
-//! and the objects of ours on them that the catalog does not know.
+//! `tenantctl server add|set|list|orphans|adopt`: the database servers tenants are placed
+//! on, their capacity, and the objects of ours on them that the catalog does not know.
 
 use secrecy::SecretString;
 
@@ -28,6 +28,18 @@ pub enum ServerCommand {
         /// Connections the routers may open to this server, all tenants together.
         #[arg(long, default_value_t = 200)]
         connection_budget: u32,
+    },
+    /// Change a server's capacity: its maximum of tenants, and the connection budget the
+    /// routers share on it (applied by running routers at once, no restart).
+    Set {
+        #[command(flatten)]
+        platform: PlatformArgs,
+        /// The server's name.
+        name: String,
+        #[arg(long)]
+        max_tenants: Option<u32>,
+        #[arg(long)]
+        connection_budget: Option<u32>,
     },
     /// List servers with their tenant counts.
     List {
@@ -102,6 +114,35 @@ pub async fn run(command: ServerCommand, json: bool) -> anyhow::Result<()> {
                     server.name.clone(),
                     format!("{}:{}", server.host, server.port),
                     cell(server.schema_version),
+                ]],
+            )
+        }
+        ServerCommand::Set {
+            platform,
+            name,
+            max_tenants,
+            connection_budget,
+        } => {
+            let platform = platform.connect().await?;
+            let server = provisioner::servers::set_capacity(
+                &platform,
+                &crate::admin::operator(),
+                &name,
+                provisioner::servers::CapacityChange {
+                    max_tenants: max_tenants.map(i64::from),
+                    connection_budget: connection_budget.map(i64::from),
+                },
+            )
+            .await?;
+            let server = provisioner::wire::Server::from(server);
+            print(
+                json,
+                &server,
+                &["NAME", "TENANTS", "CONNECTIONS"],
+                vec![vec![
+                    server.name.clone(),
+                    format!("{}/{}", server.tenants, server.max_tenants),
+                    server.connection_budget.to_string(),
                 ]],
             )
         }

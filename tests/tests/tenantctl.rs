@@ -167,4 +167,28 @@ async fn operators_manage_servers_and_tenants_from_the_cli() {
         servers[0]["tenants"], 2,
         "the deleting tenant still holds its slot; the bad one was never made"
     );
+
+    // A server's capacity: changed in place, out-of-range refused with nothing changed.
+    let set = json_of(&app.tenantctl(
+        &[
+            "--json",
+            "server",
+            "set",
+            "main",
+            "--connection-budget",
+            "77",
+            "--max-tenants",
+            "30",
+        ],
+        "",
+    ));
+    assert_eq!(set["connection_budget"], 77);
+    assert_eq!(set["max_tenants"], 30);
+    let refused = app.tenantctl(&["server", "set", "main", "--connection-budget", "0"], "");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("connection_budget"));
+    let missing = app.tenantctl(&["server", "set", "nope", "--max-tenants", "3"], "");
+    assert!(!missing.status.success());
+    let servers = json_of(&app.tenantctl(&["--json", "server", "list"], ""));
+    assert_eq!(servers[0]["connection_budget"], 77);
 }

@@ -1,12 +1,14 @@
-//! Database servers: `GET /v1/servers`, `POST /v1/servers`.
+//! Database servers: `GET /v1/servers`, `POST /v1/servers`, `PATCH /v1/servers/{name}`
+//! (capacity: max tenants and the routers' connection budget, applied without restarts).
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, patch};
 use provisioner::wire::Server;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use tenancy_http::Path;
 
 use crate::error::ApiResult;
 use crate::extract::{CurrentAdmin, Json};
@@ -14,7 +16,9 @@ use crate::servers::NewServerRequest;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/servers", get(list).post(create))
+    Router::new()
+        .route("/v1/servers", get(list).post(create))
+        .route("/v1/servers/{name}", patch(update))
 }
 
 #[derive(Debug, Serialize)]
@@ -64,4 +68,30 @@ async fn create(
     )
     .await?;
     Ok((StatusCode::CREATED, Json(server.into())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateServer {
+    max_tenants: Option<i64>,
+    connection_budget: Option<i64>,
+}
+
+async fn update(
+    State(state): State<AppState>,
+    admin: CurrentAdmin,
+    Path(name): Path<String>,
+    Json(body): Json<UpdateServer>,
+) -> ApiResult<Json<Server>> {
+    let server = crate::servers::set_capacity(
+        &state.platform,
+        &admin.actor(),
+        &name,
+        crate::servers::CapacityChange {
+            max_tenants: body.max_tenants,
+            connection_budget: body.connection_budget,
+        },
+    )
+    .await?;
+    Ok(Json(server.into()))
 }

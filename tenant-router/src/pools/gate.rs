@@ -3,6 +3,7 @@
 //! the deadpool manager that takes a permit before it connects.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics as ObjectMetrics, RecycleError, RecycleResult};
@@ -16,26 +17,60 @@ use crate::tenant::ServerRef;
 pub struct ServerGate {
     pub server: ServerRef,
     pub(super) permits: Arc<Semaphore>,
+    /// The budget now (the catalog's `connection_budget`; changed without a restart).
+    budget: AtomicU32,
+    /// Permits the semaphore holds in all, given out or not: the budget once a smaller
+    /// budget has taken back what it gave up.
+    issued: Arc<AtomicU32>,
     pub breaker: Breaker,
 }
 
 impl ServerGate {
     pub fn new(server: &ServerRef) -> Self {
+        let budget = server.connection_budget.max(1);
         Self {
             server: server.clone(),
-            permits: Arc::new(Semaphore::new(
-                usize::try_from(server.connection_budget).unwrap_or(1),
-            )),
+            permits: Arc::new(Semaphore::new(usize::try_from(budget).unwrap_or(1))),
+            budget: AtomicU32::new(budget),
+            issued: Arc::new(AtomicU32::new(budget)),
             breaker: Breaker::default(),
         }
     }
-}
 
-impl ServerGate {
+    /// The connection budget now.
+    pub fn budget(&self) -> u32 {
+        self.budget.load(Ordering::SeqCst)
+    }
+
     /// Connections the router holds open on this server now.
     pub fn open_connections(&self) -> u32 {
         let available = u32::try_from(self.permits.available_permits()).unwrap_or(0);
-        self.server.connection_budget.saturating_sub(available)
+        self.issued.load(Ordering::SeqCst).saturating_sub(available)
+    }
+
+    /// Applies a new budget. A larger one gives its permits at once; a smaller one takes
+    /// permits back as connections close (the caller closes idle ones): until then no new
+    /// connection is opened, since the taking waits first in the semaphore's queue.
+    /// Returns whether the budget changed.
+    pub fn set_budget(&self, budget: u32) -> bool {
+        let budget = budget.max(1);
+        let old = self.budget.swap(budget, Ordering::SeqCst);
+        if budget > old {
+            let more = budget - old;
+            self.permits.add_permits(usize::try_from(more).unwrap_or(0));
+            self.issued.fetch_add(more, Ordering::SeqCst);
+        } else if budget < old {
+            let fewer = old - budget;
+            let permits = self.permits.clone();
+            let issued = self.issued.clone();
+            tokio::spawn(async move {
+                if let Ok(taken) = permits.acquire_many_owned(fewer).await {
+                    taken.forget();
+                    issued.fetch_sub(fewer, Ordering::SeqCst);
+                }
+            });
+        }
+        budget != old
     }
 }
 

@@ -218,12 +218,43 @@ impl Pools {
         Ok(tenant_pool)
     }
 
+    /// The server's gate; a budget the directory read anew (changed in the catalog) is
+    /// applied to it.
     fn gate_for(&self, server: &ServerRef) -> Arc<ServerGate> {
-        self.gates
+        let gate = self
+            .gates
             .lock()
             .entry(server.id)
             .or_insert_with(|| Arc::new(ServerGate::new(server)))
-            .clone()
+            .clone();
+        gate.set_budget(server.connection_budget);
+        gate
+    }
+
+    /// A server's connection budget changed in the catalog: applied at once, and every pool
+    /// on the server is closed (idle connections close now, busy ones as they come back;
+    /// the next request gets a pool sized for the new budget).
+    pub fn set_budget(&self, server: ServerId, budget: u32) {
+        let gate = self.gates.lock().get(&server).cloned();
+        let Some(gate) = gate else {
+            return;
+        };
+        if !gate.set_budget(budget) {
+            return;
+        }
+        tracing::info!(server = %server, budget, "server connection budget applied");
+        let closed: Vec<Arc<TenantPool>> = {
+            let mut pools = self.pools.lock();
+            let ids: Vec<TenantId> = pools
+                .iter()
+                .filter(|(_, pool)| pool.gate.server.id == server)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| pools.remove(id)).collect()
+        };
+        for pool in closed {
+            pool.pool.close();
+        }
     }
 
     /// Closes a tenant's pool (its connections close as they come back).
@@ -303,6 +334,7 @@ impl Pools {
                 .map(|gate| crate::metrics::ServerStats {
                     server: gate.server.id,
                     open_connections: gate.open_connections(),
+                    budget: gate.budget(),
                     breaker_open: gate.breaker.is_open(),
                     waiting: waiting.get(&gate.server.id).copied().unwrap_or(0),
                 })

@@ -267,3 +267,164 @@ async fn over_its_storage_limit_a_tenant_can_read_but_not_write_and_usage_is_cou
     let (_, other) = app.usage(&admin, "globex").await;
     assert_eq!(other["requests_last_24h"], 0);
 }
+
+/// The connection budget the router's metrics say is in force on a server.
+async fn budget_in_force(router: &TenantRouter, server: &str) -> Option<i64> {
+    let metrics = reqwest::get(format!("{}/metrics", router.base_url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let prefix = format!("tenancy_router_server_connection_budget{{server=\"{server}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Waits (at most 3 s) until the router applies `budget`; how long it took.
+async fn until_applied(router: &TenantRouter, server: &str, budget: i64) -> Duration {
+    let started = Instant::now();
+    while budget_in_force(router, server).await != Some(budget) {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "budget {budget} never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn a_budget_change_reaches_a_running_router_within_a_second() {
+    let app = ControlPlane::start().await;
+    let admin = app.admin_token().await;
+    let (status, server) = app
+        .call(
+            Method::POST,
+            "/v1/servers",
+            Some(&admin),
+            Some(json!({
+            "name": "small", "host": "127.0.0.1", "port": app.postgres.server.port(),
+            "admin_user": "postgres", "admin_password": app.postgres.server.superuser_password(),
+            "max_tenants": 50, "connection_budget": 8 })),
+        )
+        .await;
+    assert_eq!(status, 201, "{server}");
+    let server_id = server["id"].as_str().expect("an id").to_owned();
+    let slugs = ["b-one", "b-two", "b-three", "b-four"];
+    let mut tokens = Vec::new();
+    let mut databases = Vec::new();
+    for slug in slugs {
+        let (status, tenant) = app.create_tenant(&admin, slug).await;
+        assert_eq!(status, 201);
+        databases.push(tenant["database_name"].as_str().expect("db").to_owned());
+        tokens.push(app.tenant_token(&admin, slug, ALL).await);
+    }
+    let router = app.start_router(&[("TENANCY_POOL_WAIT", "500ms")]).await;
+    for token in &tokens {
+        let (status, _) = router.customers(token).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(budget_in_force(&router, &server_id).await, Some(8));
+
+    // Bad changes are refused and change nothing.
+    for (path, body, status) in [
+        ("/v1/servers/small", json!({ "connection_budget": 0 }), 422),
+        ("/v1/servers/small", json!({}), 422),
+        ("/v1/servers/small", json!({ "budget": 2 }), 422),
+        ("/v1/servers/nope", json!({ "connection_budget": 2 }), 404),
+    ] {
+        let (got, answer) = app
+            .call(Method::PATCH, path, Some(&admin), Some(body.clone()))
+            .await;
+        assert!(
+            got == status || (status == 422 && got == 400),
+            "{body}: {got} {answer}"
+        );
+        assert_eq!(answer["status"], got, "a problem document: {answer}");
+    }
+
+    // Smaller: applied within a second, and from then on the router holds at most that.
+    let (status, changed) = app
+        .call(
+            Method::PATCH,
+            "/v1/servers/small",
+            Some(&admin),
+            Some(json!({ "connection_budget": 2, "max_tenants": 40 })),
+        )
+        .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["connection_budget"], 2);
+    assert_eq!(changed["max_tenants"], 40);
+    let took = until_applied(&router, &server_id, 2).await;
+    assert!(took < Duration::from_secs(1), "applied after {took:?}");
+
+    let mut lockers = Vec::new();
+    for database in &databases {
+        use sqlx::Connection;
+        let mut locker = sqlx::PgConnection::connect(&app.postgres.server.superuser_url(database))
+            .await
+            .expect("connect");
+        for statement in ["BEGIN", "LOCK TABLE app.customers IN ACCESS EXCLUSIVE MODE"] {
+            sqlx::query(statement)
+                .execute(&mut locker)
+                .await
+                .expect("lock");
+        }
+        lockers.push(locker);
+    }
+    let started = Instant::now();
+    let requests = tokens
+        .iter()
+        .flat_map(|token| (0..3).map(move |_| token))
+        .map(|token| router.call(Method::GET, "/v1/customers", Some(token), None));
+    let all = futures::future::join_all(requests);
+    let watcher = async {
+        let mut most = 0;
+        while started.elapsed() < Duration::from_millis(1200) {
+            most = most.max(router_connections(&app.postgres.server).await);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for locker in &mut lockers {
+            sqlx::query("ROLLBACK")
+                .execute(&mut *locker)
+                .await
+                .expect("unlock");
+        }
+        most
+    };
+    let (results, most) = tokio::join!(all, watcher);
+    assert!(most <= 2, "at most the new budget: saw {most}");
+    assert!(most >= 1, "the lock held a connection busy: saw {most}");
+    assert!(
+        results
+            .iter()
+            .all(|(status, body)| *status == 200 || body["code"] == "pool_timeout"),
+        "{results:?}"
+    );
+
+    // Larger again, just as fast; recorded in the audit log.
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            "/v1/servers/small",
+            Some(&admin),
+            Some(json!({ "connection_budget": 6 })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let took = until_applied(&router, &server_id, 6).await;
+    assert!(took < Duration::from_secs(1), "applied after {took:?}");
+    let (_, audit) = app
+        .call(Method::GET, "/v1/audit-log", Some(&admin), None)
+        .await;
+    let updates = audit["items"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|entry| entry["action"] == "server.update")
+        .count();
+    assert_eq!(updates, 2, "{audit}");
+}

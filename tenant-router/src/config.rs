@@ -99,6 +99,11 @@ pub struct AuthArgs {
     #[arg(long, env = "TENANCY_ROUTER_BASE_DOMAIN")]
     pub base_domain: Option<String>,
 
+    /// Verified tokens remembered (by their SHA-256, until their `exp`), so a token seen
+    /// before skips the signature check.
+    #[arg(long, env = "TENANCY_TOKEN_CACHE_CAPACITY", default_value_t = 100_000)]
+    pub token_cache_capacity: usize,
+
     /// Lifetime of an access token.
     #[arg(long, env = "TENANCY_ACCESS_TOKEN_TTL", default_value = "60m", value_parser = humantime::parse_duration)]
     pub access_token_ttl: Duration,
@@ -137,6 +142,7 @@ impl AuthArgs {
             signing_keys_file: None,
             issuer: "tenancy-router".to_owned(),
             base_domain: None,
+            token_cache_capacity: 100_000,
             access_token_ttl: Duration::from_secs(3600),
             refresh_token_ttl: Duration::from_secs(7 * 86_400),
             refresh_reuse_grace: Duration::from_secs(5),

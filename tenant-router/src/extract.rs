@@ -150,29 +150,15 @@ impl FromRequestParts<AppState> for Tenant {
                     ),
                 }
             })?;
-        let (tenant, principal) = match state.auth.tokens.verify(token) {
-            Ok(claims) => (
-                claims.tenant,
-                Principal::User {
-                    id: claims.sub,
-                    session: claims.sid,
-                },
-            ),
-            // Not signed by a router key: it may be a service token.
-            Err(TokenError::UnknownKey) => {
-                let claims: TenantClaims = state
-                    .verifier
-                    .verify(token)
-                    .map_err(|error| RouterError::InvalidToken(error.to_string()))?;
-                (
-                    claims.tenant,
-                    Principal::Service {
-                        subject: claims.sub,
-                        scopes: claims.scopes,
-                    },
-                )
+        let (tenant, principal) = match state.auth.token_cache.get(token) {
+            Some(known) => {
+                state.metrics.token_cache("hit");
+                known
             }
-            Err(error) => return Err(RouterError::InvalidToken(error.to_string())),
+            None => {
+                state.metrics.token_cache("miss");
+                verify(state, token)?
+            }
         };
         let (entry, pool) = admit(state, tenant).await?;
         if let Some(named) = named_tenant(&parts.headers, state.auth.base_domain.as_deref())?
@@ -201,6 +187,42 @@ impl FromRequestParts<AppState> for Tenant {
             state: state.clone(),
         })
     }
+}
+
+/// Checks a token's signature and claims (a router key's user token, else a control
+/// plane key's service token); remembers who it names until its `exp`.
+fn verify(state: &AppState, token: &str) -> RouterResult<(TenantId, Principal)> {
+    let (tenant, principal, expires_at) = match state.auth.tokens.verify(token) {
+        Ok(claims) => (
+            claims.tenant,
+            Principal::User {
+                id: claims.sub,
+                session: claims.sid,
+            },
+            claims.exp,
+        ),
+        // Not signed by a router key: it may be a service token.
+        Err(TokenError::UnknownKey) => {
+            let claims: TenantClaims = state
+                .verifier
+                .verify(token)
+                .map_err(|error| RouterError::InvalidToken(error.to_string()))?;
+            (
+                claims.tenant,
+                Principal::Service {
+                    subject: claims.sub,
+                    scopes: claims.scopes,
+                },
+                claims.exp,
+            )
+        }
+        Err(error) => return Err(RouterError::InvalidToken(error.to_string())),
+    };
+    state
+        .auth
+        .token_cache
+        .insert(token, tenant, principal.clone(), expires_at);
+    Ok((tenant, principal))
 }
 
 /// Lets a request for `tenant` through: the tenant exists and is active, and the request

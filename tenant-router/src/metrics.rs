@@ -25,6 +25,7 @@ pub struct Metrics {
     registry: Registry,
     pub http: Arc<HttpMetrics>,
     lookups: Family<LookupLabels, Counter>,
+    token_cache: Family<LookupLabels, Counter>,
     server_connections: Family<ServerLabels, Gauge>,
     server_budget: Family<ServerLabels, Gauge>,
     breaker_open: Family<ServerLabels, Gauge>,
@@ -43,6 +44,12 @@ impl Default for Metrics {
             "directory_lookups",
             "Tenant directory lookups by result",
             lookups.clone(),
+        );
+        let token_cache = Family::<LookupLabels, Counter>::default();
+        registry.register(
+            "token_cache_lookups",
+            "Bearer tokens looked up in the verified-token cache, by result",
+            token_cache.clone(),
         );
         let server_connections = Family::<ServerLabels, Gauge>::default();
         registry.register(
@@ -86,6 +93,7 @@ impl Default for Metrics {
             registry,
             http,
             lookups,
+            token_cache,
             server_connections,
             server_budget,
             breaker_open,
@@ -98,6 +106,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn token_cache(&self, result: &str) {
+        self.token_cache
+            .get_or_create(&LookupLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
     pub fn directory_lookup(&self, result: &str) {
         self.lookups
             .get_or_create(&LookupLabels {

@@ -3,6 +3,7 @@
 //! Everything a user is lives in the tenant's own database, read and written as the
 //! tenant's role.
 
+pub mod cache;
 pub mod lockout;
 pub mod secrets;
 pub mod sessions;
@@ -18,6 +19,8 @@ use tenancy_core::hash_gate::HashGate;
 #[derive(Debug)]
 pub struct AuthState {
     pub tokens: UserTokens,
+    /// Tokens verified before (service and user tokens alike).
+    pub token_cache: cache::TokenCache,
     /// Bounds the argon2 checks in flight.
     pub hashes: HashGate,
     pub lockout: lockout::Policy,
@@ -41,6 +44,7 @@ impl AuthState {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(Self {
             tokens,
+            token_cache: cache::TokenCache::new(args.token_cache_capacity),
             hashes: HashGate::new(
                 args.password_checks.unwrap_or(cores),
                 64,

@@ -13,6 +13,7 @@ use tenancy_tests::{ControlPlane, FinalBackup, TenantRouter, assert_problem, eve
 
 mod capacity;
 mod lifecycle;
+mod scale;
 
 const ALL: &[&str] = &["customers.read", "customers.write"];
 

@@ -1,0 +1,104 @@
+//! What keeps the router's hot path light with many tenants: the verified-token cache (never
+//! past `exp`, never for a tenant that may not be served).
+
+use super::*;
+
+/// A counter of the router's metrics (0 when not yet reported).
+async fn counter(router: &TenantRouter, series: &str) -> u64 {
+    let metrics = reqwest::get(format!("{}/metrics", router.base_url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{series} ")))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map_or(0, |value| value as u64)
+}
+
+const HITS: &str = r#"tenancy_router_token_cache_lookups_total{result="hit"}"#;
+const MISSES: &str = r#"tenancy_router_token_cache_lookups_total{result="miss"}"#;
+
+/// A service token for `slug` like the control plane's, expiring at `exp`.
+async fn token_expiring(app: &ControlPlane, admin: &str, slug: &str, exp: i64) -> String {
+    let issued = app.tenant_token(admin, slug, ALL).await;
+    let mut claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(issued.split('.').nth(1).expect("payload"))
+            .expect("b64"),
+    )
+    .expect("json");
+    claims["exp"] = json!(exp);
+    app.signing_key.sign(&claims).expect("sign")
+}
+
+#[tokio::test]
+async fn the_token_cache_never_serves_a_token_past_its_exp_nor_for_a_tenant_gone() {
+    let (app, admin) = platform_with_tenants(&["cached", "doomed"]).await;
+    let router = app.start_router(&[]).await;
+
+    // Seen twice: the second time from the cache.
+    let soon = chrono::Utc::now().timestamp() + 3;
+    let token = token_expiring(&app, &admin, "cached", soon).await;
+    let (status, _) = router.customers(&token).await;
+    assert_eq!(status, 200);
+    let hits = counter(&router, HITS).await;
+    let (status, _) = router.customers(&token).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        counter(&router, HITS).await,
+        hits + 1,
+        "served from the cache"
+    );
+
+    // Past `exp`, the cache does not answer: the token goes through the verifier again
+    // (which allows a few seconds of clock skew, then refuses it).
+    while chrono::Utc::now().timestamp() <= soon {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (hits, misses) = (counter(&router, HITS).await, counter(&router, MISSES).await);
+    let _ = router.customers(&token).await;
+    assert_eq!(
+        counter(&router, HITS).await,
+        hits,
+        "not from the cache past exp"
+    );
+    assert_eq!(counter(&router, MISSES).await, misses + 1);
+    eventually(
+        Duration::from_secs(10),
+        "the expired token refused",
+        || async {
+            let (status, body) = router.customers(&token).await;
+            status == 401 && body["code"] == "invalid_token"
+        },
+    )
+    .await;
+
+    // A cached token of a tenant that is then suspended, then deleted: refused at once.
+    let token = app.tenant_token(&admin, "doomed", ALL).await;
+    for _ in 0..2 {
+        let (status, _) = router.customers(&token).await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = app.suspend(&admin, "doomed").await;
+    assert_eq!(status, 200);
+    eventually(Duration::from_secs(1), "suspended: 403", || async {
+        let (status, body) = router.customers(&token).await;
+        status == 403 && body["code"] == "tenant_suspended"
+    })
+    .await;
+    app.delete_tenant_now(&admin, "doomed", FinalBackup::Skip)
+        .await;
+    let hits = counter(&router, HITS).await;
+    eventually(Duration::from_secs(1), "deleted: 401", || async {
+        let (status, _) = router.customers(&token).await;
+        status == 401
+    })
+    .await;
+    assert!(
+        counter(&router, HITS).await > hits,
+        "the cache still knew the token; the directory refused it"
+    );
+}

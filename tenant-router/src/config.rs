@@ -40,6 +40,10 @@ pub struct Config {
     #[arg(long, env = "TENANCY_DIRECTORY_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub directory_ttl: Duration,
 
+    /// Tenants the directory keeps at most (the least recently used are forgotten first).
+    #[arg(long, env = "TENANCY_DIRECTORY_CAPACITY", default_value_t = 100_000)]
+    pub directory_capacity: usize,
+
     /// How long "no such tenant" is remembered.
     #[arg(long, env = "TENANCY_DIRECTORY_NEGATIVE_TTL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub directory_negative_ttl: Duration,

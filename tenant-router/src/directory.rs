@@ -4,13 +4,20 @@
 //! An entry is dropped as soon as the catalog announces a change (`LISTEN`, see
 //! [`crate::listener`]); a TTL is the safety net, and "no such tenant" is remembered briefly
 //! so that a stream of bad tokens does not become a stream of catalog reads.
+//!
+//! Bounded: at most `capacity` tenants, the least recently used forgotten first. Loads are
+//! single-flight: however many requests find a tenant missing at once, one reads the
+//! catalog and the others wait for it (a cold start with 1,000 tenants is 1,000 reads, not
+//! one per request).
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
+use lru::LruCache;
+use parking_lot::Mutex;
 use sqlx::PgPool;
 use tenancy_core::TenantId;
 use tenancy_core::sealing::Sealer;
@@ -27,7 +34,9 @@ enum Cached {
 pub struct Directory {
     catalog: PgPool,
     sealer: Sealer,
-    entries: RwLock<HashMap<TenantId, Cached>>,
+    entries: Mutex<LruCache<TenantId, Cached>>,
+    /// The load in flight per tenant: later requests for it wait on the first one's.
+    loading: Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>>,
     /// Slugs named at sign-in and the tenant each named (none: no live tenant), for the
     /// TTL (the negative TTL for none); at most [`MAX_SLUGS`].
     slugs: Mutex<HashMap<String, (Option<TenantId>, Instant)>>,
@@ -53,12 +62,16 @@ impl Directory {
         sealer: Sealer,
         ttl: Duration,
         negative_ttl: Duration,
+        capacity: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             catalog,
             sealer,
-            entries: RwLock::new(HashMap::new()),
+            entries: Mutex::new(LruCache::new(
+                NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN),
+            )),
+            loading: Mutex::new(HashMap::new()),
             slugs: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             ttl,
@@ -85,9 +98,37 @@ impl Directory {
             return Ok(cached);
         }
         self.metrics.directory_lookup("miss");
+        // One load per tenant at a time; whoever waited finds what the first one cached.
+        let gate = self
+            .loading
+            .lock()
+            .entry(id)
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
+            .clone();
+        let loaded = {
+            let _turn = gate.lock().await;
+            match self.cached(id) {
+                Some(cached) => Ok(cached),
+                None => self.load(id).await,
+            }
+        };
+        {
+            let mut loading = self.loading.lock();
+            // The map's and this request's are the last references: nobody else waits.
+            if Arc::strong_count(&gate) == 2 {
+                loading.remove(&id);
+            }
+        }
+        loaded
+    }
+
+    /// Reads the tenant from the catalog and caches it, unless a change was announced
+    /// meanwhile (then reads again, a few times, and answers the last read uncached).
+    async fn load(&self, id: TenantId) -> RouterResult<Option<Arc<TenantEntry>>> {
         let mut entry = None;
         for _ in 0..FILL_ATTEMPTS {
             let generation = self.generation.load(Ordering::SeqCst);
+            self.metrics.directory_catalog_read();
             entry = match catalog::directory::lookup(&self.catalog, id).await? {
                 Some(row) => Some(Arc::new(self.entry_from(row)?)),
                 None => None,
@@ -95,7 +136,7 @@ impl Directory {
             if let Some(delay) = self.read_delay {
                 tokio::time::sleep(delay).await;
             }
-            let mut entries = self.entries.write();
+            let mut entries = self.entries.lock();
             // A change announced while reading may be newer than what was read: read again
             // rather than serve, or cache, what the catalog said before it.
             if self.generation.load(Ordering::SeqCst) == generation {
@@ -103,7 +144,7 @@ impl Directory {
                     Some(entry) => Cached::Found(entry.clone(), Instant::now()),
                     None => Cached::Missing(Instant::now()),
                 };
-                entries.insert(id, cached);
+                entries.put(id, cached);
                 return Ok(entry);
             }
         }
@@ -111,8 +152,17 @@ impl Directory {
         Ok(entry)
     }
 
+    /// Tenants the directory holds now.
+    pub fn len(&self) -> usize {
+        self.entries.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn cached(&self, id: TenantId) -> Option<Option<Arc<TenantEntry>>> {
-        let entries = self.entries.read();
+        let mut entries = self.entries.lock();
         match entries.get(&id)? {
             Cached::Found(entry, at) if at.elapsed() < self.ttl => Some(Some(entry.clone())),
             Cached::Missing(at) if at.elapsed() < self.negative_ttl => Some(None),
@@ -187,9 +237,9 @@ impl Directory {
     }
 
     pub fn invalidate(&self, id: TenantId) {
-        let mut entries = self.entries.write();
+        let mut entries = self.entries.lock();
         self.generation.fetch_add(1, Ordering::SeqCst);
-        entries.remove(&id);
+        entries.pop(&id);
         // The tenant's slug may have changed hands, and a new tenant may now own a slug
         // remembered as free.
         self.slugs
@@ -199,7 +249,7 @@ impl Directory {
 
     /// Drops the entries of every tenant on a plan; returns their ids.
     pub fn invalidate_plan(&self, plan: &str) -> Vec<TenantId> {
-        let mut entries = self.entries.write();
+        let mut entries = self.entries.lock();
         self.generation.fetch_add(1, Ordering::SeqCst);
         let ids: Vec<TenantId> = entries
             .iter()
@@ -209,13 +259,13 @@ impl Directory {
             })
             .collect();
         for id in &ids {
-            entries.remove(id);
+            entries.pop(id);
         }
         ids
     }
 
     pub fn clear(&self) {
-        let mut entries = self.entries.write();
+        let mut entries = self.entries.lock();
         self.generation.fetch_add(1, Ordering::SeqCst);
         entries.clear();
         self.slugs.lock().clear();

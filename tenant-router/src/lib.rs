@@ -73,6 +73,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Router> {
             sealer,
             config.directory_ttl,
             config.directory_negative_ttl,
+            config.directory_capacity,
             metrics.clone(),
         )
         .with_read_delay(config.fault_directory_delay),

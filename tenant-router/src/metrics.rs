@@ -25,6 +25,8 @@ pub struct Metrics {
     registry: Registry,
     pub http: Arc<HttpMetrics>,
     lookups: Family<LookupLabels, Counter>,
+    catalog_reads: Counter,
+    directory_entries: Gauge,
     token_cache: Family<LookupLabels, Counter>,
     server_connections: Family<ServerLabels, Gauge>,
     server_budget: Family<ServerLabels, Gauge>,
@@ -44,6 +46,18 @@ impl Default for Metrics {
             "directory_lookups",
             "Tenant directory lookups by result",
             lookups.clone(),
+        );
+        let catalog_reads = Counter::default();
+        registry.register(
+            "directory_catalog_reads",
+            "Tenant directory entries read from the catalog (one per cold tenant however many requests wait for it)",
+            catalog_reads.clone(),
+        );
+        let directory_entries = Gauge::default();
+        registry.register(
+            "directory_entries",
+            "Tenants the directory holds",
+            directory_entries.clone(),
         );
         let token_cache = Family::<LookupLabels, Counter>::default();
         registry.register(
@@ -93,6 +107,8 @@ impl Default for Metrics {
             registry,
             http,
             lookups,
+            catalog_reads,
+            directory_entries,
             token_cache,
             server_connections,
             server_budget,
@@ -106,6 +122,10 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn directory_catalog_read(&self) {
+        self.catalog_reads.inc();
+    }
+
     pub fn token_cache(&self, result: &str) {
         self.token_cache
             .get_or_create(&LookupLabels {
@@ -124,7 +144,14 @@ impl Metrics {
 
     /// The metrics in the OpenMetrics text format, with the pool gauges from `pools` and
     /// the events figures.
-    pub fn render(&self, pools: &PoolStats, events: EventStats) -> String {
+    pub fn render(
+        &self,
+        pools: &PoolStats,
+        events: EventStats,
+        directory_entries: usize,
+    ) -> String {
+        self.directory_entries
+            .set(i64::try_from(directory_entries).unwrap_or(i64::MAX));
         self.event_clients
             .set(i64::try_from(events.clients).unwrap_or(i64::MAX));
         self.event_listeners

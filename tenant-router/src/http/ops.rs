@@ -46,6 +46,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 clients: state.events.clients(),
                 listeners: state.events.tenants(),
             },
+            state.directory.len(),
         ),
     )
 }

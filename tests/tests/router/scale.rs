@@ -102,3 +102,58 @@ async fn the_token_cache_never_serves_a_token_past_its_exp_nor_for_a_tenant_gone
         "the cache still knew the token; the directory refused it"
     );
 }
+
+#[tokio::test]
+async fn a_cold_stampede_of_500_tenants_reads_each_from_the_catalog_once() {
+    let app = ControlPlane::start().await;
+    // 500 tenants in the catalog (suspended: the router answers from the directory alone).
+    let mut catalog = tenancy_tests::connect(&app.database_url).await;
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "INSERT INTO tenants (id, slug, name, plan, status) \
+         SELECT gen_random_uuid(), 'cold-' || n, 'Cold ' || n, 'standard', 'suspended' \
+         FROM generate_series(1, 500) AS n RETURNING id",
+    )
+    .fetch_all(&mut catalog)
+    .await
+    .expect("500 tenants");
+    let router = app.start_router(&[]).await;
+    let now = chrono::Utc::now().timestamp();
+    let tokens: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            app.signing_key
+                .sign(&json!({
+                    "sub": "service:stampede", "iss": "tenancy-control-plane",
+                    "aud": "tenancy-tenant", "iat": now, "exp": now + 600,
+                    "jti": uuid::Uuid::new_v4(), "tenant": id, "scopes": ["customers.read"],
+                }))
+                .expect("sign")
+        })
+        .collect();
+    let reads = "tenancy_router_directory_catalog_reads_total";
+    assert_eq!(counter(&router, reads).await, 0, "cold");
+
+    // Every tenant at once, four requests each arriving together.
+    use futures::StreamExt;
+    let answers: Vec<Vec<(u16, Value)>> = futures::stream::iter(tokens.iter())
+        .map(|token| {
+            let router = &router;
+            async move { futures::future::join_all((0..4).map(|_| router.customers(token))).await }
+        })
+        .buffer_unordered(100)
+        .collect()
+        .await;
+    let refused = answers
+        .iter()
+        .flatten()
+        .filter(|(status, body)| *status == 403 && body["code"] == "tenant_suspended")
+        .count();
+    assert_eq!(refused, 2000, "every request answered from the directory");
+    let read = counter(&router, reads).await;
+    assert!(read <= 500, "{read} catalog reads for 500 tenants");
+    assert!(read >= 500, "each tenant read once: {read}");
+    assert_eq!(
+        counter(&router, "tenancy_router_directory_entries").await,
+        500
+    );
+}

@@ -13,6 +13,9 @@ use sqlx::PgPool;
 use tenancy_core::TenantId;
 use tokio::task::JoinHandle;
 
+/// (tenant, hour) counts kept at most while flushes fail.
+const MAX_PENDING: usize = 500_000;
+
 #[derive(Default)]
 pub struct UsageCounter {
     counts: Mutex<HashMap<(TenantId, DateTime<Utc>), i64>>,
@@ -41,10 +44,24 @@ impl UsageCounter {
             .collect()
     }
 
+    /// Puts back counts a failed flush could not add, while the catalog is unreachable: up
+    /// to [`MAX_PENDING`] (tenant, hour) counts are kept; beyond, the rest are dropped (and
+    /// said in the log) rather than grow without bound.
     fn restore(&self, rows: Vec<(TenantId, DateTime<Utc>, i64)>) {
         let mut counts = self.counts.lock();
+        let mut dropped = 0_u64;
         for (tenant, hour, count) in rows {
+            if counts.len() >= MAX_PENDING && !counts.contains_key(&(tenant, hour)) {
+                dropped += 1;
+                continue;
+            }
             *counts.entry((tenant, hour)).or_default() += count;
+        }
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "request counts dropped: the catalog has been unreachable for long"
+            );
         }
     }
 

@@ -30,6 +30,10 @@ pub struct Metrics {
     token_cache: Family<LookupLabels, Counter>,
     server_connections: Family<ServerLabels, Gauge>,
     server_budget: Family<ServerLabels, Gauge>,
+    opened: Family<ServerLabels, Counter>,
+    checkouts: Family<ServerLabels, Counter>,
+    wait_seconds: Family<ServerLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    evicted: Family<ServerLabels, Counter>,
     breaker_open: Family<ServerLabels, Gauge>,
     waiting: Family<ServerLabels, Gauge>,
     open_pools: Gauge,
@@ -77,6 +81,31 @@ impl Default for Metrics {
             "The connection budget in force per database server",
             server_budget.clone(),
         );
+        let opened = Family::<ServerLabels, Counter>::default();
+        registry.register(
+            "server_connections_opened",
+            "Connections opened per database server",
+            opened.clone(),
+        );
+        let checkouts = Family::<ServerLabels, Counter>::default();
+        registry.register(
+            "server_checkouts",
+            "Requests that got a connection per database server (1 - opened / checkouts is the reuse ratio)",
+            checkouts.clone(),
+        );
+        let wait_seconds =
+            Family::<ServerLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "server_connection_wait_seconds",
+            "Time requests waited for a connection per database server",
+            wait_seconds.clone(),
+        );
+        let evicted = Family::<ServerLabels, Counter>::default();
+        registry.register(
+            "server_evictions",
+            "Idle connections closed to make room for another tenant per database server",
+            evicted.clone(),
+        );
         let breaker_open = Family::<ServerLabels, Gauge>::default();
         registry.register(
             "server_breaker_open",
@@ -112,6 +141,10 @@ impl Default for Metrics {
             token_cache,
             server_connections,
             server_budget,
+            opened,
+            checkouts,
+            wait_seconds,
+            evicted,
             breaker_open,
             waiting,
             open_pools,
@@ -166,6 +199,20 @@ impl Metrics {
             self.server_budget
                 .get_or_create(&labels)
                 .set(i64::from(server.budget));
+            // The gate counts since start; each counter catches up to it (monotonic).
+            for (family, total) in [
+                (&self.opened, server.opened),
+                (&self.checkouts, server.checkouts),
+                (&self.evicted, server.evicted),
+            ] {
+                let counter = family.get_or_create(&labels);
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
+            let wait = self.wait_seconds.get_or_create(&labels);
+            let total = server.wait_micros as f64 / 1e6;
+            if total > wait.get() {
+                wait.inc_by(total - wait.get());
+            }
             self.breaker_open
                 .get_or_create(&labels)
                 .set(i64::from(server.breaker_open));
@@ -204,6 +251,12 @@ pub struct ServerStats {
     pub open_connections: u32,
     /// The connection budget in force.
     pub budget: u32,
+    /// Since the router started: connections opened, requests that got a connection, the
+    /// time they waited for it (µs), idle connections closed to make room.
+    pub opened: u64,
+    pub checkouts: u64,
+    pub wait_micros: u64,
+    pub evicted: u64,
     pub breaker_open: bool,
     /// Requests waiting for a connection to this server.
     pub waiting: usize,

@@ -3,7 +3,7 @@
 //! the deadpool manager that takes a permit before it connects.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics as ObjectMetrics, RecycleError, RecycleResult};
@@ -23,6 +23,18 @@ pub struct ServerGate {
     /// budget has taken back what it gave up.
     issued: Arc<AtomicU32>,
     pub breaker: Breaker,
+    /// What the metrics report of this server, counted since the router started.
+    pub counts: GateCounts,
+}
+
+/// Per server: connections opened, requests that got a connection and how long they
+/// waited for it, idle connections of other tenants closed to make room.
+#[derive(Debug, Default)]
+pub struct GateCounts {
+    pub opened: AtomicU64,
+    pub checkouts: AtomicU64,
+    pub wait_micros: AtomicU64,
+    pub evicted: AtomicU64,
 }
 
 impl ServerGate {
@@ -34,6 +46,7 @@ impl ServerGate {
             budget: AtomicU32::new(budget),
             issued: Arc::new(AtomicU32::new(budget)),
             breaker: Breaker::default(),
+            counts: GateCounts::default(),
         }
     }
 
@@ -111,6 +124,7 @@ impl managed::Manager for GatedManager {
         match managed::Manager::create(&self.inner).await {
             Ok(client) => {
                 self.gate.breaker.success();
+                self.gate.counts.opened.fetch_add(1, Ordering::Relaxed);
                 Ok(GatedClient {
                     client,
                     _permit: permit,

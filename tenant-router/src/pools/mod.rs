@@ -11,6 +11,7 @@ mod maintenance;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, Pool, PoolError, Timeouts};
@@ -84,7 +85,15 @@ impl TenantPool {
         if self.gate.permits.available_permits() == 0 && self.pool.status().available == 0 {
             pools.evict_idle(self.gate.server.id, self.tenant);
         }
-        self.pool.get().await.map_err(|error| match error {
+        let started = Instant::now();
+        let connection = self.pool.get().await;
+        if connection.is_ok() {
+            let counts = &self.gate.counts;
+            counts.checkouts.fetch_add(1, Ordering::Relaxed);
+            let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            counts.wait_micros.fetch_add(waited, Ordering::Relaxed);
+        }
+        connection.map_err(|error| match error {
             PoolError::Timeout(_) => RouterError::PoolTimeout,
             PoolError::Backend(ConnectError::Budget) => RouterError::PoolTimeout,
             PoolError::Backend(ConnectError::BreakerOpen) => RouterError::ServerUnavailable,
@@ -290,7 +299,7 @@ impl Pools {
             if to_free == 0 {
                 break;
             }
-            let _closed = pool.pool.retain(|_, _| {
+            let closed = pool.pool.retain(|_, _| {
                 if to_free > 0 {
                     to_free -= 1;
                     false
@@ -298,6 +307,10 @@ impl Pools {
                     true
                 }
             });
+            pool.gate.counts.evicted.fetch_add(
+                u64::try_from(closed.removed.len()).unwrap_or(0),
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -335,6 +348,10 @@ impl Pools {
                     server: gate.server.id,
                     open_connections: gate.open_connections(),
                     budget: gate.budget(),
+                    opened: gate.counts.opened.load(Ordering::Relaxed),
+                    checkouts: gate.counts.checkouts.load(Ordering::Relaxed),
+                    wait_micros: gate.counts.wait_micros.load(Ordering::Relaxed),
+                    evicted: gate.counts.evicted.load(Ordering::Relaxed),
                     breaker_open: gate.breaker.is_open(),
                     waiting: waiting.get(&gate.server.id).copied().unwrap_or(0),
                 })

@@ -427,4 +427,39 @@ async fn a_budget_change_reaches_a_running_router_within_a_second() {
         .filter(|entry| entry["action"] == "server.update")
         .count();
     assert_eq!(updates, 2, "{audit}");
+
+    // What the router reports of the server: connections opened, requests served on a
+    // connection (five more in a row on one tenant's: reused), time waited.
+    for _ in 0..5 {
+        let (status, _) = router.customers(&tokens[0]).await;
+        assert_eq!(status, 200);
+    }
+    let metrics = reqwest::get(format!("{}/metrics", router.base_url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let value = |name: &str| -> f64 {
+        let prefix = format!("tenancy_router_{name}{{server=\"{server_id}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    let opened = value("server_connections_opened_total");
+    let checkouts = value("server_checkouts_total");
+    let served = results.iter().filter(|(status, _)| *status == 200).count() as f64;
+    assert!(opened >= 1.0, "{metrics}");
+    assert!(
+        checkouts >= served + 9.0,
+        "{checkouts} checkouts for {served} + 9 served"
+    );
+    assert!(
+        checkouts > opened,
+        "connections are reused: {opened} opened, {checkouts} served"
+    );
+    assert!(value("server_connection_wait_seconds_total") > 0.0);
+    assert!(value("server_evictions_total") >= 0.0);
 }

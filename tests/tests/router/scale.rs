@@ -157,3 +157,74 @@ async fn a_cold_stampede_of_500_tenants_reads_each_from_the_catalog_once() {
         500
     );
 }
+
+#[tokio::test]
+async fn a_hot_tenant_saturating_its_pool_cannot_starve_fifty_cold_ones() {
+    let app = ControlPlane::start().await;
+    let admin = app.admin_token().await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/v1/servers",
+            Some(&admin),
+            Some(json!({
+            "name": "shared", "host": "127.0.0.1", "port": app.postgres.server.port(),
+            "admin_user": "postgres", "admin_password": app.postgres.server.superuser_password(),
+            "max_tenants": 100, "connection_budget": 8 })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let mut cold = Vec::new();
+    for index in 0..51 {
+        let slug = format!("fair-{index}");
+        let (status, body) = app.create_tenant(&admin, &slug).await;
+        assert_eq!(status, 201, "{body}");
+        cold.push(app.tenant_token(&admin, &slug, ALL).await);
+    }
+    let hot = cold.pop().expect("the hot tenant");
+    let wait = Duration::from_secs(2);
+    let router = app.start_router(&[("TENANCY_POOL_WAIT", "2s")]).await;
+
+    // The hot tenant: 32 clients back to back for the whole test.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let hot_load = futures::future::join_all((0..32).map(|_| async {
+        let mut served = 0_u32;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let (status, _) = router.customers(&hot).await;
+            if status == 200 {
+                served += 1;
+            }
+        }
+        served
+    }));
+    // Meanwhile each cold tenant, one after another, three requests: each answered, and
+    // within the bounded wait.
+    let cold_load = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut slowest = Duration::ZERO;
+        let mut refused = Vec::new();
+        for (index, token) in cold.iter().enumerate() {
+            for _ in 0..3 {
+                let started = Instant::now();
+                let (status, body) = router.customers(token).await;
+                slowest = slowest.max(started.elapsed());
+                if status != 200 {
+                    refused.push(format!("fair-{index}: {status} {body}"));
+                }
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (slowest, refused)
+    };
+    let (hot_served, (slowest, refused)) = tokio::join!(hot_load, cold_load);
+    assert!(refused.is_empty(), "cold tenants refused: {refused:?}");
+    assert!(
+        slowest < wait + Duration::from_millis(500),
+        "a cold request waited {slowest:?}"
+    );
+    let hot_served: u32 = hot_served.iter().sum();
+    assert!(
+        hot_served > 150,
+        "the hot tenant was served too: {hot_served}"
+    );
+}

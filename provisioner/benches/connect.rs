@@ -5,8 +5,13 @@
 //! same database, one run. The client's CPU per connection is what the router pays (its
 //! PBKDF2 runs there); the wall time includes the server's fork and backend start.
 //!
+//! Then what an idle connection costs the server in memory: N connections held open, each
+//! to its own database cloned from the tenant template and having read a tenant table
+//! (as a router's warm connection has), measured as the growth of the proportional set
+//! size (PSS, shared pages divided among their users) of all PostgreSQL processes.
+//!
 //! Run: `cargo bench -p provisioner --bench connect` (`TENANCY_BENCH_CONNECTS=N`, default
-//! 500 per verifier).
+//! 500 per verifier; `TENANCY_BENCH_IDLE=N`, default 200 idle connections).
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
@@ -28,7 +33,14 @@ async fn main() -> Result<(), Error> {
         .unwrap_or(500);
     let dir = tempfile::tempdir()?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-    let postgres = EmbeddedPostgres::start(PostgresOptions::for_tests(dir.path().join("data")))?;
+    let idle: usize = std::env::var("TENANCY_BENCH_IDLE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
+    let postgres = EmbeddedPostgres::start(PostgresOptions {
+        max_connections: u32::try_from(idle).unwrap_or(200) + 20,
+        ..PostgresOptions::for_tests(dir.path().join("data"))
+    })?;
     let server = ServerAddress {
         host: postgres.host().to_owned(),
         port: postgres.port(),
@@ -90,7 +102,80 @@ async fn main() -> Result<(), Error> {
             ratio
         );
     }
+    idle_memory(&postgres, &server, idle).await?;
     Ok(())
+}
+
+/// The memory N idle connections cost the server, each on its own tenant-like database.
+async fn idle_memory(
+    postgres: &EmbeddedPostgres,
+    server: &ServerAddress,
+    count: usize,
+) -> Result<(), Error> {
+    provisioner::template::prepare_server(server, &tenant_schema::MigrationSet::embedded())
+        .await?;
+    let admin = server.connect("postgres").await?;
+    for index in 0..count {
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE bench_idle_{index} TEMPLATE {}",
+                provisioner::names::TEMPLATE_DATABASE
+            ))
+            .await?;
+    }
+    let before = postgres_pss_kib()?;
+    let mut held = Vec::with_capacity(count);
+    for index in 0..count {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(postgres.host())
+            .port(postgres.port())
+            .user("postgres")
+            .password(postgres.superuser_password())
+            .dbname(&format!("bench_idle_{index}"));
+        let (client, connection) = config.connect(NoTls).await?;
+        tokio::spawn(connection);
+        client
+            .simple_query("SELECT count(*) FROM app.customers; SELECT count(*) FROM app.users")
+            .await?;
+        held.push(client);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = postgres_pss_kib()?;
+    let per = (after.saturating_sub(before)) as f64 / count as f64;
+    println!(
+        "
+{count} idle connections, each to its own tenant database after reading two tables: \
+         server memory (PSS of every postgres process) {:.0} MiB → {:.0} MiB, {per:.0} KiB per connection",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0
+    );
+    drop(held);
+    Ok(())
+}
+
+/// The proportional set size of every `postgres` process, in KiB (from
+/// `/proc/<pid>/smaps_rollup`).
+fn postgres_pss_kib() -> Result<u64, Error> {
+    let mut total = 0;
+    for entry in std::fs::read_dir("/proc")? {
+        let path = entry?.path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        if comm.trim() != "postgres" {
+            continue;
+        }
+        let Ok(rollup) = std::fs::read_to_string(path.join("smaps_rollup")) else {
+            continue;
+        };
+        total += rollup
+            .lines()
+            .find_map(|line| line.strip_prefix("Pss:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Ok(total)
 }
 
 /// One connection: connect, authenticate, one query, close.

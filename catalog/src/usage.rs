@@ -178,3 +178,20 @@ pub async fn figures(pool: &PgPool, tenants: &[TenantId]) -> Result<Vec<Figures>
     .fetch_all(pool)
     .await
 }
+
+/// The tenants with the most requests over the last `hours` hours, busiest first.
+pub async fn most_active(
+    pool: &PgPool,
+    hours: i32,
+    limit: i64,
+) -> Result<Vec<TenantId>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT tenant_id FROM usage_requests \
+         WHERE hour >= date_trunc('hour', now()) - make_interval(hours => $1) \
+         GROUP BY tenant_id ORDER BY sum(requests) DESC LIMIT $2",
+    )
+    .bind(hours)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

@@ -21,3 +21,5 @@ CREATE INDEX backups_started_idx ON backups (started_at DESC);
 CREATE INDEX restores_tenant_idx ON restores (tenant_id, started_at DESC);
 -- The audit log of a tenant, by slug, finds deleted tenants that had it too.
 CREATE INDEX tenants_slug_idx ON tenants (slug);
+-- The routers pre-warm the tenants with the most requests in the last hours.
+CREATE INDEX usage_requests_hour_idx ON usage_requests (hour);

@@ -112,8 +112,7 @@ async fn idle_memory(
     server: &ServerAddress,
     count: usize,
 ) -> Result<(), Error> {
-    provisioner::template::prepare_server(server, &tenant_schema::MigrationSet::embedded())
-        .await?;
+    provisioner::template::prepare_server(server, &tenant_schema::MigrationSet::embedded()).await?;
     let admin = server.connect("postgres").await?;
     for index in 0..count {
         admin
@@ -132,7 +131,7 @@ async fn idle_memory(
             .port(postgres.port())
             .user("postgres")
             .password(postgres.superuser_password())
-            .dbname(&format!("bench_idle_{index}"));
+            .dbname(format!("bench_idle_{index}"));
         let (client, connection) = config.connect(NoTls).await?;
         tokio::spawn(connection);
         client
@@ -172,7 +171,14 @@ fn postgres_pss_kib() -> Result<u64, Error> {
         total += rollup
             .lines()
             .find_map(|line| line.strip_prefix("Pss:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .and_then(|value| {
+                value
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
             .unwrap_or(0);
     }
     Ok(total)

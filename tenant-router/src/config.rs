@@ -44,6 +44,11 @@ pub struct Config {
     #[arg(long, env = "TENANCY_DIRECTORY_CAPACITY", default_value_t = 100_000)]
     pub directory_capacity: usize,
 
+    /// The busiest tenants (by requests in the last hours) given a connection when the router
+    /// starts, at most half of each server's budget; 0: none.
+    #[arg(long, env = "TENANCY_PREWARM_TENANTS", default_value_t = 200)]
+    pub prewarm_tenants: usize,
+
     /// How long "no such tenant" is remembered.
     #[arg(long, env = "TENANCY_DIRECTORY_NEGATIVE_TTL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub directory_negative_ttl: Duration,

@@ -17,6 +17,7 @@ pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod pools;
+pub mod prewarm;
 pub mod state;
 pub mod tenant;
 pub mod usage;
@@ -81,7 +82,12 @@ pub async fn build(config: &Config) -> anyhow::Result<Router> {
     let pools = Arc::new(pools::Pools::new(config.pool_wait));
     let usage = Arc::new(usage::UsageCounter::default());
     let tasks = vec![
-        listener::spawn_listener(catalog.clone(), directory.clone(), pools.clone()),
+        listener::spawn_listener(
+            catalog.clone(),
+            directory.clone(),
+            pools.clone(),
+            config.prewarm_tenants,
+        ),
         pools::spawn_maintenance(pools.clone(), config.pool_idle),
         usage::spawn_flusher(usage.clone(), catalog.clone(), config.usage_flush),
     ];

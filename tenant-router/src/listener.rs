@@ -20,10 +20,11 @@ pub fn spawn_listener(
     catalog: PgPool,
     directory: Arc<Directory>,
     pools: Arc<Pools>,
+    prewarm: usize,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            match listen(&catalog, &directory, &pools).await {
+            match listen(&catalog, &directory, &pools, prewarm).await {
                 Ok(()) => {}
                 Err(error) => {
                     tracing::warn!(%error, "directory listener lost the catalog; reconnecting")
@@ -36,12 +37,19 @@ pub fn spawn_listener(
     })
 }
 
-async fn listen(catalog: &PgPool, directory: &Directory, pools: &Pools) -> Result<(), sqlx::Error> {
+async fn listen(
+    catalog: &PgPool,
+    directory: &Arc<Directory>,
+    pools: &Arc<Pools>,
+    prewarm: usize,
+) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(catalog).await?;
     listener.listen(catalog::directory::CHANNEL).await?;
     // Anything cached before the listener was up may be stale.
     directory.clear();
     pools.clear();
+    // Now that changes are heard, the busiest tenants get a connection before they ask.
+    crate::prewarm::spawn(catalog.clone(), directory.clone(), pools.clone(), prewarm);
     loop {
         let Some(notification) = listener.try_recv().await? else {
             // The connection dropped (and is re-established on the next call): whatever

@@ -256,6 +256,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         jwt_issuer: config.jwt_issuer.clone(),
         directory_ttl: Duration::from_secs(60),
         directory_capacity: 100_000,
+        prewarm_tenants: 200,
         directory_negative_ttl: Duration::from_secs(2),
         pool_wait: Duration::from_secs(2),
         pool_idle: Duration::from_secs(300),

@@ -1,6 +1,8 @@
 //! What keeps the router's hot path light with many tenants: the verified-token cache (never
 //! past `exp`, never for a tenant that may not be served).
 
+use std::collections::HashMap;
+
 use super::*;
 
 /// A counter of the router's metrics (0 when not yet reported).
@@ -226,5 +228,65 @@ async fn a_hot_tenant_saturating_its_pool_cannot_starve_fifty_cold_ones() {
     assert!(
         hot_served > 150,
         "the hot tenant was served too: {hot_served}"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_router_prewarms_the_busiest_tenants() {
+    let (app, admin) = platform_with_tenants(&["warm-a", "warm-b", "warm-c"]).await;
+    let mut databases = HashMap::new();
+    for slug in ["warm-a", "warm-b", "warm-c"] {
+        let (_, tenant) = app.tenant(&admin, slug).await;
+        databases.insert(
+            slug,
+            tenant["database_name"].as_str().expect("db").to_owned(),
+        );
+    }
+    let busy = ["warm-a", "warm-b"];
+    {
+        let router = app.start_router(&[("TENANCY_USAGE_FLUSH", "100ms")]).await;
+        for slug in busy {
+            let token = app.tenant_token(&admin, slug, ALL).await;
+            for _ in 0..3 {
+                let (status, _) = router.customers(&token).await;
+                assert_eq!(status, 200);
+            }
+        }
+        eventually(Duration::from_secs(5), "requests counted", || async {
+            let (_, usage) = app.usage(&admin, "warm-b").await;
+            usage["requests_last_24h"].as_i64() >= Some(3)
+        })
+        .await;
+    }
+    // The router is gone (its connections with it); a new one, before any request.
+    let router_databases = async || -> Vec<String> {
+        let mut admin =
+            tenancy_tests::connect(&app.postgres.server.superuser_url("postgres")).await;
+        sqlx::query_scalar(
+            "SELECT datname FROM pg_stat_activity WHERE application_name = 'tenancy-router'",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .expect("sessions")
+    };
+    eventually(
+        Duration::from_secs(5),
+        "the old router's sessions gone",
+        || async { router_databases().await.is_empty() },
+    )
+    .await;
+    let _router = app.start_router(&[]).await;
+    eventually(
+        Duration::from_secs(5),
+        "the busy tenants pre-warmed",
+        || async {
+            let open = router_databases().await;
+            busy.iter().all(|slug| open.contains(&databases[slug]))
+        },
+    )
+    .await;
+    assert!(
+        !router_databases().await.contains(&databases["warm-c"]),
+        "a tenant without requests is not"
     );
 }

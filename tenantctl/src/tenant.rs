@@ -138,6 +138,7 @@ pub async fn run(command: TenantCommand, json: bool) -> anyhow::Result<()> {
                         status: status.clone(),
                         plan: plan.clone(),
                         server: None,
+                        live_only: false,
                         q: None,
                         limit: Some(500),
                         cursor: cursor.take(),

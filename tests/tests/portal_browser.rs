@@ -439,6 +439,23 @@ async fn a_super_admin_runs_a_tenant_from_the_portal_in_chromium() {
         .await
         .expect("the tenant deleted");
     photograph(&client, &origin, "tenant-deleted").await;
+    // Once dropped (after its final backup), it leaves the default list; asked for, it is
+    // there.
+    eventually(Duration::from_secs(60), "the tenant dropped", || async {
+        let (_, tenant) = app
+            .call(Method::GET, "/v1/tenants/initech", Some(&admin), None)
+            .await;
+        tenant["status"] == "deleted"
+    })
+    .await;
+    for (query, listed) in [("", false), ("?status=deleted", true)] {
+        client
+            .goto(&format!("{origin}/portal/tenants{query}"))
+            .await
+            .expect("the tenants page");
+        let source = client.source().await.expect("the page");
+        assert_eq!(source.contains(">initech<"), listed, "{query}");
+    }
 
     // The fleet pages.
     for (link, path, name) in [

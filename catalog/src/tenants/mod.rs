@@ -248,6 +248,8 @@ pub struct ListFilter<'a> {
     pub plan: Option<&'a str>,
     /// The database server's name.
     pub server: Option<&'a str>,
+    /// Leave deleted tenants out (when no status is asked for).
+    pub live_only: bool,
     /// A `LIKE` pattern on the slug or the lower-cased name (metacharacters escaped).
     pub search: Option<&'a str>,
     pub after: Option<(DateTime<Utc>, Uuid)>,
@@ -262,6 +264,7 @@ pub async fn list(pool: &PgPool, filter: &ListFilter<'_>) -> Result<Vec<Tenant>,
          AND ($3::timestamptz IS NULL OR (t.created_at, t.id) > ($3, $4)) \
          AND ($6::text IS NULL OR t.slug LIKE $6 OR lower(t.name) LIKE $6) \
          AND ($7::text IS NULL OR s.name = $7) \
+         AND (NOT $8 OR t.status <> 'deleted') \
          ORDER BY t.created_at, t.id LIMIT $5"
     ))
     .bind(filter.status)
@@ -271,6 +274,7 @@ pub async fn list(pool: &PgPool, filter: &ListFilter<'_>) -> Result<Vec<Tenant>,
     .bind(filter.limit)
     .bind(filter.search)
     .bind(filter.server)
+    .bind(filter.live_only)
     .fetch_all(pool)
     .await
 }

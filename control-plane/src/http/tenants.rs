@@ -138,6 +138,7 @@ async fn list(
             status: params.status,
             plan: params.plan,
             server: params.server,
+            live_only: false,
             q: params.q,
             limit: params.limit,
             cursor: params.cursor,

@@ -105,6 +105,8 @@ async fn list(
             status: status.clone(),
             plan: (!plan.is_empty()).then(|| plan.to_owned()),
             server: (!server.is_empty()).then(|| server.chars().take(63).collect()),
+            // "any" status means every tenant still there; deleted ones are asked for.
+            live_only: status.is_none(),
             q: Some(filter.q.chars().take(100).collect()),
             limit: Some(50),
             cursor: filter.cursor,

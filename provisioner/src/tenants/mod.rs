@@ -82,6 +82,8 @@ pub struct ListQuery {
     pub plan: Option<String>,
     /// On the database server of this name.
     pub server: Option<String>,
+    /// Deleted tenants left out unless `status` asks for them.
+    pub live_only: bool,
     /// Slug or name containing this, case-insensitively.
     pub q: Option<String>,
     pub limit: Option<i64>,
@@ -131,6 +133,7 @@ pub async fn list(platform: &Platform, query: ListQuery) -> OpsResult<Page> {
             status: query.status.as_deref(),
             plan: query.plan.as_deref(),
             server: query.server.as_deref(),
+            live_only: query.live_only,
             search: search.as_deref(),
             after,
             limit,

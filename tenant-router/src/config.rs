@@ -53,6 +53,12 @@ pub struct Config {
     #[arg(long, env = "TENANCY_DIRECTORY_NEGATIVE_TTL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub directory_negative_ttl: Duration,
 
+    /// New connections this router opens per second to one database server at most (a
+    /// second's worth may come at once): a cold start or a stampede of cold tenants does
+    /// not fork the server's postmaster to its knees.
+    #[arg(long, env = "TENANCY_SERVER_OPENS_PER_SECOND", default_value_t = 200)]
+    pub server_opens_per_second: u32,
+
     /// How long a request waits for a connection before 503 `pool_timeout`.
     #[arg(long, env = "TENANCY_POOL_WAIT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub pool_wait: Duration,

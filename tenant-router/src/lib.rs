@@ -79,7 +79,10 @@ pub async fn build(config: &Config) -> anyhow::Result<Router> {
         )
         .with_read_delay(config.fault_directory_delay),
     );
-    let pools = Arc::new(pools::Pools::new(config.pool_wait));
+    let pools = Arc::new(pools::Pools::new(
+        config.pool_wait,
+        config.server_opens_per_second,
+    ));
     let usage = Arc::new(usage::UsageCounter::default());
     let tasks = vec![
         listener::spawn_listener(

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, Metrics as ObjectMetrics, RecycleError, RecycleResult};
 use deadpool_postgres::ClientWrapper;
@@ -25,6 +25,47 @@ pub struct ServerGate {
     pub breaker: Breaker,
     /// What the metrics report of this server, counted since the router started.
     pub counts: GateCounts,
+    /// Connection opens per second, a token bucket holding a second's worth.
+    opens: OpenRate,
+}
+
+/// A token bucket for connection opens: `rate` per second, at most `rate` at once.
+struct OpenRate {
+    rate: f64,
+    bucket: parking_lot::Mutex<(f64, Instant)>,
+}
+
+impl OpenRate {
+    fn new(per_second: u32) -> Self {
+        let rate = f64::from(per_second.max(1));
+        Self {
+            rate,
+            bucket: parking_lot::Mutex::new((rate, Instant::now())),
+        }
+    }
+
+    /// Waits for an open's turn, at most `wait`; false: none came in time.
+    async fn take(&self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            let pause = {
+                let mut bucket = self.bucket.lock();
+                let now = Instant::now();
+                let refill = now.duration_since(bucket.1).as_secs_f64() * self.rate;
+                bucket.0 = (bucket.0 + refill).min(self.rate);
+                bucket.1 = now;
+                if bucket.0 >= 1.0 {
+                    bucket.0 -= 1.0;
+                    return true;
+                }
+                Duration::from_secs_f64((1.0 - bucket.0) / self.rate)
+            };
+            if Instant::now() + pause > deadline {
+                return false;
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
 }
 
 /// Per server: connections opened, requests that got a connection and how long they
@@ -38,7 +79,7 @@ pub struct GateCounts {
 }
 
 impl ServerGate {
-    pub fn new(server: &ServerRef) -> Self {
+    pub fn new(server: &ServerRef, opens_per_second: u32) -> Self {
         let budget = server.connection_budget.max(1);
         Self {
             server: server.clone(),
@@ -47,7 +88,13 @@ impl ServerGate {
             issued: Arc::new(AtomicU32::new(budget)),
             breaker: Breaker::default(),
             counts: GateCounts::default(),
+            opens: OpenRate::new(opens_per_second),
         }
+    }
+
+    /// Waits (at most `wait`) for the server's rate of connection opens to allow one more.
+    pub(super) async fn may_open(&self, wait: Duration) -> bool {
+        self.opens.take(wait).await
     }
 
     /// The connection budget now.
@@ -121,6 +168,10 @@ impl managed::Manager for GatedManager {
             .await
             .map_err(|_| ConnectError::Budget)?
             .map_err(|_| ConnectError::Budget)?;
+        // The server's rate of opens; a request waits for it within its own bounded wait.
+        if !self.gate.may_open(self.wait).await {
+            return Err(ConnectError::Budget);
+        }
         match managed::Manager::create(&self.inner).await {
             Ok(client) => {
                 self.gate.breaker.success();
@@ -150,5 +201,29 @@ impl managed::Manager for GatedManager {
                 RecycleError::Message(message) => RecycleError::Message(message),
                 RecycleError::Backend(error) => RecycleError::Backend(error.into()),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn opens_come_at_the_rate_after_a_seconds_worth() {
+        let rate = OpenRate::new(20);
+        for _ in 0..20 {
+            assert!(rate.take(Duration::ZERO).await, "a second's worth at once");
+        }
+        assert!(
+            !rate.take(Duration::from_millis(10)).await,
+            "the next one is 50 ms away"
+        );
+        let started = Instant::now();
+        assert!(rate.take(Duration::from_secs(1)).await);
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(25) && waited < Duration::from_millis(500),
+            "{waited:?}"
+        );
     }
 }

@@ -115,6 +115,9 @@ impl TenantPool {
                 .await
                 .map_err(|_| RouterError::PoolTimeout)?
                 .map_err(|_| RouterError::PoolTimeout)?;
+        if !self.gate.may_open(self.gate_wait()).await {
+            return Err(RouterError::PoolTimeout);
+        }
         match self.connect.connect(NoTls).await {
             Ok((client, connection)) => {
                 self.gate.breaker.success();
@@ -147,14 +150,17 @@ pub struct Pools {
     pools: Mutex<HashMap<TenantId, Arc<TenantPool>>>,
     gates: Mutex<HashMap<ServerId, Arc<ServerGate>>>,
     wait: Duration,
+    /// Connections opened per second per server at most.
+    opens_per_second: u32,
 }
 
 impl Pools {
-    pub fn new(wait: Duration) -> Self {
+    pub fn new(wait: Duration, opens_per_second: u32) -> Self {
         Self {
             pools: Mutex::new(HashMap::new()),
             gates: Mutex::new(HashMap::new()),
             wait,
+            opens_per_second,
         }
     }
 
@@ -234,7 +240,7 @@ impl Pools {
             .gates
             .lock()
             .entry(server.id)
-            .or_insert_with(|| Arc::new(ServerGate::new(server)))
+            .or_insert_with(|| Arc::new(ServerGate::new(server, self.opens_per_second)))
             .clone();
         gate.set_budget(server.connection_budget);
         gate

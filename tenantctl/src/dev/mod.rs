@@ -257,6 +257,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         directory_ttl: Duration::from_secs(60),
         directory_capacity: 100_000,
         prewarm_tenants: 200,
+        server_opens_per_second: 200,
         directory_negative_ttl: Duration::from_secs(2),
         pool_wait: Duration::from_secs(2),
         pool_idle: Duration::from_secs(300),

@@ -290,3 +290,34 @@ async fn a_restarted_router_prewarms_the_busiest_tenants() {
         "a tenant without requests is not"
     );
 }
+
+#[tokio::test]
+async fn a_server_gets_no_more_connection_opens_per_second_than_its_rate() {
+    let slugs: Vec<String> = (0..15).map(|index| format!("rate-{index}")).collect();
+    let refs: Vec<&str> = slugs.iter().map(String::as_str).collect();
+    let (app, admin) = platform_with_tenants(&refs).await;
+    let mut tokens = Vec::new();
+    for slug in &slugs {
+        tokens.push(app.tenant_token(&admin, slug, ALL).await);
+    }
+    let router = app
+        .start_router(&[
+            ("TENANCY_SERVER_OPENS_PER_SECOND", "5"),
+            ("TENANCY_POOL_WAIT", "6s"),
+        ])
+        .await;
+    // 15 cold tenants at once: 5 connections at once, then 5 a second.
+    let started = Instant::now();
+    let answers =
+        futures::future::join_all(tokens.iter().map(|token| router.customers(token))).await;
+    let took = started.elapsed();
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(1800),
+        "15 opens at 5 a second (5 at once) took {took:?}"
+    );
+    assert!(took < Duration::from_secs(6), "{took:?}");
+}

@@ -4,7 +4,11 @@
 //! - the same query on a deadpool-postgres pool in-process, as the tenant's role;
 //! - `pgbench` with that query (by a numeric key joined to the id) on the same database;
 //!
-//! and through the router again with 1,000 tenants, a random tenant per request.
+//! - `pgbench -C`, a new connection per query (what a router that kept none would pay);
+//!
+//! and through the router again with 1,000 tenants, a random tenant per request, uniformly
+//! and by Zipf's law (exponent 1.0: a few tenants busy, most rarely seen), each with the
+//! connections the router opened during the run.
 //!
 //! Run: `cargo bench -p tenancy-tests --bench router` (needs `wrk`; `apt-get install wrk`).
 //! `TENANCY_BENCH_TENANTS` (default 1000) and `TENANCY_BENCH_SECONDS` (default 10) adjust it.
@@ -30,6 +34,8 @@ struct Figures {
     mean_ms: f64,
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
+    /// Connections the router opened during the run.
+    opened: Option<u64>,
 }
 
 #[tokio::main]
@@ -74,18 +80,15 @@ async fn main() -> Result<(), Error> {
     // connection limit is the plan's, and the router's pool will hold its share).
     results.push(in_process(&app, &tenant, &ids, seconds).await?);
 
-    // pgbench, same server and database, as the superuser.
-    results.push(pgbench(&app, &database, seconds)?);
+    // pgbench, same server and database, as the superuser; and with a new connection for
+    // every query (the floor a router without warm connections would sit on).
+    results.push(pgbench(&app, &database, seconds, false)?);
+    results.push(pgbench(&app, &database, seconds, true)?);
 
     // Through the router, one tenant.
     let script = std::env::temp_dir().join("tenancy-bench-one.lua");
-    std::fs::write(&script, lua_script(&[(token.clone(), ids.clone())]))?;
-    results.push(wrk(
-        "router over HTTP, 1 tenant",
-        &router.base_url,
-        &script,
-        seconds,
-    )?);
+    std::fs::write(&script, lua_script(&[(token.clone(), ids.clone())], None))?;
+    results.push(through_router(&router, "router over HTTP, 1 tenant", &script, seconds).await?);
 
     // Through the router, many tenants, a random one per request.
     let mut tenants = vec![(token, ids)];
@@ -106,32 +109,49 @@ async fn main() -> Result<(), Error> {
     }
     let created_in = started.elapsed();
     let script = std::env::temp_dir().join("tenancy-bench-many.lua");
-    std::fs::write(&script, lua_script(&tenants))?;
-    results.push(wrk(
-        &format!("router over HTTP, {tenant_count} tenants"),
-        &router.base_url,
-        &script,
-        seconds,
-    )?);
+    std::fs::write(&script, lua_script(&tenants, None))?;
+    results.push(
+        through_router(
+            &router,
+            &format!("router, {tenant_count} tenants uniform"),
+            &script,
+            seconds,
+        )
+        .await?,
+    );
+    let script = std::env::temp_dir().join("tenancy-bench-zipf.lua");
+    std::fs::write(&script, lua_script(&tenants, Some(1.0)))?;
+    results.push(
+        through_router(
+            &router,
+            &format!("router, {tenant_count} tenants Zipf(1.0)"),
+            &script,
+            seconds,
+        )
+        .await?,
+    );
 
     let baseline = results[0].per_second;
     println!(
         "\ncustomer point read, {CONNECTIONS} concurrent clients, {seconds} s each, 2 cores shared by client, router and PostgreSQL"
     );
     println!(
-        "{:<36} {:>11} {:>8} {:>8} {:>8} {:>15}",
-        "path", "req/s", "mean ms", "p50 ms", "p99 ms", "vs in-process"
+        "{:<40} {:>9} {:>8} {:>8} {:>8} {:>10} {:>14}",
+        "path", "req/s", "mean ms", "p50 ms", "p99 ms", "opens", "vs in-process"
     );
     let cell =
         |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |value| format!("{value:.2}"));
     for figures in &results {
         println!(
-            "{:<36} {:>11.0} {:>8.2} {:>8} {:>8} {:>14.2}x",
+            "{:<40} {:>9.0} {:>8.2} {:>8} {:>8} {:>10} {:>13.2}x",
             figures.name,
             figures.per_second,
             figures.mean_ms,
             cell(figures.p50_ms),
             cell(figures.p99_ms),
+            figures
+                .opened
+                .map_or_else(|| "-".to_owned(), |opened| opened.to_string()),
             figures.per_second / baseline
         );
     }
@@ -189,9 +209,22 @@ async fn seed_customers(
     Ok(ids.iter().map(ToString::to_string).collect())
 }
 
-/// A wrk script that sends each request as a random (tenant token, customer id) pair.
-fn lua_script(tenants: &[(String, Vec<String>)]) -> String {
-    let mut script = String::from("local tenants = {\n");
+/// A wrk script that sends each request as a random (tenant token, customer id) pair: the
+/// tenant uniformly, or by Zipf's law with exponent `zipf` (the first tenant the busiest).
+fn lua_script(tenants: &[(String, Vec<String>)], zipf: Option<f64>) -> String {
+    let mut script = String::from("local cdf = {");
+    if let Some(exponent) = zipf {
+        let weights: Vec<f64> = (1..=tenants.len())
+            .map(|rank| 1.0 / (rank as f64).powf(exponent))
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let mut running = 0.0;
+        for weight in weights {
+            running += weight / total;
+            let _ = write!(script, "{running:.9},");
+        }
+    }
+    script.push_str("}\nlocal tenants = {\n");
     for (token, ids) in tenants {
         let _ = write!(script, "  {{ \"{token}\", {{");
         for id in ids {
@@ -201,8 +234,17 @@ fn lua_script(tenants: &[(String, Vec<String>)]) -> String {
     }
     script.push_str(
         "}\nmath.randomseed(os.time())\n\
+         local function pick()\n\
+           if #cdf == 0 then return tenants[math.random(#tenants)] end\n\
+           local r, low, high = math.random(), 1, #cdf\n\
+           while low < high do\n\
+             local middle = math.floor((low + high) / 2)\n\
+             if cdf[middle] < r then low = middle + 1 else high = middle end\n\
+           end\n\
+           return tenants[low]\n\
+         end\n\
          request = function()\n\
-           local tenant = tenants[math.random(#tenants)]\n\
+           local tenant = pick()\n\
            local id = tenant[2][math.random(#tenant[2])]\n\
            return wrk.format(\"GET\", \"/v1/customers/\" .. id, { [\"Authorization\"] = \"Bearer \" .. tenant[1] })\n\
          end\n\
@@ -211,6 +253,35 @@ fn lua_script(tenants: &[(String, Vec<String>)]) -> String {
          end\n",
     );
     script
+}
+
+/// A wrk run through the router, with the connections the router opened meanwhile.
+async fn through_router(
+    router: &tenancy_tests::TenantRouter,
+    name: &str,
+    script: &std::path::Path,
+    seconds: u64,
+) -> Result<Figures, Error> {
+    let before = opened(router).await?;
+    let mut figures = wrk(name, &router.base_url, script, seconds)?;
+    figures.opened = Some(opened(router).await?.saturating_sub(before));
+    Ok(figures)
+}
+
+/// Connections the router has opened so far, over every server.
+async fn opened(router: &tenancy_tests::TenantRouter) -> Result<u64, Error> {
+    let metrics = router
+        .client
+        .get(format!("{}/metrics", router.base_url))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(metrics
+        .lines()
+        .filter(|line| line.starts_with("tenancy_router_server_connections_opened_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64)
 }
 
 fn wrk(
@@ -248,6 +319,7 @@ fn wrk(
         mean_ms: wrk_ms(&value_after("Latency").ok_or("mean")?)?,
         p50_ms: Some(wrk_ms(&value_after("50%").ok_or("p50")?)?),
         p99_ms: Some(wrk_ms(&value_after("99%").ok_or("p99")?)?),
+        opened: None,
     })
 }
 
@@ -328,10 +400,18 @@ async fn in_process(
         mean_ms: mean,
         p50_ms: Some(at(50)),
         p99_ms: Some(at(99)),
+        opened: None,
     })
 }
 
-fn pgbench(app: &ControlPlane, database: &str, seconds: u64) -> Result<Figures, Error> {
+/// pgbench with the same query; `connect_each`: a new connection per transaction (`-C`),
+/// what a router that kept no connection would pay.
+fn pgbench(
+    app: &ControlPlane,
+    database: &str,
+    seconds: u64,
+    connect_each: bool,
+) -> Result<Figures, Error> {
     let script = std::env::temp_dir().join("tenancy-bench-pgbench.sql");
     std::fs::write(
         &script,
@@ -361,8 +441,9 @@ fn pgbench(app: &ControlPlane, database: &str, seconds: u64) -> Result<Figures, 
             &seconds.to_string(),
             "-M",
             "prepared",
-            "-f",
         ])
+        .args(connect_each.then_some("-C"))
+        .arg("-f")
         .arg(&script)
         .arg(database)
         .env("PGPASSWORD", app.postgres.server.superuser_password())
@@ -382,10 +463,15 @@ fn pgbench(app: &ControlPlane, database: &str, seconds: u64) -> Result<Figures, 
         )
     })?;
     Ok(Figures {
-        name: "pgbench (same query, by key)".to_owned(),
+        name: if connect_each {
+            "pgbench -C (a connection per query)".to_owned()
+        } else {
+            "pgbench (same query, by key)".to_owned()
+        },
         per_second,
         mean_ms: number_after("latency average").ok_or("latency")?,
         p50_ms: None,
         p99_ms: None,
+        opened: None,
     })
 }

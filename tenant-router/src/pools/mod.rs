@@ -299,7 +299,10 @@ impl Pools {
             .filter(|pool| pool.gate.server.id == server && pool.tenant != except)
             .cloned()
             .collect();
-        victims.sort_by_key(|pool| std::cmp::Reverse(pool.idle_for()));
+        // Each pool's idle time read once: read during the sort it changes (time passes,
+        // requests use pools), and a sort whose keys change is not a total order (the
+        // standard library's sort panics on that).
+        victims.sort_by_cached_key(|pool| std::cmp::Reverse(pool.idle_for()));
         let mut to_free = EVICT_AT_ONCE;
         for pool in victims {
             if to_free == 0 {

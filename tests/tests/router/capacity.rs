@@ -13,23 +13,33 @@ async fn router_connections(server: &tenancy_infra::EmbeddedPostgres) -> i64 {
     .expect("count")
 }
 
+/// Each database's customers table locked in an open transaction (rolled back when the
+/// connection is told to, or dropped): requests on it wait holding their connection, as
+/// behind a slow query.
+async fn lock_customers(app: &ControlPlane, databases: &[String]) -> Vec<sqlx::PgConnection> {
+    let mut lockers = Vec::new();
+    for database in databases {
+        use sqlx::Connection;
+        let mut locker = sqlx::PgConnection::connect(&app.postgres.server.superuser_url(database))
+            .await
+            .expect("connect");
+        for statement in ["BEGIN", "LOCK TABLE app.customers IN ACCESS EXCLUSIVE MODE"] {
+            sqlx::query(statement)
+                .execute(&mut locker)
+                .await
+                .expect("lock");
+        }
+        lockers.push(locker);
+    }
+    lockers
+}
+
 #[tokio::test]
 async fn the_server_connection_cap_holds_and_waiters_get_503_not_a_hang() {
     let app = ControlPlane::start().await;
     let admin = app.admin_token().await;
     // A budget of 4 connections on this server for all tenants together.
-    let (status, body) = app
-        .call(
-            Method::POST,
-            "/v1/servers",
-            Some(&admin),
-            Some(json!({
-            "name": "small", "host": "127.0.0.1", "port": app.postgres.server.port(),
-            "admin_user": "postgres", "admin_password": app.postgres.server.superuser_password(),
-            "max_tenants": 50, "connection_budget": 4 })),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    add_server_with_budget(&app, &admin, "small", 50, 4).await;
     let slugs = ["t-one", "t-two", "t-three", "t-four", "t-five", "t-six"];
     let mut tokens = Vec::new();
     let mut databases = Vec::new();
@@ -43,22 +53,7 @@ async fn the_server_connection_cap_holds_and_waiters_get_503_not_a_hang() {
 
     // Hold every tenant's customers table locked: requests wait on it holding their
     // connection, as a slow query would.
-    let mut lockers = Vec::new();
-    for database in &databases {
-        use sqlx::Connection;
-        let mut locker = sqlx::PgConnection::connect(&app.postgres.server.superuser_url(database))
-            .await
-            .expect("connect");
-        sqlx::query("BEGIN")
-            .execute(&mut locker)
-            .await
-            .expect("begin");
-        sqlx::query("LOCK TABLE app.customers IN ACCESS EXCLUSIVE MODE")
-            .execute(&mut locker)
-            .await
-            .expect("lock");
-        lockers.push(locker);
-    }
+    let mut lockers = lock_customers(&app, &databases).await;
     let started = Instant::now();
     let requests = tokens
         .iter()
@@ -300,19 +295,7 @@ async fn until_applied(router: &TenantRouter, server: &str, budget: i64) -> Dura
 async fn a_budget_change_reaches_a_running_router_within_a_second() {
     let app = ControlPlane::start().await;
     let admin = app.admin_token().await;
-    let (status, server) = app
-        .call(
-            Method::POST,
-            "/v1/servers",
-            Some(&admin),
-            Some(json!({
-            "name": "small", "host": "127.0.0.1", "port": app.postgres.server.port(),
-            "admin_user": "postgres", "admin_password": app.postgres.server.superuser_password(),
-            "max_tenants": 50, "connection_budget": 8 })),
-        )
-        .await;
-    assert_eq!(status, 201, "{server}");
-    let server_id = server["id"].as_str().expect("an id").to_owned();
+    let server_id = add_server_with_budget(&app, &admin, "small", 50, 8).await;
     let slugs = ["b-one", "b-two", "b-three", "b-four"];
     let mut tokens = Vec::new();
     let mut databases = Vec::new();
@@ -361,20 +344,7 @@ async fn a_budget_change_reaches_a_running_router_within_a_second() {
     let took = until_applied(&router, &server_id, 2).await;
     assert!(took < Duration::from_secs(1), "applied after {took:?}");
 
-    let mut lockers = Vec::new();
-    for database in &databases {
-        use sqlx::Connection;
-        let mut locker = sqlx::PgConnection::connect(&app.postgres.server.superuser_url(database))
-            .await
-            .expect("connect");
-        for statement in ["BEGIN", "LOCK TABLE app.customers IN ACCESS EXCLUSIVE MODE"] {
-            sqlx::query(statement)
-                .execute(&mut locker)
-                .await
-                .expect("lock");
-        }
-        lockers.push(locker);
-    }
+    let mut lockers = lock_customers(&app, &databases).await;
     let started = Instant::now();
     let requests = tokens
         .iter()

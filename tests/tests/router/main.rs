@@ -29,6 +29,29 @@ async fn platform_with_tenants(slugs: &[&str]) -> (ControlPlane, String) {
     (app, admin)
 }
 
+/// Registers the test's PostgreSQL as server `name` with this connection budget; its id.
+async fn add_server_with_budget(
+    app: &ControlPlane,
+    admin: &str,
+    name: &str,
+    max_tenants: u32,
+    budget: u32,
+) -> String {
+    let (status, server) = app
+        .call(
+            Method::POST,
+            "/v1/servers",
+            Some(admin),
+            Some(json!({
+            "name": name, "host": "127.0.0.1", "port": app.postgres.server.port(),
+            "admin_user": "postgres", "admin_password": app.postgres.server.superuser_password(),
+            "max_tenants": max_tenants, "connection_budget": budget })),
+        )
+        .await;
+    assert_eq!(status, 201, "{server}");
+    server["id"].as_str().expect("an id").to_owned()
+}
+
 async fn create_customer(router: &TenantRouter, token: &str, code: &str) -> Value {
     let (status, body) = router
         .call(

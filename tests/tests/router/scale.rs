@@ -164,18 +164,7 @@ async fn a_cold_stampede_of_500_tenants_reads_each_from_the_catalog_once() {
 async fn a_hot_tenant_saturating_its_pool_cannot_starve_fifty_cold_ones() {
     let app = ControlPlane::start().await;
     let admin = app.admin_token().await;
-    let (status, body) = app
-        .call(
-            Method::POST,
-            "/v1/servers",
-            Some(&admin),
-            Some(json!({
-            "name": "shared", "host": "127.0.0.1", "port": app.postgres.server.port(),
-            "admin_user": "postgres", "admin_password": app.postgres.server.superuser_password(),
-            "max_tenants": 100, "connection_budget": 8 })),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    add_server_with_budget(&app, &admin, "shared", 100, 8).await;
     let mut cold = Vec::new();
     for index in 0..51 {
         let slug = format!("fair-{index}");

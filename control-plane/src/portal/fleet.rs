@@ -98,10 +98,7 @@ async fn migrations(
             took: run
                 .finished_at
                 .map_or_else(|| "—".to_owned(), |done| seconds(done - run.started_at)),
-            outcome: serde_json::to_value(run.outcome)
-                .ok()
-                .and_then(|value| value.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            outcome: run.outcome.to_string(),
         })
         .collect();
     Ok(render(

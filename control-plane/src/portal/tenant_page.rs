@@ -548,31 +548,16 @@ async fn mint_token(
                     .map_or_else(String::new, format::time),
             },
         )),
-        Err(OpsError::Validation { errors, .. }) => {
-            let message = errors
-                .into_iter()
-                .map(|error| error.message)
-                .collect::<Vec<_>>()
-                .join("; ");
+        Err(error @ (OpsError::Validation { .. } | OpsError::Conflict { .. })) => {
+            let status = match error {
+                OpsError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::CONFLICT,
+            };
             let problems = Problems {
-                token: Some(message),
+                token: Some(problem_text(error)),
                 ..Problems::default()
             };
-            tenant_page(
-                &state,
-                &session,
-                &slug,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                problems,
-            )
-            .await
-        }
-        Err(OpsError::Conflict { detail, .. }) => {
-            let problems = Problems {
-                token: Some(detail),
-                ..Problems::default()
-            };
-            tenant_page(&state, &session, &slug, StatusCode::CONFLICT, problems).await
+            tenant_page(&state, &session, &slug, status, problems).await
         }
         Err(error) => Err(error.into()),
     }

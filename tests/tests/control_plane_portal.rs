@@ -637,6 +637,35 @@ async fn the_portal_shows_figures_and_every_form_checks_its_input() {
     assert_eq!(status, 200);
     assert_eq!(listed["items"], serde_json::json!([]));
 
+    // Daily size samples: the sampling job adds today's and forgets only those past 90
+    // days (rows this platform wrote; nothing else is touched).
+    let (_, tenant) = app.tenant(&admin, "acme").await;
+    let tenant_id: uuid::Uuid = tenant["id"].as_str().expect("id").parse().expect("uuid");
+    let mut catalog = tenancy_tests::connect(&app.database_url).await;
+    sqlx::query(
+        "INSERT INTO usage_storage (tenant_id, day, bytes) VALUES \
+         ($1, current_date - 100, 1000), ($1, current_date - 10, 2000)",
+    )
+    .bind(tenant_id)
+    .execute(&mut catalog)
+    .await
+    .expect("old samples");
+    tenancy_tests::eventually(
+        std::time::Duration::from_secs(10),
+        "today sampled, the 100-day-old sample forgotten",
+        || async {
+            let days: Vec<i32> = sqlx::query_scalar(
+                "SELECT (current_date - day)::int FROM usage_storage WHERE tenant_id = $1 ORDER BY day",
+            )
+            .bind(tenant_id)
+            .fetch_all(&mut tenancy_tests::connect(&app.database_url).await)
+            .await
+            .expect("samples");
+            days == vec![10, 0]
+        },
+    )
+    .await;
+
     // A tenant's page: two charts (a bar per hour of the week, per day of the month), the
     // requests counted, its recent admin actions.
     let detail = get("/portal/tenants/acme").await;

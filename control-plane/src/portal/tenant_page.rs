@@ -130,15 +130,18 @@ async fn show(
     Path(slug): Path<String>,
     Query(query): Query<ShowQuery>,
 ) -> Result<Response, PortalError> {
-    // Settled since the page was shown: the whole page changes (its actions come back), so
-    // htmx reloads it rather than swapping the facts alone.
-    if query.settling.is_some() && headers.contains_key("hx-request") {
-        let tenant = provisioner::tenants::get(&state.platform, &slug).await?;
-        if !matches!(tenant.status, Status::Provisioning | Status::Restoring) {
-            return Ok((StatusCode::OK, [("hx-refresh", "true")]).into_response());
-        }
-    }
-    tenant_page(&state, &session, &slug, StatusCode::OK, Problems::default()).await
+    // A poll of a page that was provisioning or restoring: once settled, the whole page
+    // changes (its actions come back), so htmx reloads it rather than swapping the facts.
+    let reload_if_settled = query.settling.is_some() && headers.contains_key("hx-request");
+    render_tenant_page(
+        &state,
+        &session,
+        &slug,
+        StatusCode::OK,
+        Problems::default(),
+        reload_if_settled,
+    )
+    .await
 }
 
 fn dash(value: Option<String>) -> String {
@@ -153,8 +156,25 @@ pub async fn tenant_page(
     status: StatusCode,
     problems: Problems,
 ) -> Result<Response, PortalError> {
+    render_tenant_page(state, session, slug, status, problems, false).await
+}
+
+/// The page; with `reload_if_settled`, a tenant no longer provisioning or restoring is
+/// answered with `HX-Refresh` instead (decided on the same read the page would show, so a
+/// poll never swaps in a settled tenant without its actions).
+async fn render_tenant_page(
+    state: &AppState,
+    session: &CurrentSession,
+    slug: &str,
+    status: StatusCode,
+    problems: Problems,
+    reload_if_settled: bool,
+) -> Result<Response, PortalError> {
     let db = &state.platform.db;
     let row = provisioner::tenants::get(&state.platform, slug).await?;
+    if reload_if_settled && !matches!(row.status, Status::Provisioning | Status::Restoring) {
+        return Ok((StatusCode::OK, [("hx-refresh", "true")]).into_response());
+    }
     let id = row.id;
     let figures = catalog::usage::figures(db, &[id]).await?.into_iter().next();
     let tenant = provisioner::wire::Tenant::from(row);

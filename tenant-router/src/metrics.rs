@@ -32,6 +32,7 @@ pub struct Metrics {
     server_budget: Family<ServerLabels, Gauge>,
     opened: Family<ServerLabels, Counter>,
     checkouts: Family<ServerLabels, Counter>,
+    reused: Family<ServerLabels, Counter>,
     wait_seconds: Family<ServerLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     evicted: Family<ServerLabels, Counter>,
     breaker_open: Family<ServerLabels, Gauge>,
@@ -90,8 +91,14 @@ impl Default for Metrics {
         let checkouts = Family::<ServerLabels, Counter>::default();
         registry.register(
             "server_checkouts",
-            "Requests that got a connection per database server (1 - opened / checkouts is the reuse ratio)",
+            "Requests that got a connection per database server",
             checkouts.clone(),
+        );
+        let reused = Family::<ServerLabels, Counter>::default();
+        registry.register(
+            "server_checkouts_warm",
+            "Requests served by a warm connection per database server (warm / checkouts is the reuse ratio)",
+            reused.clone(),
         );
         let wait_seconds =
             Family::<ServerLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
@@ -143,6 +150,7 @@ impl Default for Metrics {
             server_budget,
             opened,
             checkouts,
+            reused,
             wait_seconds,
             evicted,
             breaker_open,
@@ -199,10 +207,11 @@ impl Metrics {
             self.server_budget
                 .get_or_create(&labels)
                 .set(i64::from(server.budget));
-            // The gate counts since start; each counter catches up to it (monotonic).
+            // The scheduler counts since start; each counter catches up to it (monotonic).
             for (family, total) in [
                 (&self.opened, server.opened),
                 (&self.checkouts, server.checkouts),
+                (&self.reused, server.reused),
                 (&self.evicted, server.evicted),
             ] {
                 let counter = family.get_or_create(&labels);
@@ -255,6 +264,8 @@ pub struct ServerStats {
     /// time they waited for it (µs), idle connections closed to make room.
     pub opened: u64,
     pub checkouts: u64,
+    /// Of them, served by a warm connection.
+    pub reused: u64,
     pub wait_micros: u64,
     pub evicted: u64,
     pub breaker_open: bool,

@@ -1,20 +1,33 @@
+//! Every 100 ms: waiters that have waited long enough are given idle connections' places.
 //! Every 500 ms: a TCP health check of each server whose breaker is open (an answer heals
-//! it); every 10 s: pools unused for the idle time are closed.
+//! it, and its busiest tenants are warmed again). Every 10 s: connections idle for the idle
+//! time are closed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Pools;
+use super::{Pools, ServerPool};
 
-/// Health checks for servers whose breaker is open (a TCP connect), and the idle collector.
+/// Tenants warmed again on a server that came back (at most).
+const REWARM: usize = 32;
+
+/// Health checks for servers whose breaker is open (a TCP connect), aged waiters, and the
+/// idle collector.
 pub fn spawn_maintenance(pools: Arc<Pools>, idle: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(Duration::from_millis(500));
+        let mut ticker = tokio::time::interval(Duration::from_millis(100));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut rounds: u32 = 0;
         loop {
             ticker.tick().await;
             rounds = rounds.wrapping_add(1);
-            for gate in pools.gates() {
+            for server in pools.servers() {
+                server.serve_aged();
+            }
+            if !rounds.is_multiple_of(5) {
+                continue;
+            }
+            for gate in pools.servers() {
                 if gate.breaker.is_open() {
                     let address = (gate.server.host.as_str(), gate.server.port);
                     let probe = tokio::time::timeout(
@@ -25,12 +38,26 @@ pub fn spawn_maintenance(pools: Arc<Pools>, idle: Duration) -> tokio::task::Join
                     if matches!(probe, Ok(Ok(_))) {
                         tracing::info!(server = %gate.server.id, "server answers again; closing its breaker");
                         gate.breaker.heal();
+                        tokio::spawn(rewarm(gate.clone()));
                     }
                 }
             }
-            if rounds.is_multiple_of(20) {
+            if rounds.is_multiple_of(100) {
                 pools.collect_idle(idle);
             }
         }
     })
+}
+
+/// After a server came back: a connection each for its busiest tenants, opened and left
+/// warm (within the budget and the rate of opens, like any other).
+async fn rewarm(server: Arc<ServerPool>) {
+    let busiest = server.busiest_cold(REWARM);
+    let mut warmed = 0;
+    for (tenant, target) in busiest {
+        if server.checkout(tenant, &target, 1).await.is_ok() {
+            warmed += 1;
+        }
+    }
+    tracing::info!(server = %server.server.id, warmed, "warmed the busiest tenants again");
 }

@@ -1,187 +1,133 @@
-//! One connection pool per tenant (deadpool-postgres), created on first use, sized by the
-//! plan, closed when idle; and per database server a gate: a cap on the connections the
-//! router holds open there, and a circuit breaker.
-//!
-//! Fairness: one tenant may hold at most half of a server's budget, and a request that finds
-//! the budget spent first closes other tenants' idle connections on that server.
+//! The router's connections to tenant databases: per database server a scheduler
+//! ([`ServerPool`]) shares the server's connection budget among its tenants (warm
+//! connections kept for the busiest, fair waiting, frequency-aware eviction), with a circuit
+//! breaker and a cap on connection opens per second; per tenant a handle ([`TenantPool`])
+//! bound to where its database is now.
 
 mod breaker;
-mod gate;
 mod maintenance;
+mod rate;
+mod server;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use deadpool::managed::{self, Pool, PoolError, Timeouts};
-use deadpool_postgres::{ManagerConfig, RecyclingMethod};
 use parking_lot::Mutex;
 use secrecy::ExposeSecret;
 use tenancy_core::{ServerId, TenantId};
-use tokio_postgres::NoTls;
 
 pub use breaker::Breaker;
-pub use gate::{ConnectError, GatedClient, GatedManager, ServerGate};
 pub use maintenance::spawn_maintenance;
+pub use server::{Connection, Reservation, ServerPool, Target};
 
 use crate::error::{RouterError, RouterResult};
 use crate::metrics::PoolStats;
-use crate::tenant::{ServerRef, TenantEntry};
+use crate::tenant::TenantEntry;
 
-/// Idle connections of other tenants closed when a request finds its server's budget spent.
-const EVICT_AT_ONCE: usize = 2;
-
-/// A tenant's pool.
+/// A tenant's way to its connections.
 pub struct TenantPool {
     pub tenant: TenantId,
-    pub plan: String,
-    pub gate: Arc<ServerGate>,
-    /// Where its connections go and as whom: a pool serves only entries that agree.
-    target: PoolTarget,
-    pool: Pool<GatedManager>,
-    /// How to open a connection of the tenant's own (the events listener's).
-    connect: tokio_postgres::Config,
-    last_used: Mutex<Instant>,
+    pub server: Arc<ServerPool>,
+    /// Where its connections go and as whom: a handle serves only entries that agree.
+    target: Arc<Target>,
+    /// The directory entry it was made for (a request with that same entry skips the
+    /// comparison).
+    entry: std::sync::Weak<TenantEntry>,
+    /// Connections the tenant may hold at once.
+    max: usize,
+    /// Milliseconds since the router's start when it was last used.
+    last_used: AtomicU64,
 }
 
-/// A connection outside the pool (for `LISTEN`), and the server permit it holds while open.
+/// A connection outside the pool (for `LISTEN`), and the place in the server's budget it
+/// holds while open.
 pub struct Dedicated {
     pub client: tokio_postgres::Client,
     pub connection:
         tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
-    pub permit: tokio::sync::OwnedSemaphorePermit,
+    pub permit: Reservation,
 }
 
-/// What a pool's connections are bound to: a server, a database, a role and its password.
-/// After a restore switch, a move or a new password, an entry no longer matches its old
-/// pool, and that pool is never used for it again.
-struct PoolTarget {
-    server: ServerRef,
-    database: String,
-    role: String,
-    password: secrecy::SecretString,
+fn matches(target: &Target, entry: &TenantEntry) -> bool {
+    entry.server.as_ref() == Some(&target.server)
+        && entry.database.as_deref() == Some(target.database.as_str())
+        && entry.role.as_deref() == Some(target.role.as_str())
+        && entry.password.as_ref().map(ExposeSecret::expose_secret)
+            == Some(target.password.expose_secret())
 }
-
-impl PoolTarget {
-    fn matches(&self, entry: &TenantEntry) -> bool {
-        entry.server.as_ref() == Some(&self.server)
-            && entry.database.as_deref() == Some(self.database.as_str())
-            && entry.role.as_deref() == Some(self.role.as_str())
-            && entry.password.as_ref().map(ExposeSecret::expose_secret)
-                == Some(self.password.expose_secret())
-    }
-}
-
-pub type Connection = managed::Object<GatedManager>;
 
 impl TenantPool {
     /// A connection, waiting at most the configured time.
     pub async fn connection(&self, pools: &Pools) -> RouterResult<Connection> {
-        *self.last_used.lock() = Instant::now();
-        if self.gate.breaker.is_open() {
-            return Err(RouterError::ServerUnavailable);
-        }
-        if self.gate.permits.available_permits() == 0 && self.pool.status().available == 0 {
-            pools.evict_idle(self.gate.server.id, self.tenant);
-        }
-        let started = Instant::now();
-        let connection = self.pool.get().await;
-        if connection.is_ok() {
-            let counts = &self.gate.counts;
-            counts.checkouts.fetch_add(1, Ordering::Relaxed);
-            let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            counts.wait_micros.fetch_add(waited, Ordering::Relaxed);
-        }
-        connection.map_err(|error| match error {
-            PoolError::Timeout(_) => RouterError::PoolTimeout,
-            PoolError::Backend(ConnectError::Budget) => RouterError::PoolTimeout,
-            PoolError::Backend(ConnectError::BreakerOpen) => RouterError::ServerUnavailable,
-            PoolError::Backend(ConnectError::Postgres(error)) => RouterError::from(error),
-            PoolError::Closed | PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
-                RouterError::ServerUnavailable
-            }
-        })
+        self.last_used.store(pools.now_millis(), Ordering::Relaxed);
+        self.server
+            .checkout(self.tenant, &self.target, self.max)
+            .await
     }
 
-    /// A connection of the tenant's own, outside the pool but within the server's budget
-    /// (it holds a permit while open) and the breaker.
+    /// A connection of the tenant's own, outside its pooled ones but within the server's
+    /// budget (it holds a place while open) and the breaker.
     pub async fn dedicated(&self) -> RouterResult<Dedicated> {
-        if self.gate.breaker.is_open() {
-            return Err(RouterError::ServerUnavailable);
-        }
-        let permit =
-            tokio::time::timeout(self.gate_wait(), self.gate.permits.clone().acquire_owned())
-                .await
-                .map_err(|_| RouterError::PoolTimeout)?
-                .map_err(|_| RouterError::PoolTimeout)?;
-        if !self.gate.may_open(self.gate_wait()).await {
-            return Err(RouterError::PoolTimeout);
-        }
-        match self.connect.connect(NoTls).await {
-            Ok((client, connection)) => {
-                self.gate.breaker.success();
-                Ok(Dedicated {
-                    client,
-                    connection,
-                    permit,
-                })
-            }
-            Err(error) => {
-                if error.as_db_error().is_none() {
-                    self.gate.breaker.failure();
-                }
-                Err(error.into())
-            }
-        }
-    }
-
-    fn gate_wait(&self) -> Duration {
-        self.pool.timeouts().wait.unwrap_or(Duration::from_secs(2))
-    }
-
-    fn idle_for(&self) -> Duration {
-        self.last_used.lock().elapsed()
+        let permit = self.server.reserve(self.tenant).await?;
+        let (client, connection) = self.server.connect(&self.target.config).await?;
+        Ok(Dedicated {
+            client,
+            connection,
+            permit,
+        })
     }
 }
 
-/// Every tenant pool and server gate of this router.
+/// Every tenant handle and server scheduler of this router.
 pub struct Pools {
     pools: Mutex<HashMap<TenantId, Arc<TenantPool>>>,
-    gates: Mutex<HashMap<ServerId, Arc<ServerGate>>>,
+    servers: Mutex<HashMap<ServerId, Arc<ServerPool>>>,
     wait: Duration,
     /// Connections opened per second per server at most.
     opens_per_second: u32,
+    started: Instant,
 }
 
 impl Pools {
     pub fn new(wait: Duration, opens_per_second: u32) -> Self {
         Self {
             pools: Mutex::new(HashMap::new()),
-            gates: Mutex::new(HashMap::new()),
+            servers: Mutex::new(HashMap::new()),
             wait,
             opens_per_second,
+            started: Instant::now(),
         }
     }
 
-    /// The tenant's pool for this entry, created on first use. A pool bound to another
-    /// server, database or credential (the entry changed since) is closed and replaced:
-    /// no request ever runs on a database its tenant no longer uses.
-    pub fn pool_for(&self, entry: &TenantEntry) -> RouterResult<Arc<TenantPool>> {
+    fn now_millis(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The tenant's handle for this entry. A handle bound to another server, database or
+    /// credential (the entry changed since) is replaced, and the tenant retired from its
+    /// old server: no request ever runs on a database its tenant no longer uses.
+    pub fn pool_for(&self, entry: &Arc<TenantEntry>) -> RouterResult<Arc<TenantPool>> {
         let mut pools = self.pools.lock();
         if let Some(pool) = pools.get(&entry.id) {
-            if pool.target.matches(entry) {
+            if std::ptr::eq(pool.entry.as_ptr(), Arc::as_ptr(entry)) {
                 return Ok(pool.clone());
             }
-            pool.pool.close();
-            pools.remove(&entry.id);
+            if matches(&pool.target, entry) {
+                return Ok(pool.clone());
+            }
+            let old = pools.remove(&entry.id).expect("present");
+            if entry.server.as_ref().map(|server| server.id) != Some(old.server.server.id) {
+                old.server.retire(entry.id);
+            }
         }
         let (Some(server), Some(database), Some(role), Some(password)) =
             (&entry.server, &entry.database, &entry.role, &entry.password)
         else {
             return Err(RouterError::TenantNotReady);
         };
-        let gate = self.gate_for(server);
+        let scheduler = self.server_for(server);
         let mut config = tokio_postgres::Config::new();
         config
             .host(&server.host)
@@ -191,178 +137,109 @@ impl Pools {
             .dbname(database)
             .application_name("tenancy-router")
             .connect_timeout(Duration::from_secs(2));
-        let manager = GatedManager {
-            inner: deadpool_postgres::Manager::from_config(
-                config.clone(),
-                NoTls,
-                ManagerConfig {
-                    recycling_method: RecyclingMethod::Fast,
-                },
-            ),
-            gate: gate.clone(),
-            wait: self.wait,
-        };
-        let size = pool_size(entry.max_connections, server.connection_budget);
-        let pool = Pool::builder(manager)
-            .max_size(size)
-            .timeouts(Timeouts {
-                wait: Some(self.wait),
-                create: Some(self.wait + Duration::from_secs(2)),
-                recycle: Some(Duration::from_secs(1)),
-            })
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()
-            .map_err(|error| {
-                RouterError::Internal(anyhow::Error::new(error).context("build a tenant pool"))
-            })?;
-        let tenant_pool = Arc::new(TenantPool {
+        let pool = Arc::new(TenantPool {
             tenant: entry.id,
-            plan: entry.plan.clone(),
-            gate,
-            target: PoolTarget {
+            server: scheduler,
+            target: Arc::new(Target {
                 server: server.clone(),
                 database: database.clone(),
                 role: role.clone(),
                 password: password.clone(),
-            },
-            pool,
-            connect: config,
-            last_used: Mutex::new(Instant::now()),
+                config,
+            }),
+            entry: Arc::downgrade(entry),
+            max: pool_size(entry.max_connections, server.connection_budget),
+            last_used: AtomicU64::new(self.now_millis()),
         });
-        pools.insert(entry.id, tenant_pool.clone());
-        Ok(tenant_pool)
+        pools.insert(entry.id, pool.clone());
+        Ok(pool)
     }
 
-    /// The server's gate; a budget the directory read anew (changed in the catalog) is
-    /// applied to it.
-    fn gate_for(&self, server: &ServerRef) -> Arc<ServerGate> {
-        let gate = self
-            .gates
+    /// The server's scheduler; a budget the directory read anew (changed in the catalog)
+    /// is applied to it.
+    fn server_for(&self, server: &crate::tenant::ServerRef) -> Arc<ServerPool> {
+        let scheduler = self
+            .servers
             .lock()
             .entry(server.id)
-            .or_insert_with(|| Arc::new(ServerGate::new(server, self.opens_per_second)))
+            .or_insert_with(|| {
+                Arc::new(ServerPool::new(server, self.opens_per_second, self.wait))
+            })
             .clone();
-        gate.set_budget(server.connection_budget);
-        gate
+        scheduler.set_budget(server.connection_budget);
+        scheduler
     }
 
-    /// A server's connection budget changed in the catalog: applied at once, and every pool
-    /// on the server is closed (idle connections close now, busy ones as they come back;
-    /// the next request gets a pool sized for the new budget).
+    /// A server's connection budget changed in the catalog: applied at once (a smaller
+    /// one closes idle connections now and busy ones as they come back).
     pub fn set_budget(&self, server: ServerId, budget: u32) {
-        let gate = self.gates.lock().get(&server).cloned();
-        let Some(gate) = gate else {
-            return;
-        };
-        if !gate.set_budget(budget) {
-            return;
-        }
-        tracing::info!(server = %server, budget, "server connection budget applied");
-        let closed: Vec<Arc<TenantPool>> = {
-            let mut pools = self.pools.lock();
-            let ids: Vec<TenantId> = pools
-                .iter()
-                .filter(|(_, pool)| pool.gate.server.id == server)
-                .map(|(id, _)| *id)
-                .collect();
-            ids.iter().filter_map(|id| pools.remove(id)).collect()
-        };
-        for pool in closed {
-            pool.pool.close();
+        let scheduler = self.servers.lock().get(&server).cloned();
+        if let Some(scheduler) = scheduler
+            && scheduler.set_budget(budget)
+        {
+            tracing::info!(server = %server, budget, "server connection budget applied");
+            // Handles carry a per-tenant cap sized by the old budget.
+            self.pools
+                .lock()
+                .retain(|_, pool| pool.server.server.id != server);
         }
     }
 
-    /// Closes a tenant's pool (its connections close as they come back).
+    /// The tenant is no longer served as it was: its connections close (busy ones as
+    /// they come back).
     pub fn remove(&self, tenant: TenantId) {
         let removed = self.pools.lock().remove(&tenant);
         if let Some(pool) = removed {
-            pool.pool.close();
+            pool.server.retire(tenant);
         }
     }
 
-    /// Closes every tenant pool (after notifications may have been missed).
+    /// Forgets every tenant (after notifications may have been missed).
     pub fn clear(&self) {
-        let removed: Vec<Arc<TenantPool>> =
-            self.pools.lock().drain().map(|(_, pool)| pool).collect();
-        for pool in removed {
-            pool.pool.close();
+        self.pools.lock().clear();
+        for server in self.servers() {
+            server.retire_all();
         }
     }
 
-    /// Closes a few idle connections of other tenants on a server, least recently used
-    /// pools first, to free budget without emptying everyone's pool.
-    fn evict_idle(&self, server: ServerId, except: TenantId) {
-        let mut victims: Vec<Arc<TenantPool>> = self
-            .pools
-            .lock()
-            .values()
-            .filter(|pool| pool.gate.server.id == server && pool.tenant != except)
-            .cloned()
-            .collect();
-        // Each pool's idle time read once: read during the sort it changes (time passes,
-        // requests use pools), and a sort whose keys change is not a total order (the
-        // standard library's sort panics on that).
-        victims.sort_by_cached_key(|pool| std::cmp::Reverse(pool.idle_for()));
-        let mut to_free = EVICT_AT_ONCE;
-        for pool in victims {
-            if to_free == 0 {
-                break;
-            }
-            let closed = pool.pool.retain(|_, _| {
-                if to_free > 0 {
-                    to_free -= 1;
-                    false
-                } else {
-                    true
-                }
-            });
-            pool.gate.counts.evicted.fetch_add(
-                u64::try_from(closed.removed.len()).unwrap_or(0),
-                Ordering::Relaxed,
-            );
-        }
-    }
-
-    /// Closes pools unused for `idle`, and connections idle that long in the others.
+    /// Closes connections idle for `idle` and forgets handles unused that long.
     pub fn collect_idle(&self, idle: Duration) {
+        let now = self.now_millis();
+        let idle_millis = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
         self.pools.lock().retain(|_, pool| {
-            if pool.idle_for() >= idle {
-                pool.pool.close();
-                false
-            } else {
-                pool.pool.retain(|_, metrics| metrics.last_used() < idle);
-                true
-            }
+            now.saturating_sub(pool.last_used.load(Ordering::Relaxed)) < idle_millis
         });
-    }
-
-    pub fn gates(&self) -> Vec<Arc<ServerGate>> {
-        self.gates.lock().values().cloned().collect()
-    }
-
-    /// What the metrics show of the pools and gates, read now.
-    pub fn stats(&self) -> PoolStats {
-        let mut waiting: HashMap<ServerId, usize> = HashMap::new();
-        let pools = self.pools.lock();
-        for pool in pools.values() {
-            *waiting.entry(pool.gate.server.id).or_insert(0) += pool.pool.status().waiting;
+        for server in self.servers() {
+            server.collect_idle(idle);
         }
-        let open_pools = pools.len();
-        drop(pools);
+    }
+
+    pub fn servers(&self) -> Vec<Arc<ServerPool>> {
+        self.servers.lock().values().cloned().collect()
+    }
+
+    /// What the metrics show of the schedulers, read now.
+    pub fn stats(&self) -> PoolStats {
+        let open_pools = self.pools.lock().len();
         PoolStats {
             servers: self
-                .gates()
+                .servers()
                 .iter()
-                .map(|gate| crate::metrics::ServerStats {
-                    server: gate.server.id,
-                    open_connections: gate.open_connections(),
-                    budget: gate.budget(),
-                    opened: gate.counts.opened.load(Ordering::Relaxed),
-                    checkouts: gate.counts.checkouts.load(Ordering::Relaxed),
-                    wait_micros: gate.counts.wait_micros.load(Ordering::Relaxed),
-                    evicted: gate.counts.evicted.load(Ordering::Relaxed),
-                    breaker_open: gate.breaker.is_open(),
-                    waiting: waiting.get(&gate.server.id).copied().unwrap_or(0),
+                .map(|server| {
+                    let (open_connections, waiting) = server.load();
+                    let counts = &server.counts;
+                    crate::metrics::ServerStats {
+                        server: server.server.id,
+                        open_connections,
+                        budget: server.budget(),
+                        opened: counts.opened.load(Ordering::Relaxed),
+                        checkouts: counts.checkouts.load(Ordering::Relaxed),
+                        reused: counts.reused.load(Ordering::Relaxed),
+                        wait_micros: counts.wait_micros.load(Ordering::Relaxed),
+                        evicted: counts.evicted.load(Ordering::Relaxed),
+                        breaker_open: server.breaker.is_open(),
+                        waiting,
+                    }
                 })
                 .collect(),
             open_pools,

@@ -93,6 +93,12 @@ impl TestPostgres {
     /// has the template's `system_identifier`, so a test that registers two servers makes
     /// the second with [`TestPostgres::start_distinct`].
     pub fn start() -> Self {
+        Self::start_sized(PostgresOptions::for_tests(PathBuf::new()).max_connections)
+    }
+
+    /// As [`TestPostgres::start`], with room for `max_connections` (benchmarks that hold
+    /// a connection per tenant).
+    pub fn start_sized(max_connections: u32) -> Self {
         let dir = temp_dir();
         let copied = Command::new("cp")
             .arg("-a")
@@ -101,8 +107,12 @@ impl TestPostgres {
             .status()
             .expect("run cp");
         assert!(copied.success(), "copy the template cluster");
-        let server = EmbeddedPostgres::start(PostgresOptions::for_tests(dir.path().join("data")))
-            .expect("start an embedded PostgreSQL cluster");
+        let options = PostgresOptions {
+            max_connections,
+            ..PostgresOptions::for_tests(dir.path().join("data"))
+        };
+        let server =
+            EmbeddedPostgres::start(options).expect("start an embedded PostgreSQL cluster");
         Self { server, _dir: dir }
     }
 

@@ -78,7 +78,11 @@ impl ControlPlane {
 
     /// Starts with extra environment variables (say, `TENANCY_DELETE_GRACE`).
     pub async fn start_with(env: &[(&str, &str)]) -> Self {
-        let postgres = TestPostgres::start();
+        Self::start_on(TestPostgres::start(), env).await
+    }
+
+    /// Starts on a cluster of the caller's (its catalog is created there).
+    pub async fn start_on(postgres: TestPostgres, env: &[(&str, &str)]) -> Self {
         let database_url = postgres.create_database("catalog").await;
         let (signing_key, pem) = TokenKey::generate().expect("generate a signing key");
         let signing_pem = secrecy::ExposeSecret::expose_secret(&pem).to_owned();

@@ -162,9 +162,7 @@ impl Pools {
             .servers
             .lock()
             .entry(server.id)
-            .or_insert_with(|| {
-                Arc::new(ServerPool::new(server, self.opens_per_second, self.wait))
-            })
+            .or_insert_with(|| Arc::new(ServerPool::new(server, self.opens_per_second, self.wait)))
             .clone();
         scheduler.set_budget(server.connection_budget);
         scheduler

@@ -205,7 +205,10 @@ impl ServerPool {
             return Err(RouterError::ServerUnavailable);
         }
         let started = Instant::now();
-        let step = self.state.lock().checkout(self, tenant, target, max, started);
+        let step = self
+            .state
+            .lock()
+            .checkout(self, tenant, target, max, started);
         let connection = match step {
             Step::Ready(conn) => {
                 self.counts.reused.fetch_add(1, Ordering::Relaxed);
@@ -395,9 +398,7 @@ impl ServerPool {
     /// whichever idle connections it takes (a waiter is never left behind warm but idle
     /// connections for long).
     pub fn serve_aged(self: &Arc<Self>) {
-        self.state
-            .lock()
-            .serve(self, Instant::now(), self.wait / 4);
+        self.state.lock().serve(self, Instant::now(), self.wait / 4);
     }
 
     /// The busiest tenants with no connection open here now, up to `count`: what to warm
@@ -487,7 +488,8 @@ impl State {
         let nobody_waits = self.queue.is_empty();
         if held < max
             && (held == 0 || nobody_waits)
-            && (self.open < self.budget || (held == 0 && nobody_waits && self.evict_one(server, now)))
+            && (self.open < self.budget
+                || (held == 0 && nobody_waits && self.evict_one(server, now)))
         {
             self.open += 1;
             self.tenants.get_mut(&tenant).expect("present").busy += 1;
@@ -513,7 +515,13 @@ impl State {
         Step::Wait(receiver)
     }
 
-    fn give_back(&mut self, server: &Arc<ServerPool>, tenant: TenantId, conn: PgConn, now: Instant) {
+    fn give_back(
+        &mut self,
+        server: &Arc<ServerPool>,
+        tenant: TenantId,
+        conn: PgConn,
+        now: Instant,
+    ) {
         let over_budget = self.open > self.budget;
         let Some(slot) = self.tenants.get_mut(&tenant) else {
             // Cannot happen (a slot with busy connections is kept); close it regardless.

@@ -108,17 +108,8 @@ async fn main() -> Result<(), Error> {
     let (role, password) = tenant_role(&app, &tenant).await?;
     results.push(in_process(&app, &tenant, (&role, &password), &ids, seconds).await?);
 
-    // pgbench, same server and database, as the superuser; with a new connection for
-    // every query (the floor a router without warm connections would sit on); and so as
-    // the tenant's role (16 SCRAM rounds): how many connections a second this server opens.
+    // pgbench, same server and database, as the superuser.
     results.push(pgbench(&app, &database, seconds, None)?);
-    results.push(pgbench(&app, &database, seconds, Some(("postgres", None)))?);
-    results.push(pgbench(
-        &app,
-        &database,
-        seconds,
-        Some((&role, Some(&password))),
-    )?);
 
     // Through the router, one tenant.
     let script = std::env::temp_dir().join("tenancy-bench-one.lua");
@@ -154,6 +145,18 @@ async fn main() -> Result<(), Error> {
         tenants.push(tenant?);
     }
     let created_in = started.elapsed();
+    // With the server holding every tenant's database (its background work included): a
+    // new connection per query (the floor a router without warm connections would sit
+    // on), as the superuser, and as the tenant's role (16 SCRAM rounds): how many
+    // connections a second this server opens.
+    let connect_each = results.len();
+    results.push(pgbench(&app, &database, seconds, Some(("postgres", None)))?);
+    results.push(pgbench(
+        &app,
+        &database,
+        seconds,
+        Some((&role, Some(&password))),
+    )?);
     let uniform = std::env::temp_dir().join("tenancy-bench-many.lua");
     std::fs::write(&uniform, lua_script(&tenants, None))?;
     let zipf = std::env::temp_dir().join("tenancy-bench-zipf.lua");
@@ -164,7 +167,7 @@ async fn main() -> Result<(), Error> {
             &format!("router, {tenant_count} uniform, budget {SMALL_BUDGET}"),
             &uniform,
             seconds,
-            2,
+            connect_each,
         )
         .await?,
     );
@@ -258,6 +261,18 @@ async fn main() -> Result<(), Error> {
         "router resident memory: {} MiB",
         resident_mib(router.process.child.id()).unwrap_or(0)
     );
+    // For profiling: keeps the platform up a while (`TENANCY_BENCH_HOLD_SECONDS`).
+    let hold: u64 = env_or("TENANCY_BENCH_HOLD_SECONDS", 0);
+    if hold > 0 {
+        println!(
+            "holding {hold} s: router {}, control plane {}, admin token {admin}, scripts {} {}",
+            router.base_url,
+            app.base_url,
+            uniform.display(),
+            zipf.display()
+        );
+        tokio::time::sleep(Duration::from_secs(hold)).await;
+    }
     Ok(())
 }
 
@@ -595,7 +610,7 @@ fn pgbench(
     let (name, reference) = match connect_each {
         None => ("pgbench (same query, by key)".to_owned(), 0),
         Some((_, None)) => ("pgbench -C (a connection per query)".to_owned(), 0),
-        Some((_, Some(_))) => ("pgbench -C, tenant role (16 SCRAM rounds)".to_owned(), 2),
+        Some((_, Some(_))) => ("pgbench -C, tenant role (16 SCRAM rounds)".to_owned(), 0),
     };
     Ok(Figures {
         name,

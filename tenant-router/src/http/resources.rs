@@ -7,6 +7,8 @@
 //! (bumped by a trigger on any update): responses send it as `ETag`, and `PATCH` and
 //! `DELETE` honour `If-Match` (412 on a stale version).
 
+use std::sync::OnceLock;
+
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -66,6 +68,8 @@ pub struct Resource {
     missing: &'static str,
     read: &'static str,
     write: &'static str,
+    /// `show`'s statement, built on first use.
+    show_sql: OnceLock<String>,
 }
 
 const PARTNER_FIELDS: &[Field] = &[
@@ -90,6 +94,7 @@ pub static CUSTOMERS: Resource = Resource {
     fields: PARTNER_FIELDS,
     read: "customers.read",
     write: "customers.write",
+    show_sql: OnceLock::new(),
 };
 
 pub static SUPPLIERS: Resource = Resource {
@@ -100,6 +105,7 @@ pub static SUPPLIERS: Resource = Resource {
     fields: PARTNER_FIELDS,
     read: "suppliers.read",
     write: "suppliers.write",
+    show_sql: OnceLock::new(),
 };
 
 pub static PRODUCTS: Resource = Resource {
@@ -127,6 +133,7 @@ pub static PRODUCTS: Resource = Resource {
     ],
     read: "products.read",
     write: "products.write",
+    show_sql: OnceLock::new(),
 };
 
 pub fn routes() -> Routes {
@@ -164,6 +171,14 @@ impl Resource {
     /// The rows of `source` (the table, or a CTE of it) as JSON (money as strings), with
     /// version, id and the value they sort by.
     fn select(&self, sort: &str, source: &str) -> String {
+        format!(
+            "SELECT {} AS body, version, id, {sort}::text AS sort_value FROM {source}",
+            self.json_object()
+        )
+    }
+
+    /// A row as a JSON object (money as strings), with id, version and times.
+    fn json_object(&self) -> String {
         let mut pairs = vec!["'id', id".to_owned()];
         for field in self.fields {
             match field.kind {
@@ -174,11 +189,7 @@ impl Resource {
         pairs.push("'version', version".to_owned());
         pairs.push("'created_at', created_at".to_owned());
         pairs.push("'updated_at', updated_at".to_owned());
-        format!(
-            "SELECT jsonb_build_object({}) AS body, version, id, {sort}::text AS sort_value \
-             FROM {source}",
-            pairs.join(", "),
-        )
+        format!("jsonb_build_object({})", pairs.join(", "))
     }
 
     fn action(&self, verb: &str) -> &'static str {
@@ -230,10 +241,38 @@ pub(super) struct Versioned {
     pub(super) location: Option<String>,
 }
 
+/// A resource read, its JSON as PostgreSQL wrote it (passed through, never parsed), with
+/// its version as the `ETag`.
+struct RawVersioned {
+    body: String,
+    version: i64,
+}
+
+fn etag(version: i64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("\"{version}\"")).ok()
+}
+
+impl IntoResponse for RawVersioned {
+    fn into_response(self) -> Response {
+        let mut response = (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            self.body,
+        )
+            .into_response();
+        if let Some(value) = etag(self.version) {
+            response.headers_mut().insert(header::ETAG, value);
+        }
+        response
+    }
+}
+
 impl IntoResponse for Versioned {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body)).into_response();
-        if let Ok(value) = HeaderValue::from_str(&format!("\"{}\"", self.version)) {
+        if let Some(value) = etag(self.version) {
             response.headers_mut().insert(header::ETAG, value);
         }
         if let Some(location) = self.location
@@ -361,26 +400,25 @@ async fn show(
     resource: &'static Resource,
     tenant: Tenant,
     Path(id): Path<String>,
-) -> RouterResult<Versioned> {
+) -> RouterResult<impl IntoResponse> {
     let id: Uuid = path_id(&id, || resource.not_found())?;
     let connection = tenant.access(resource.read).await?;
-    let statement = connection
-        .client
-        .prepare_cached(&format!(
-            "{} WHERE id = $1",
-            resource.select("id", resource.plural)
-        ))
-        .await?;
+    let sql = resource.show_sql.get_or_init(|| {
+        format!(
+            "SELECT {}::text AS body, version FROM {} WHERE id = $1",
+            resource.json_object(),
+            resource.plural
+        )
+    });
+    let statement = connection.client.prepare_cached(sql).await?;
     let row = connection
         .client
         .query_opt(&statement, &[&id])
         .await?
         .ok_or_else(|| resource.not_found())?;
-    Ok(Versioned {
-        status: StatusCode::OK,
-        body: row.get("body"),
-        version: row.get("version"),
-        location: None,
+    Ok(RawVersioned {
+        body: row.get(0),
+        version: row.get(1),
     })
 }
 

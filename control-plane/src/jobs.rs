@@ -11,7 +11,7 @@
 //! - `trials`: suspend tenants whose trial has ended;
 //! - `sweep`: databases and roles of ours that the catalog does not know (see [`crate::sweep`]),
 //!   restores whose process died, databases kept after a restore whose time is up;
-//! - `storage`: sample every tenant database's size;
+//! - `storage`: sample every tenant database's size (on a slower schedule of its own);
 //! - `warm-pools`: keep each server's warm databases cloned ahead;
 //! - `backups`: scheduled backups and retention;
 //! - `migration-runs`: close fleet migration runs whose process died and lift their marks.
@@ -38,16 +38,27 @@ impl Jobs {
     }
 }
 
-/// Starts every job, each every `interval`.
-pub fn spawn(platform: Platform, metrics: Arc<Metrics>, interval: Duration) -> Jobs {
+/// Starts every job, each every `interval`; the storage sampling every `storage_interval`
+/// (at least `interval`).
+pub fn spawn(
+    platform: Platform,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    storage_interval: Duration,
+) -> Jobs {
     Jobs(
         JOBS.iter()
             .enumerate()
             .map(|(index, name)| {
                 let platform = platform.clone();
                 let metrics = metrics.clone();
+                let every = if *name == "storage" {
+                    storage_interval.max(interval)
+                } else {
+                    interval
+                };
                 tokio::spawn(async move {
-                    let mut ticker = tokio::time::interval(interval);
+                    let mut ticker = tokio::time::interval(every);
                     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         ticker.tick().await;

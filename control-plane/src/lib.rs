@@ -93,6 +93,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         state.platform.clone(),
         state.metrics.clone(),
         config.jobs_interval,
+        config.storage_sample_interval,
     );
     let platform = state.platform.clone();
     serve(listener, state, tenancy_core::shutdown::signal()).await?;

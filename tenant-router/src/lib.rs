@@ -95,7 +95,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Router> {
         usage::spawn_flusher(usage.clone(), catalog.clone(), config.usage_flush),
     ];
     Ok(Router {
-        state: AppState {
+        state: AppState::new(state::Shared {
             directory,
             pools,
             verifier: Arc::new(verifier),
@@ -108,7 +108,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Router> {
             catalog,
             request_timeout: config.request_timeout,
             connection_limits: config.connections.limits(),
-        },
+        }),
         tasks,
     })
 }

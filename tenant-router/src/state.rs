@@ -13,8 +13,26 @@ use crate::metrics::Metrics;
 use crate::pools::Pools;
 use crate::usage::UsageCounter;
 
+/// Cloned for every request (axum hands each handler its own): one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What every handler shares.
+pub struct Shared {
     pub directory: Arc<Directory>,
     pub pools: Arc<Pools>,
     /// Verifies service tokens (the control plane's keys).

@@ -63,7 +63,13 @@ async fn main() -> Result<(), Error> {
 
     let app = ControlPlane::start_on(
         tenancy_tests::TestPostgres::start_sized(MAX_CONNECTIONS),
-        &[("TENANCY_WARM_POOL_SIZE", "8")],
+        // The jobs on their production schedule (the harness runs them every 300 ms, and
+        // sampling 1,000 databases' sizes that often takes most of a core).
+        &[
+            ("TENANCY_WARM_POOL_SIZE", "8"),
+            ("TENANCY_JOBS_INTERVAL", "10s"),
+            ("TENANCY_STORAGE_SAMPLE_INTERVAL", "5m"),
+        ],
     )
     .await;
     let admin = app.admin_token().await;

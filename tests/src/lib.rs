@@ -150,6 +150,7 @@ impl ControlPlane {
             .env("TENANCY_JWT_SIGNING_KEY", &self.signing_pem)
             .env("TENANCY_CATALOG_KEY", &self.catalog_key)
             .env("TENANCY_JOBS_INTERVAL", "300ms")
+            .env("TENANCY_STORAGE_SAMPLE_INTERVAL", "300ms")
             .env("TENANCY_WARM_POOL_SIZE", "0")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null());

@@ -187,6 +187,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         delete_grace: Duration::ZERO,
         warm_pool_size: 2,
         jobs_interval: Duration::from_secs(10),
+        storage_sample_interval: Duration::from_secs(60),
         fault_after_step: None,
         admin_token_ttl: Duration::from_secs(3600),
         tenant_migrations: None,
@@ -241,6 +242,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         app.platform.clone(),
         app.metrics.clone(),
         config.jobs_interval,
+        config.storage_sample_interval,
     );
 
     let control_listener = bind_preferred(args.control_plane_port).await?;

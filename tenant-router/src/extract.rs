@@ -28,9 +28,10 @@ use crate::tenant::TenantEntry;
 #[derive(Debug, Clone)]
 pub enum Principal {
     /// A tenant app with a service token: its scopes are its permissions.
+    /// Shared, not copied: a cached token hands them to every request that shows it.
     Service {
-        subject: String,
-        scopes: Vec<String>,
+        subject: Arc<str>,
+        scopes: Arc<[String]>,
     },
     /// A signed-in user of the tenant, in one session.
     User { id: UserId, session: SessionId },
@@ -168,7 +169,7 @@ impl FromRequestParts<AppState> for Tenant {
         }
         let audit = AuditContext {
             actor: match &principal {
-                Principal::Service { subject, .. } => subject.clone(),
+                Principal::Service { subject, .. } => subject.to_string(),
                 Principal::User { id, .. } => format!("user:{id}"),
             },
             actor_id: match &principal {
@@ -210,8 +211,8 @@ fn verify(state: &AppState, token: &str) -> RouterResult<(TenantId, Principal)> 
             (
                 claims.tenant,
                 Principal::Service {
-                    subject: claims.sub,
-                    scopes: claims.scopes,
+                    subject: claims.sub.into(),
+                    scopes: claims.scopes.into(),
                 },
                 claims.exp,
             )

@@ -99,8 +99,8 @@ mod tests {
 
     fn service() -> Principal {
         Principal::Service {
-            subject: "service:test".to_owned(),
-            scopes: vec!["customers.read".to_owned()],
+            subject: "service:test".into(),
+            scopes: vec!["customers.read".to_owned()].into(),
         }
     }
 

@@ -290,8 +290,8 @@ enum Me {
 async fn me(tenant: Tenant) -> RouterResult<Json<Me>> {
     match &tenant.principal {
         Principal::Service { subject, scopes } => Ok(Json(Me::Service {
-            subject: subject.clone(),
-            permissions: scopes.clone(),
+            subject: subject.to_string(),
+            permissions: scopes.to_vec(),
         })),
         Principal::User { id, .. } => {
             let connection = tenant.signed_in().await?;

@@ -10,8 +10,9 @@
 //! - else, when nobody waits, it closes the least valuable idle connection on the server
 //!   (value: the tenant's requests, decayed with a 10 s half-life, per connection it holds:
 //!   frequency-aware, and a tenant's extra connections go before anyone's only one) and
-//!   opens in its place: for a tenant with none, always; for another connection of a busy
-//!   tenant, when that connection would be worth twice the one it replaces;
+//!   opens in its place, for a tenant with none (a busy tenant's extra connection comes
+//!   only from room in the budget: evicting for extras made cold tenants reopen what they
+//!   lost, measured as churn in the router benchmark);
 //! - else it waits, bounded: for its own tenant's connection (handed over as it comes back)
 //!   when the tenant has one, else in the server's queue, first come first served.
 //!
@@ -479,12 +480,6 @@ impl State {
             break;
         }
         let held = slot.busy;
-        // What one more connection would be worth to it (a first one: it must have one).
-        let worth = if held == 0 {
-            f64::INFINITY
-        } else {
-            slot.decayed(now) / (held + 1) as f64
-        };
         self.open -= closed;
         if let Some(conn) = ready {
             if closed > 0 {
@@ -496,7 +491,7 @@ impl State {
         if held < max
             && (held == 0 || nobody_waits)
             && (self.open < self.budget
-                || (nobody_waits && self.evict_below(server, now, worth / 2.0)))
+                || (held == 0 && nobody_waits && self.evict_one(server, now)))
         {
             self.open += 1;
             self.tenants.get_mut(&tenant).expect("present").busy += 1;
@@ -624,17 +619,9 @@ impl State {
     /// Closes the idle connection worth least, if any. The place it held is handed on by
     /// the caller.
     fn evict_one(&mut self, server: &ServerPool, now: Instant) -> bool {
-        self.evict_below(server, now, f64::INFINITY)
-    }
-
-    /// Closes the idle connection worth least, if it is worth less than `worth`.
-    fn evict_below(&mut self, server: &ServerPool, now: Instant, worth: f64) -> bool {
-        let Some((victim, value)) = self.least_valuable_idle(now) else {
+        let Some((victim, _)) = self.least_valuable_idle(now) else {
             return false;
         };
-        if value >= worth {
-            return false;
-        }
         self.close_idle(victim);
         server.counts.evicted.fetch_add(1, Ordering::Relaxed);
         true

@@ -59,6 +59,13 @@ pub struct Config {
     #[arg(long, env = "TENANCY_SERVER_OPENS_PER_SECOND", default_value_t = 200)]
     pub server_opens_per_second: u32,
 
+    /// Connections this router opens at once to one database server at most; more wait
+    /// their turn first come, first served (within the bounded wait). A server forks and
+    /// starts its backends one after the other: opening more at once only makes each take
+    /// longer and their order random.
+    #[arg(long, env = "TENANCY_SERVER_OPENS_AT_ONCE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub server_opens_at_once: u32,
+
     /// How long a request waits for a connection before 503 `pool_timeout`.
     #[arg(long, env = "TENANCY_POOL_WAIT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub pool_wait: Duration,

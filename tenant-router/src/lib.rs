@@ -81,7 +81,10 @@ pub async fn build(config: &Config) -> anyhow::Result<Router> {
     );
     let pools = Arc::new(pools::Pools::new(
         config.pool_wait,
-        config.server_opens_per_second,
+        pools::OpenLimits {
+            per_second: config.server_opens_per_second,
+            at_once: config.server_opens_at_once,
+        },
     ));
     let usage = Arc::new(usage::UsageCounter::default());
     let tasks = vec![

@@ -26,6 +26,15 @@ use crate::error::{RouterError, RouterResult};
 use crate::metrics::PoolStats;
 use crate::tenant::TenantEntry;
 
+/// How fast a router opens connections to one server.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenLimits {
+    /// Per second at most.
+    pub per_second: u32,
+    /// At once at most.
+    pub at_once: u32,
+}
+
 /// A tenant's way to its connections.
 pub struct TenantPool {
     pub tenant: TenantId,
@@ -85,18 +94,17 @@ pub struct Pools {
     pools: Mutex<HashMap<TenantId, Arc<TenantPool>>>,
     servers: Mutex<HashMap<ServerId, Arc<ServerPool>>>,
     wait: Duration,
-    /// Connections opened per second per server at most.
-    opens_per_second: u32,
+    opens: OpenLimits,
     started: Instant,
 }
 
 impl Pools {
-    pub fn new(wait: Duration, opens_per_second: u32) -> Self {
+    pub fn new(wait: Duration, opens: OpenLimits) -> Self {
         Self {
             pools: Mutex::new(HashMap::new()),
             servers: Mutex::new(HashMap::new()),
             wait,
-            opens_per_second,
+            opens,
             started: Instant::now(),
         }
     }
@@ -162,7 +170,7 @@ impl Pools {
             .servers
             .lock()
             .entry(server.id)
-            .or_insert_with(|| Arc::new(ServerPool::new(server, self.opens_per_second, self.wait)))
+            .or_insert_with(|| Arc::new(ServerPool::new(server, self.opens, self.wait)))
             .clone();
         scheduler.set_budget(server.connection_budget);
         scheduler

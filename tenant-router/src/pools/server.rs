@@ -77,6 +77,8 @@ pub struct ServerPool {
     pub breaker: Breaker,
     pub counts: Counts,
     opens: OpenRate,
+    /// Connections being opened at once (FIFO: the first to ask opens first).
+    opening: tokio::sync::Semaphore,
     /// The bounded wait of a request for its connection.
     wait: Duration,
     state: Mutex<State>,
@@ -179,12 +181,15 @@ impl Slot {
 }
 
 impl ServerPool {
-    pub fn new(server: &ServerRef, opens_per_second: u32, wait: Duration) -> Self {
+    pub fn new(server: &ServerRef, opens: super::OpenLimits, wait: Duration) -> Self {
         Self {
             server: server.clone(),
             breaker: Breaker::default(),
             counts: Counts::default(),
-            opens: OpenRate::new(opens_per_second),
+            opens: OpenRate::new(opens.per_second),
+            opening: tokio::sync::Semaphore::new(
+                usize::try_from(opens.at_once.max(1)).unwrap_or(1),
+            ),
             wait,
             state: Mutex::new(State {
                 budget: usize::try_from(server.connection_budget.max(1)).unwrap_or(1),
@@ -268,6 +273,10 @@ impl ServerPool {
         reservation: Reservation,
         target: &Arc<Target>,
     ) -> RouterResult<Connection> {
+        let _turn = tokio::time::timeout(self.wait, self.opening.acquire())
+            .await
+            .map_err(|_| RouterError::PoolTimeout)?
+            .map_err(|_| RouterError::PoolTimeout)?;
         if !self.opens.take(self.wait).await {
             return Err(RouterError::PoolTimeout);
         }

@@ -260,6 +260,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         directory_capacity: 100_000,
         prewarm_tenants: 200,
         server_opens_per_second: 200,
+        server_opens_at_once: 8,
         directory_negative_ttl: Duration::from_secs(2),
         pool_wait: Duration::from_secs(2),
         pool_idle: Duration::from_secs(300),

@@ -248,7 +248,7 @@ impl ServerPool {
         let receiver = {
             let mut state = self.state.lock();
             let now = Instant::now();
-            if state.queue.is_empty() && (state.open < state.budget || state.evict_one(self, now)) {
+            if !state.has_waiters() && (state.open < state.budget || state.evict_one(self, now)) {
                 state.open += 1;
                 return Ok(Reservation::new(self.clone(), tenant, true));
             }
@@ -496,7 +496,8 @@ impl State {
             }
             return Step::Ready(conn);
         }
-        let nobody_waits = self.queue.is_empty();
+        // (Waiters that gave up are dropped from the queue's head first.)
+        let nobody_waits = !self.has_waiters();
         if held < max
             && (held == 0 || nobody_waits)
             && (self.open < self.budget

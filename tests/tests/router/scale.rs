@@ -1,5 +1,6 @@
 //! What keeps the router's hot path light with many tenants: the verified-token cache (never
-//! past `exp`, never for a tenant that may not be served).
+//! past `exp`, never for a tenant that may not be served), frequency-aware eviction, fair
+//! waiting, pre-warming.
 
 use std::collections::HashMap;
 
@@ -217,6 +218,83 @@ async fn a_hot_tenant_saturating_its_pool_cannot_starve_fifty_cold_ones() {
     assert!(
         hot_served > 150,
         "the hot tenant was served too: {hot_served}"
+    );
+}
+
+/// The router's backends on a database: (pid, when each started).
+async fn router_backends(app: &ControlPlane, database: &str) -> Vec<(i32, String)> {
+    let mut admin = tenancy_tests::connect(&app.postgres.server.superuser_url("postgres")).await;
+    sqlx::query_as(
+        "SELECT pid, backend_start::text FROM pg_stat_activity \
+         WHERE application_name = 'tenancy-router' AND datname = $1 ORDER BY pid",
+    )
+    .bind(database)
+    .fetch_all(&mut admin)
+    .await
+    .expect("backends")
+}
+
+#[tokio::test]
+async fn the_busiest_tenant_keeps_its_warm_connection_while_cold_tenants_come_and_go() {
+    let app = ControlPlane::start().await;
+    let admin = app.admin_token().await;
+    let server = add_server_with_budget(&app, &admin, "tight", 100, 4).await;
+    let (status, hot) = app.create_tenant(&admin, "busy").await;
+    assert_eq!(status, 201, "{hot}");
+    let hot_database = hot["database_name"].as_str().expect("database").to_owned();
+    let hot_token = app.tenant_token(&admin, "busy", ALL).await;
+    let mut cold = Vec::new();
+    for index in 0..12 {
+        let slug = format!("rare-{index}");
+        let (status, body) = app.create_tenant(&admin, &slug).await;
+        assert_eq!(status, 201, "{body}");
+        cold.push(app.tenant_token(&admin, &slug, ALL).await);
+    }
+    let router = app.start_router(&[]).await;
+
+    // The busy tenant, one request after another: one warm connection serves it.
+    for _ in 0..50 {
+        assert_eq!(router.customers(&hot_token).await.0, 200);
+    }
+    let warm = router_backends(&app, &hot_database).await;
+    assert_eq!(warm.len(), 1, "one warm connection: {warm:?}");
+
+    // Twelve rare tenants, three rounds, on a budget of 4, while the busy one goes on:
+    // each rare request needs a connection, and what makes room is another rare tenant's.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let busy = async {
+        let mut served = 0_u32;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            assert_eq!(router.customers(&hot_token).await.0, 200);
+            served += 1;
+        }
+        served
+    };
+    let rare = async {
+        for _ in 0..3 {
+            for token in &cold {
+                let (status, body) = router.customers(token).await;
+                assert_eq!(status, 200, "{body}");
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    let (served, ()) = tokio::join!(busy, rare);
+    assert!(served > 0);
+    let evictions = counter(
+        &router,
+        &format!("tenancy_router_server_evictions_total{{server=\"{server}\"}}"),
+    )
+    .await;
+    assert!(
+        evictions >= 20,
+        "the rare tenants made room for each other: {evictions} evictions"
+    );
+    // The busy tenant's connection is the very one it had: never evicted, never reopened.
+    let after = router_backends(&app, &hot_database).await;
+    assert!(
+        after.contains(&warm[0]),
+        "the busy tenant's warm connection survived: before {warm:?}, after {after:?}"
     );
 }
 

@@ -253,13 +253,7 @@ async fn main() -> Result<(), Error> {
         tenant_count - 1,
         created_in.as_secs_f64()
     );
-    let metrics = router
-        .client
-        .get(format!("{}/metrics", router.base_url))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = router.metrics().await;
     for line in metrics.lines().filter(|line| {
         line.starts_with("tenancy_router_directory_lookups_total")
             || line.starts_with("tenancy_router_server_")
@@ -406,14 +400,9 @@ async fn through_router(
 
 /// Connections the router has opened so far, over every server.
 async fn opened(router: &tenancy_tests::TenantRouter) -> Result<u64, Error> {
-    let metrics = router
-        .client
-        .get(format!("{}/metrics", router.base_url))
-        .send()
-        .await?
-        .text()
-        .await?;
-    Ok(metrics
+    Ok(router
+        .metrics()
+        .await
         .lines()
         .filter(|line| line.starts_with("tenancy_router_server_connections_opened_total{"))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())

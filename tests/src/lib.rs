@@ -473,6 +473,27 @@ impl TenantRouter {
         self.call(reqwest::Method::GET, "/v1/customers", Some(token), None)
             .await
     }
+
+    /// The router's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base_url))
+            .send()
+            .await
+            .expect("ask for the metrics")
+            .text()
+            .await
+            .expect("read the metrics")
+    }
+
+    /// One series' value (`name{labels}` as printed), if reported.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+    }
 }
 
 /// Asserts that a response is a problem document with this status and code.

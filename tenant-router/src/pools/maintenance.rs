@@ -27,18 +27,18 @@ pub fn spawn_maintenance(pools: Arc<Pools>, idle: Duration) -> tokio::task::Join
             if !rounds.is_multiple_of(5) {
                 continue;
             }
-            for gate in pools.servers() {
-                if gate.breaker.is_open() {
-                    let address = (gate.server.host.as_str(), gate.server.port);
+            for server in pools.servers() {
+                if server.breaker.is_open() {
+                    let address = (server.server.host.as_str(), server.server.port);
                     let probe = tokio::time::timeout(
                         Duration::from_millis(300),
                         tokio::net::TcpStream::connect(address),
                     )
                     .await;
                     if matches!(probe, Ok(Ok(_))) {
-                        tracing::info!(server = %gate.server.id, "server answers again; closing its breaker");
-                        gate.breaker.heal();
-                        tokio::spawn(rewarm(gate.clone()));
+                        tracing::info!(server = %server.server.id, "server answers again; closing its breaker");
+                        server.breaker.heal();
+                        tokio::spawn(rewarm(server.clone()));
                     }
                 }
             }

@@ -119,10 +119,8 @@ impl Pools {
     pub fn pool_for(&self, entry: &Arc<TenantEntry>) -> RouterResult<Arc<TenantPool>> {
         let mut pools = self.pools.lock();
         if let Some(pool) = pools.get(&entry.id) {
-            if std::ptr::eq(pool.entry.as_ptr(), Arc::as_ptr(entry)) {
-                return Ok(pool.clone());
-            }
-            if matches(&pool.target, entry) {
+            if std::ptr::eq(pool.entry.as_ptr(), Arc::as_ptr(entry)) || matches(&pool.target, entry)
+            {
                 return Ok(pool.clone());
             }
             let old = pools.remove(&entry.id).expect("present");

@@ -345,33 +345,25 @@ impl ServerPool {
         if !dedicated {
             state.forget_busy(tenant);
         }
-        state.serve(self, Instant::now(), self.wait / 4);
+        state.serve(self, Instant::now());
     }
 
     /// The tenant is no longer served here (moved, restored, suspended, deleted): its idle
     /// connections close now, busy ones as they come back, its waiters are refused.
     pub fn retire(self: &Arc<Self>, tenant: TenantId) {
         let mut state = self.state.lock();
-        let Some(slot) = state.tenants.get_mut(&tenant) else {
-            return;
-        };
-        slot.target = None;
-        slot.waiting.clear();
-        let closed = std::mem::take(&mut slot.idle).len();
-        if slot.busy == 0 {
-            state.tenants.remove(&tenant);
-        }
-        state.open -= closed;
-        state.queue.retain(|waiter| waiter.tenant != tenant);
-        state.serve(self, Instant::now(), self.wait / 4);
+        state.retire(tenant);
+        state.serve(self, Instant::now());
     }
 
     /// Retires every tenant (notifications may have been missed).
     pub fn retire_all(self: &Arc<Self>) {
-        let tenants: Vec<TenantId> = self.state.lock().tenants.keys().copied().collect();
+        let mut state = self.state.lock();
+        let tenants: Vec<TenantId> = state.tenants.keys().copied().collect();
         for tenant in tenants {
-            self.retire(tenant);
+            state.retire(tenant);
         }
+        state.serve(self, Instant::now());
     }
 
     /// Applies a new budget: a larger one serves waiters at once; a smaller one closes
@@ -382,7 +374,7 @@ impl ServerPool {
         let mut state = self.state.lock();
         let changed = state.budget != budget;
         state.budget = budget;
-        state.serve(self, Instant::now(), self.wait / 4);
+        state.serve(self, Instant::now());
         changed
     }
 
@@ -402,14 +394,14 @@ impl ServerPool {
                 || now.saturating_duration_since(slot.touched) < idle
         });
         state.open -= closed;
-        state.serve(self, now, self.wait / 4);
+        state.serve(self, now);
     }
 
     /// Gives places to waiters that have waited a quarter of the bounded wait, closing
     /// whichever idle connections it takes (a waiter is never left behind warm but idle
     /// connections for long).
     pub fn serve_aged(self: &Arc<Self>) {
-        self.state.lock().serve(self, Instant::now(), self.wait / 4);
+        self.state.lock().serve(self, Instant::now());
     }
 
     /// The busiest tenants with no connection open here now, up to `count`: what to warm
@@ -456,6 +448,20 @@ impl ServerPool {
 }
 
 impl State {
+    fn retire(&mut self, tenant: TenantId) {
+        let Some(slot) = self.tenants.get_mut(&tenant) else {
+            return;
+        };
+        slot.target = None;
+        slot.waiting.clear();
+        let closed = std::mem::take(&mut slot.idle).len();
+        if slot.busy == 0 {
+            self.tenants.remove(&tenant);
+        }
+        self.open -= closed;
+        self.queue.retain(|waiter| waiter.tenant != tenant);
+    }
+
     fn checkout(
         &mut self,
         server: &Arc<ServerPool>,
@@ -475,7 +481,6 @@ impl State {
             let closed = std::mem::take(&mut slot.idle).len();
             self.open -= closed;
         }
-        let slot = self.tenants.get_mut(&tenant).expect("just inserted");
         slot.touch(now);
         let mut closed = 0;
         let mut ready = None;
@@ -492,7 +497,7 @@ impl State {
         self.open -= closed;
         if let Some(conn) = ready {
             if closed > 0 {
-                self.serve(server, now, server.wait / 4);
+                self.serve(server, now);
             }
             return Step::Ready(conn);
         }
@@ -522,7 +527,7 @@ impl State {
                 .push_back(waiter);
         } else {
             self.queue.push_back(waiter);
-            self.serve(server, now, server.wait / 4);
+            self.serve(server, now);
         }
         Step::Wait(receiver)
     }
@@ -538,7 +543,7 @@ impl State {
         let Some(slot) = self.tenants.get_mut(&tenant) else {
             // Cannot happen (a slot with busy connections is kept); close it regardless.
             self.open -= 1;
-            self.serve(server, now, server.wait / 4);
+            self.serve(server, now);
             return;
         };
         slot.busy -= 1;
@@ -550,7 +555,7 @@ impl State {
             drop(conn);
             self.open -= 1;
             self.forget_busy_after(tenant);
-            self.serve(server, now, server.wait / 4);
+            self.serve(server, now);
             return;
         }
         // Its own requests first: they wait for exactly this.
@@ -576,7 +581,7 @@ impl State {
         } else if let Some(slot) = self.tenants.get_mut(&tenant) {
             slot.idle.push(conn);
         }
-        self.serve(server, now, server.wait / 4);
+        self.serve(server, now);
     }
 
     fn has_waiters(&mut self) -> bool {
@@ -648,9 +653,11 @@ impl State {
     }
 
     /// Gives places to waiters, oldest first: free places in the budget; then idle
-    /// connections worth no more than the waiter's tenant (or any, once it has waited
-    /// `aged`). Over budget (it was lowered), idle connections close first.
-    fn serve(&mut self, server: &Arc<ServerPool>, now: Instant, aged: Duration) {
+    /// connections worth no more than the waiter's tenant (or any, once it has waited a
+    /// quarter of the bounded wait). Over budget (it was lowered), idle connections close
+    /// first.
+    fn serve(&mut self, server: &Arc<ServerPool>, now: Instant) {
+        let aged = server.wait / 4;
         while self.open > self.budget {
             let Some((victim, _)) = self.least_valuable_idle(now) else {
                 break;

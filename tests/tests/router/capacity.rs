@@ -157,13 +157,12 @@ async fn a_stopped_server_gives_fast_503s_and_its_busiest_tenant_is_warmed_when_
     let returned = Instant::now();
     // Before any request: the health check heals the breaker and the router warms its
     // busiest tenant on the server again (a connection open, idle, waiting for it).
-    while router_connections(&back).await == 0 {
-        assert!(
-            returned.elapsed() < Duration::from_secs(5),
-            "the busiest tenant was not warmed again"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(5),
+        "the busiest tenant warmed again",
+        async || router_connections(&back).await > 0,
+    )
+    .await;
     println!(
         "busiest tenant warmed {:?} after the server returned",
         returned.elapsed()
@@ -279,17 +278,12 @@ async fn over_its_storage_limit_a_tenant_can_read_but_not_write_and_usage_is_cou
 
 /// The connection budget the router's metrics say is in force on a server.
 async fn budget_in_force(router: &TenantRouter, server: &str) -> Option<i64> {
-    let metrics = reqwest::get(format!("{}/metrics", router.base_url))
+    router
+        .metric(&format!(
+            "tenancy_router_server_connection_budget{{server=\"{server}\"}}"
+        ))
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let prefix = format!("tenancy_router_server_connection_budget{{server=\"{server}\"}} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|value| value.trim().parse().ok())
+        .map(|value| value as i64)
 }
 
 /// Waits (at most 3 s) until the router applies `budget`; how long it took.
@@ -418,12 +412,7 @@ async fn a_budget_change_reaches_a_running_router_within_a_second() {
         let (status, _) = router.customers(&tokens[0]).await;
         assert_eq!(status, 200);
     }
-    let metrics = reqwest::get(format!("{}/metrics", router.base_url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = router.metrics().await;
     let value = |name: &str| -> f64 {
         let prefix = format!("tenancy_router_{name}{{server=\"{server_id}\"}} ");
         metrics

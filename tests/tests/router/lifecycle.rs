@@ -125,15 +125,7 @@ async fn router_ops_endpoints() {
     let (status, openapi) = router.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(status, 200);
     assert!(openapi["paths"]["/v1/customers"]["post"].is_object());
-    let metrics = router
-        .client
-        .get(format!("{}/metrics", router.base_url))
-        .send()
-        .await
-        .expect("send")
-        .text()
-        .await
-        .expect("text");
+    let metrics = router.metrics().await;
     assert!(metrics.contains(r#"tenancy_router_http_requests_total{method="POST",route="/v1/customers",status="201"} 1"#), "{metrics}");
     assert!(
         metrics.contains("tenancy_router_directory_lookups_total"),

@@ -8,17 +8,7 @@ use super::*;
 
 /// A counter of the router's metrics (0 when not yet reported).
 async fn counter(router: &TenantRouter, series: &str) -> u64 {
-    let metrics = reqwest::get(format!("{}/metrics", router.base_url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("{series} ")))
-        .and_then(|value| value.trim().parse::<f64>().ok())
-        .map_or(0, |value| value as u64)
+    router.metric(series).await.map_or(0, |value| value as u64)
 }
 
 const HITS: &str = r#"tenancy_router_token_cache_lookups_total{result="hit"}"#;
@@ -166,13 +156,7 @@ async fn a_hot_tenant_saturating_its_pool_cannot_starve_fifty_cold_ones() {
     let app = ControlPlane::start().await;
     let admin = app.admin_token().await;
     add_server_with_budget(&app, &admin, "shared", 100, 8).await;
-    let mut cold = Vec::new();
-    for index in 0..51 {
-        let slug = format!("fair-{index}");
-        let (status, body) = app.create_tenant(&admin, &slug).await;
-        assert_eq!(status, 201, "{body}");
-        cold.push(app.tenant_token(&admin, &slug, ALL).await);
-    }
+    let mut cold = tenants_with_tokens(&app, &admin, "fair", 51).await;
     let hot = cold.pop().expect("the hot tenant");
     let wait = Duration::from_secs(2);
     let router = app.start_router(&[("TENANCY_POOL_WAIT", "2s")]).await;
@@ -221,6 +205,23 @@ async fn a_hot_tenant_saturating_its_pool_cannot_starve_fifty_cold_ones() {
     );
 }
 
+/// `count` tenants `<prefix>-<n>`, created through the API, and a token for each.
+async fn tenants_with_tokens(
+    app: &ControlPlane,
+    admin: &str,
+    prefix: &str,
+    count: usize,
+) -> Vec<String> {
+    let mut tokens = Vec::new();
+    for index in 0..count {
+        let slug = format!("{prefix}-{index}");
+        let (status, body) = app.create_tenant(admin, &slug).await;
+        assert_eq!(status, 201, "{body}");
+        tokens.push(app.tenant_token(admin, &slug, ALL).await);
+    }
+    tokens
+}
+
 /// The router's backends on a database: (pid, when each started).
 async fn router_backends(app: &ControlPlane, database: &str) -> Vec<(i32, String)> {
     let mut admin = tenancy_tests::connect(&app.postgres.server.superuser_url("postgres")).await;
@@ -243,13 +244,7 @@ async fn the_busiest_tenant_keeps_its_warm_connection_while_cold_tenants_come_an
     assert_eq!(status, 201, "{hot}");
     let hot_database = hot["database_name"].as_str().expect("database").to_owned();
     let hot_token = app.tenant_token(&admin, "busy", ALL).await;
-    let mut cold = Vec::new();
-    for index in 0..12 {
-        let slug = format!("rare-{index}");
-        let (status, body) = app.create_tenant(&admin, &slug).await;
-        assert_eq!(status, 201, "{body}");
-        cold.push(app.tenant_token(&admin, &slug, ALL).await);
-    }
+    let cold = tenants_with_tokens(&app, &admin, "rare", 12).await;
     let router = app.start_router(&[]).await;
 
     // The busy tenant, one request after another: one warm connection serves it.

@@ -10,13 +10,13 @@
 //! 1,000 tenants, a random one per request, uniformly and by Zipf's law (exponent 1.0: a
 //! few tenants busy, most rarely seen) with a connection budget of 150; and Zipf again with
 //! the budget sized to the server (changed live through the API). Each row has its errors,
-//! the connections the router opened, and its ratio to its reference row.
+//! the connections the router opened, and its ratio to its reference row. Every row is the
+//! median of `TENANCY_BENCH_ROUNDS` runs (default 3), with the range of the runs.
 //!
 //! Run: `cargo bench -p tenancy-tests --bench router` (needs `wrk`; `apt-get install wrk`).
 //! `TENANCY_BENCH_TENANTS` (default 1000), `TENANCY_BENCH_SECONDS` (default 10) and
 //! `TENANCY_BENCH_OPENS_PER_SECOND` (the router's cap, default 1000) adjust it.
 
-use std::fmt::Write as _;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,11 +25,12 @@ use futures::StreamExt;
 use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::Value;
+use tenancy_tests::bench::load::{
+    CONNECTIONS, Error, Row, env_or, median, print_table, resident_mib, through_router,
+    write_script, wrk,
+};
 use tenancy_tests::{ControlPlane, json};
 
-type Error = Box<dyn std::error::Error>;
-
-const CONNECTIONS: usize = 32;
 const CUSTOMERS: usize = 1000;
 /// The budget the issue's figures are read at, and one sized to the server (a warm
 /// connection for every tenant and room for the busiest to have more; `max_connections`
@@ -38,32 +39,26 @@ const SMALL_BUDGET: u32 = 150;
 const SIZED_BUDGET: u32 = 1200;
 const MAX_CONNECTIONS: u32 = 1250;
 
-struct Figures {
-    name: String,
-    per_second: f64,
-    mean_ms: f64,
-    p50_ms: Option<f64>,
-    p99_ms: Option<f64>,
-    /// Answers other than 2xx, and socket errors.
-    errors: Option<u64>,
-    /// Connections the router opened during the run.
-    opened: Option<u64>,
-    /// The row this one is compared with.
-    reference: usize,
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let seconds: u64 = env_or("TENANCY_BENCH_SECONDS", 10);
     let tenant_count: usize = env_or("TENANCY_BENCH_TENANTS", 1000);
     let opens: u32 = env_or("TENANCY_BENCH_OPENS_PER_SECOND", 1000);
+    let rounds: usize = env_or("TENANCY_BENCH_ROUNDS", 3);
     assert!(
         Command::new("wrk").arg("--version").output().is_ok(),
         "wrk is needed: apt-get install wrk"
     );
 
     let app = ControlPlane::start_on(
-        tenancy_tests::TestPostgres::start_sized(MAX_CONNECTIONS),
+        // Autovacuum as the README advises for thousands of mostly idle tenant databases:
+        // with the default one-minute naptime its launcher starts a worker (a new backend)
+        // in one of the 1,000 databases every 60 ms, and after the tenants are created
+        // their first analyses land in the middle of the measured runs.
+        tenancy_tests::TestPostgres::start_with(
+            MAX_CONNECTIONS,
+            &[("autovacuum_naptime", "10min")],
+        ),
         // The jobs on their production schedule (the harness runs them every 300 ms, and
         // sampling 1,000 databases' sizes that often takes most of a core).
         &[
@@ -113,16 +108,29 @@ async fn main() -> Result<(), Error> {
     // The same query in-process on a pool, as the tenant's role (first: the role's
     // connection limit is the plan's, and the router's pool will hold its share).
     let (role, password) = tenant_role(&app, &tenant).await?;
-    results.push(in_process(&app, &tenant, (&role, &password), &ids, seconds).await?);
+    results.push(
+        median(rounds, || {
+            in_process(&app, &tenant, (&role, &password), &ids, seconds)
+        })
+        .await?,
+    );
 
     // pgbench, same server and database, as the superuser.
-    results.push(pgbench(&app, &database, seconds, None)?);
+    results.push(median(rounds, || async { pgbench(&app, &database, seconds, None) }).await?);
 
     // Through the router, one tenant.
-    let script = std::env::temp_dir().join("tenancy-bench-one.lua");
-    std::fs::write(&script, lua_script(&[(token.clone(), ids.clone())], None))?;
+    let script = write_script(
+        "tenancy-bench-one.lua",
+        &[(token.clone(), ids.clone())],
+        None,
+    )?;
     let one = results.len();
-    results.push(through_router(&router, "router over HTTP, 1 tenant", &script, seconds, 0).await?);
+    results.push(
+        median(rounds, || {
+            through_router(&router, "router over HTTP, 1 tenant", &script, seconds, 0)
+        })
+        .await?,
+    );
 
     let resident_one = resident_mib(router.process.child.id()).unwrap_or(0);
 
@@ -159,35 +167,32 @@ async fn main() -> Result<(), Error> {
     // on), as the superuser, and as the tenant's role (16 SCRAM rounds): how many
     // connections a second this server opens.
     let connect_each = results.len();
-    results.push(pgbench(&app, &database, seconds, Some(("postgres", None)))?);
-    results.push(pgbench(
-        &app,
-        &database,
-        seconds,
-        Some((&role, Some(&password))),
-    )?);
-    let uniform = std::env::temp_dir().join("tenancy-bench-many.lua");
-    std::fs::write(&uniform, lua_script(&tenants, None))?;
-    let zipf = std::env::temp_dir().join("tenancy-bench-zipf.lua");
-    std::fs::write(&zipf, lua_script(&tenants, Some(1.0)))?;
     results.push(
-        through_router(
-            &router,
-            &format!("router, {tenant_count} uniform, budget {SMALL_BUDGET}"),
-            &uniform,
-            seconds,
-            connect_each,
-        )
+        median(rounds, || async {
+            pgbench(&app, &database, seconds, Some(("postgres", None)))
+        })
         .await?,
     );
     results.push(
-        through_router(
-            &router,
-            &format!("router, {tenant_count} Zipf(1.0), budget {SMALL_BUDGET}"),
-            &zipf,
-            seconds,
-            one,
-        )
+        median(rounds, || async {
+            pgbench(&app, &database, seconds, Some((&role, Some(&password))))
+        })
+        .await?,
+    );
+    let uniform = write_script("tenancy-bench-many.lua", &tenants, None)?;
+    let zipf = write_script("tenancy-bench-zipf.lua", &tenants, Some(1.0))?;
+    let name = format!("router, {tenant_count} uniform, budget {SMALL_BUDGET}");
+    results.push(
+        median(rounds, || {
+            through_router(&router, &name, &uniform, seconds, connect_each)
+        })
+        .await?,
+    );
+    let name = format!("router, {tenant_count} Zipf(1.0), budget {SMALL_BUDGET}");
+    results.push(
+        median(rounds, || {
+            through_router(&router, &name, &zipf, seconds, one)
+        })
         .await?,
     );
 
@@ -204,50 +209,18 @@ async fn main() -> Result<(), Error> {
     assert_eq!(status, 200, "{body}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     wrk("warm-up", &router.base_url, &uniform, seconds.max(10))?;
+    let name = format!("router, {tenant_count} Zipf(1.0), budget {SIZED_BUDGET}");
     results.push(
-        through_router(
-            &router,
-            &format!("router, {tenant_count} Zipf(1.0), budget {SIZED_BUDGET}"),
-            &zipf,
-            seconds,
-            one,
-        )
+        median(rounds, || {
+            through_router(&router, &name, &zipf, seconds, one)
+        })
         .await?,
     );
 
     println!(
-        "\ncustomer point read, {CONNECTIONS} concurrent clients, {seconds} s each, 2 cores shared by client, router and PostgreSQL (max_connections {MAX_CONNECTIONS}; router opens at most {opens}/s per server)"
+        "\ncustomer point read, {CONNECTIONS} concurrent clients, the median of {rounds} runs of {seconds} s each, 2 cores shared by client, router and PostgreSQL (max_connections {MAX_CONNECTIONS}; router opens at most {opens}/s per server)"
     );
-    println!(
-        "{:<42} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7}  vs",
-        "path", "req/s", "mean ms", "p50 ms", "p99 ms", "errors", "opens"
-    );
-    let cell =
-        |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |value| format!("{value:.2}"));
-    let count =
-        |value: Option<u64>| value.map_or_else(|| "-".to_owned(), |value| value.to_string());
-    for (index, figures) in results.iter().enumerate() {
-        let reference = &results[figures.reference];
-        println!(
-            "{:<42} {:>8.0} {:>8.2} {:>8} {:>8} {:>7} {:>7}  {}",
-            figures.name,
-            figures.per_second,
-            figures.mean_ms,
-            cell(figures.p50_ms),
-            cell(figures.p99_ms),
-            count(figures.errors),
-            count(figures.opened),
-            if figures.reference == index {
-                "(reference)".to_owned()
-            } else {
-                format!(
-                    "{:.3}x {}",
-                    figures.per_second / reference.per_second,
-                    reference.name
-                )
-            }
-        );
-    }
+    print_table(&results);
     println!(
         "({} more tenants created through the API, 4 at a time, in {:.1} s)",
         tenant_count - 1,
@@ -279,14 +252,6 @@ async fn main() -> Result<(), Error> {
     Ok(())
 }
 
-/// A process's resident memory (`VmRSS`), MiB.
-fn resident_mib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024)
-}
-
 /// The tenant's role and its password (opened from the catalog).
 async fn tenant_role(app: &ControlPlane, tenant: &Value) -> Result<(String, String), Error> {
     let id: uuid::Uuid = tenant["id"].as_str().ok_or("id")?.parse()?;
@@ -302,13 +267,6 @@ async fn tenant_role(app: &ControlPlane, tenant: &Value) -> Result<(String, Stri
         format!("t_{}_app", id.simple()),
         password.expose_secret().to_owned(),
     ))
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
 }
 
 /// Inserts `count` customers directly (as the superuser) and returns their ids; also a
@@ -337,148 +295,13 @@ async fn seed_customers(
     Ok(ids.iter().map(ToString::to_string).collect())
 }
 
-/// A wrk script that sends each request as a random (tenant token, customer id) pair: the
-/// tenant uniformly, or by Zipf's law with exponent `zipf` (the first tenant the busiest).
-fn lua_script(tenants: &[(String, Vec<String>)], zipf: Option<f64>) -> String {
-    let mut script = String::from("local cdf = {");
-    if let Some(exponent) = zipf {
-        let weights: Vec<f64> = (1..=tenants.len())
-            .map(|rank| 1.0 / (rank as f64).powf(exponent))
-            .collect();
-        let total: f64 = weights.iter().sum();
-        let mut running = 0.0;
-        for weight in weights {
-            running += weight / total;
-            let _ = write!(script, "{running:.9},");
-        }
-    }
-    script.push_str("}\nlocal tenants = {\n");
-    for (token, ids) in tenants {
-        let _ = write!(script, "  {{ \"{token}\", {{");
-        for id in ids {
-            let _ = write!(script, "\"{id}\",");
-        }
-        script.push_str("} },\n");
-    }
-    script.push_str(
-        "}\nmath.randomseed(os.time())\n\
-         local function pick()\n\
-           if #cdf == 0 then return tenants[math.random(#tenants)] end\n\
-           local r, low, high = math.random(), 1, #cdf\n\
-           while low < high do\n\
-             local middle = math.floor((low + high) / 2)\n\
-             if cdf[middle] < r then low = middle + 1 else high = middle end\n\
-           end\n\
-           return tenants[low]\n\
-         end\n\
-         request = function()\n\
-           local tenant = pick()\n\
-           local id = tenant[2][math.random(#tenant[2])]\n\
-           return wrk.format(\"GET\", \"/v1/customers/\" .. id, { [\"Authorization\"] = \"Bearer \" .. tenant[1] })\n\
-         end\n\
-         done = function(summary, latency, requests)\n\
-           io.write(string.format(\"non2xx %d\\n\", summary.errors.status))\n\
-         end\n",
-    );
-    script
-}
-
-/// A wrk run through the router, with the connections the router opened meanwhile.
-async fn through_router(
-    router: &tenancy_tests::TenantRouter,
-    name: &str,
-    script: &std::path::Path,
-    seconds: u64,
-    reference: usize,
-) -> Result<Figures, Error> {
-    let before = opened(router).await?;
-    let mut figures = wrk(name, &router.base_url, script, seconds)?;
-    figures.opened = Some(opened(router).await?.saturating_sub(before));
-    figures.reference = reference;
-    Ok(figures)
-}
-
-/// Connections the router has opened so far, over every server.
-async fn opened(router: &tenancy_tests::TenantRouter) -> Result<u64, Error> {
-    Ok(router
-        .metrics()
-        .await
-        .lines()
-        .filter(|line| line.starts_with("tenancy_router_server_connections_opened_total{"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64)
-}
-
-fn wrk(
-    name: &str,
-    base_url: &str,
-    script: &std::path::Path,
-    seconds: u64,
-) -> Result<Figures, Error> {
-    let output = Command::new("wrk")
-        .args([
-            "-t2",
-            &format!("-c{CONNECTIONS}"),
-            &format!("-d{seconds}s"),
-            "--latency",
-            "-s",
-        ])
-        .arg(script)
-        .arg(base_url)
-        .output()?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let value_after = |label: &str| -> Option<String> {
-        text.lines()
-            .find(|line| line.trim_start().starts_with(label))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .map(str::to_owned)
-    };
-    let per_second: f64 = value_after("Requests/sec:")
-        .ok_or_else(|| format!("wrk said: {text}"))?
-        .parse()?;
-    let non_2xx: u64 = value_after("non2xx").ok_or("non2xx")?.parse()?;
-    // `Socket errors: connect 0, read 0, write 0, timeout 0`
-    let socket_errors: u64 = text
-        .lines()
-        .find(|line| line.trim_start().starts_with("Socket errors:"))
-        .map(|line| {
-            line.split(',')
-                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
-                .sum()
-        })
-        .unwrap_or(0);
-    Ok(Figures {
-        name: name.to_owned(),
-        per_second,
-        mean_ms: wrk_ms(&value_after("Latency").ok_or("mean")?)?,
-        p50_ms: Some(wrk_ms(&value_after("50%").ok_or("p50")?)?),
-        p99_ms: Some(wrk_ms(&value_after("99%").ok_or("p99")?)?),
-        errors: Some(non_2xx + socket_errors),
-        opened: None,
-        reference: 0,
-    })
-}
-
-/// wrk prints latencies as `512.00us`, `1.23ms` or `1.01s`.
-fn wrk_ms(value: &str) -> Result<f64, Error> {
-    Ok(if let Some(us) = value.strip_suffix("us") {
-        us.parse::<f64>()? / 1000.0
-    } else if let Some(ms) = value.strip_suffix("ms") {
-        ms.parse()?
-    } else if let Some(s) = value.strip_suffix('s') {
-        s.parse::<f64>()? * 1000.0
-    } else {
-        value.parse()?
-    })
-}
-
 async fn in_process(
     app: &ControlPlane,
     tenant: &Value,
     (role, password): (&str, &str),
     ids: &[String],
     seconds: u64,
-) -> Result<Figures, Error> {
+) -> Result<Row, Error> {
     let mut config = tokio_postgres::Config::new();
     config
         .host("127.0.0.1")
@@ -522,15 +345,15 @@ async fn in_process(
         latencies[(latencies.len() * percent / 100).min(latencies.len() - 1)].as_secs_f64() * 1000.0
     };
     let mean = latencies.iter().sum::<Duration>().as_secs_f64() * 1000.0 / latencies.len() as f64;
-    Ok(Figures {
-        name: "in-process pool (same query)".to_owned(),
-        per_second: latencies.len() as f64 / seconds as f64,
-        mean_ms: mean,
+    Ok(Row {
         p50_ms: Some(at(50)),
         p99_ms: Some(at(99)),
         errors: Some(0),
-        opened: None,
-        reference: 0,
+        ..Row::new(
+            "in-process pool (same query)",
+            latencies.len() as f64 / seconds as f64,
+            mean,
+        )
     })
 }
 
@@ -542,7 +365,7 @@ fn pgbench(
     database: &str,
     seconds: u64,
     connect_each: Option<(&str, Option<&str>)>,
-) -> Result<Figures, Error> {
+) -> Result<Row, Error> {
     let script = std::env::temp_dir().join("tenancy-bench-pgbench.sql");
     let query = if matches!(connect_each, Some((_, Some(_)))) {
         // The tenant's role reads its own table only (by its unique code).
@@ -610,14 +433,13 @@ fn pgbench(
         Some((_, None)) => ("pgbench -C (a connection per query)".to_owned(), 0),
         Some((_, Some(_))) => ("pgbench -C, tenant role (16 SCRAM rounds)".to_owned(), 0),
     };
-    Ok(Figures {
-        name,
-        per_second,
-        mean_ms: number_after("latency average").ok_or("latency")?,
-        p50_ms: None,
-        p99_ms: None,
+    Ok(Row {
         errors: Some(failed as u64),
-        opened: None,
         reference,
+        ..Row::new(
+            name,
+            per_second,
+            number_after("latency average").ok_or("latency")?,
+        )
     })
 }

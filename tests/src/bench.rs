@@ -2,6 +2,8 @@
 //! yields (throughput, latency quantiles, errors), printed against a baseline of the same
 //! run.
 
+pub mod load;
+
 use std::time::{Duration, Instant};
 
 use reqwest::Method;

@@ -93,12 +93,15 @@ impl TestPostgres {
     /// has the template's `system_identifier`, so a test that registers two servers makes
     /// the second with [`TestPostgres::start_distinct`].
     pub fn start() -> Self {
-        Self::start_sized(PostgresOptions::for_tests(PathBuf::new()).max_connections)
+        Self::start_with(
+            PostgresOptions::for_tests(PathBuf::new()).max_connections,
+            &[],
+        )
     }
 
     /// As [`TestPostgres::start`], with room for `max_connections` (benchmarks that hold
-    /// a connection per tenant).
-    pub fn start_sized(max_connections: u32) -> Self {
+    /// a connection per tenant) and further server settings (`-c name=value`).
+    pub fn start_with(max_connections: u32, settings: &[(&str, &str)]) -> Self {
         let dir = temp_dir();
         let copied = Command::new("cp")
             .arg("-a")
@@ -109,6 +112,7 @@ impl TestPostgres {
         assert!(copied.success(), "copy the template cluster");
         let options = PostgresOptions {
             max_connections,
+            settings: owned(settings),
             ..PostgresOptions::for_tests(dir.path().join("data"))
         };
         let server =
@@ -118,9 +122,22 @@ impl TestPostgres {
 
     /// A cluster of its own (`initdb`): another `system_identifier` than every other.
     pub fn start_distinct() -> Self {
+        Self::start_distinct_with(
+            PostgresOptions::for_tests(PathBuf::new()).max_connections,
+            &[],
+        )
+    }
+
+    /// As [`TestPostgres::start_distinct`], sized and set as [`TestPostgres::start_with`].
+    pub fn start_distinct_with(max_connections: u32, settings: &[(&str, &str)]) -> Self {
         let dir = temp_dir();
-        let server = EmbeddedPostgres::start(PostgresOptions::for_tests(dir.path().join("data")))
-            .expect("start an embedded PostgreSQL cluster");
+        let options = PostgresOptions {
+            max_connections,
+            settings: owned(settings),
+            ..PostgresOptions::for_tests(dir.path().join("data"))
+        };
+        let server =
+            EmbeddedPostgres::start(options).expect("start an embedded PostgreSQL cluster");
         Self { server, _dir: dir }
     }
 
@@ -144,4 +161,11 @@ pub async fn connect(url: &str) -> sqlx::PgConnection {
     sqlx::PgConnection::connect(url)
         .await
         .expect("connect to PostgreSQL")
+}
+
+fn owned(settings: &[(&str, &str)]) -> Vec<(String, String)> {
+    settings
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
 }

@@ -91,6 +91,8 @@ pub struct PostgresOptions {
     pub durable: bool,
     /// `max_connections` of the server.
     pub max_connections: u32,
+    /// Further server settings (`name`, `value`), passed as `-c name=value`.
+    pub settings: Vec<(String, String)>,
 }
 
 impl PostgresOptions {
@@ -102,6 +104,7 @@ impl PostgresOptions {
             port_is_preference: false,
             durable: false,
             max_connections: 200,
+            settings: Vec::new(),
         }
     }
 }

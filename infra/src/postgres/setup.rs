@@ -203,6 +203,9 @@ pub(super) fn spawn_server(
             command.args(["-c", setting]);
         }
     }
+    for (name, value) in &options.settings {
+        command.arg("-c").arg(format!("{name}={value}"));
+    }
     run_as(&mut command, service_user);
     command
         .process_group(0)

@@ -125,6 +125,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 port_is_preference: true,
                 durable: true,
                 max_connections: 200,
+                settings: Vec::new(),
             };
             let postgres = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(options))
                 .await

@@ -23,11 +23,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use reqwest::Method;
-use secrecy::ExposeSecret;
 use serde_json::Value;
 use tenancy_tests::bench::load::{
-    CONNECTIONS, Error, Row, env_or, median, print_table, resident_mib, through_router,
-    write_script, wrk,
+    CONNECTIONS, Error, Row, env_or, median, print_table, resident_mib, tenant_role,
+    through_router, write_script, wrk,
 };
 use tenancy_tests::{ControlPlane, json};
 
@@ -250,23 +249,6 @@ async fn main() -> Result<(), Error> {
         tokio::time::sleep(Duration::from_secs(hold)).await;
     }
     Ok(())
-}
-
-/// The tenant's role and its password (opened from the catalog).
-async fn tenant_role(app: &ControlPlane, tenant: &Value) -> Result<(String, String), Error> {
-    let id: uuid::Uuid = tenant["id"].as_str().ok_or("id")?.parse()?;
-    let mut catalog = tenancy_tests::connect(&app.database_url).await;
-    let sealed: Vec<u8> = sqlx::query_scalar("SELECT app_password FROM tenants WHERE id = $1")
-        .bind(id)
-        .fetch_one(&mut catalog)
-        .await?;
-    let password = app
-        .sealer
-        .open_secret(&format!("tenant:{id}:app_password"), &sealed)?;
-    Ok((
-        format!("t_{}_app", id.simple()),
-        password.expose_secret().to_owned(),
-    ))
 }
 
 /// Inserts `count` customers directly (as the superuser) and returns their ids; also a

@@ -4,7 +4,8 @@
 //! control plane places them, most room first) with one customer.
 //!
 //! Through the router (`wrk`, 32 clients): one tenant (the reference), then every tenant
-//! uniformly and by Zipf's law (exponent 1.0), each the median of `TENANCY_BENCH_ROUNDS`
+//! uniformly (against a new connection per read as the tenants' roles, spread over 1,000
+//! of them: the servers' own rate of opens) and by Zipf's law (exponent 1.0), each the median of `TENANCY_BENCH_ROUNDS`
 //! runs (default 3) of `TENANCY_BENCH_SECONDS` (default 10). Printed beside them: the most
 //! router connections seen on each server (`pg_stat_activity`, sampled every 50 ms from
 //! before the first request to after the last) against its budget, the 503s (deliberate
@@ -23,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tenancy_tests::bench::load::{
-    CONNECTIONS, Error, env_or, median, metric_sum, print_table, resident_mib, through_router,
-    write_script,
+    CONNECTIONS, Error, connect_each, env_or, median, metric_sum, print_table, resident_mib,
+    tenant_role, through_router, write_script,
 };
 use tenancy_tests::{ControlPlane, TenantRouter, TestPostgres, json};
 
@@ -59,8 +60,12 @@ async fn main() -> Result<(), Error> {
     let per_server = i64::try_from(tenant_count.div_ceil(server_count))? + 10;
     let mut servers = HashMap::new();
     for index in 1..=server_count {
-        let postgres =
-            TestPostgres::start_distinct_with(max_connections, &[("autovacuum_naptime", "10min")]);
+        // Autovacuum as the README advises for many databases; a smaller WAL (every
+        // tenant database is written to it once as it is created).
+        let postgres = TestPostgres::start_distinct_with(
+            max_connections,
+            &[("autovacuum_naptime", "10min"), ("max_wal_size", "256MB")],
+        );
         let name = format!("db{index}");
         let (status, body) = app
             .call(
@@ -110,16 +115,40 @@ async fn main() -> Result<(), Error> {
                     );
                 }
                 Ok::<_, Error>((
-                    app.tenant_token(admin, &slug, &["customers.read"]).await,
-                    vec![id.to_string()],
+                    (
+                        app.tenant_token(admin, &slug, &["customers.read"]).await,
+                        vec![id.to_string()],
+                    ),
+                    created,
                 ))
             }
         })
         .buffered(8)
         .collect::<Vec<_>>()
         .await;
-    let tenants = created.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let (tenants, records): (Vec<_>, Vec<_>) = created
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .unzip();
     let created_in = started.elapsed();
+
+    // The reference for many tenants: a new connection per read as the tenants' own roles,
+    // spread over up to 1,000 of them on every server.
+    let mut targets = Vec::new();
+    for record in records.iter().step_by((tenant_count / 1000).max(1)) {
+        let (role, password) = tenant_role(&app, record).await?;
+        let server = &servers[record["server"].as_str().ok_or("server")?].server;
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(server.host())
+            .port(server.port())
+            .user(&role)
+            .password(&password)
+            .dbname(record["database_name"].as_str().ok_or("database")?);
+        targets.push(config);
+    }
+    let targets = Arc::new(targets);
 
     // The most router connections each server has seen, sampled all along the runs.
     let mut names: Vec<&String> = servers.keys().collect();
@@ -154,11 +183,14 @@ async fn main() -> Result<(), Error> {
         })
         .await?,
     );
+    let each = rows.len();
+    let name = format!("a connection per read, {} tenants", targets.len());
+    rows.push(median(rounds, || connect_each(&name, targets.clone(), seconds)).await?);
     let uniform = write_script("tenancy-fleet-uniform.lua", &tenants, None)?;
     let name = format!("router, {tenant_count} over {server_count} servers, uniform");
     rows.push(
         median(rounds, || {
-            through_router(&router, &name, &uniform, seconds, 0)
+            through_router(&router, &name, &uniform, seconds, each)
         })
         .await?,
     );

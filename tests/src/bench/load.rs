@@ -5,7 +5,13 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use crate::TenantRouter;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use secrecy::ExposeSecret;
+
+use crate::{ControlPlane, TenantRouter};
 
 pub type Error = Box<dyn std::error::Error>;
 
@@ -172,6 +178,10 @@ pub fn wrk(name: &str, base_url: &str, script: &Path, seconds: u64) -> Result<Ro
         .args([
             "-t2",
             &format!("-c{CONNECTIONS}"),
+            // Longer than the router's bounded wait for a connection (5 s in the benches):
+            // a request that waited is counted by its answer, not cut off at wrk's 2 s.
+            "--timeout",
+            "10s",
             &format!("-d{seconds}s"),
             "--latency",
             "-s",
@@ -277,4 +287,83 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(default)
+}
+
+/// The tenant's role and its password (opened from the catalog).
+pub async fn tenant_role(
+    app: &ControlPlane,
+    tenant: &serde_json::Value,
+) -> Result<(String, String), Error> {
+    let id: uuid::Uuid = tenant["id"].as_str().ok_or("id")?.parse()?;
+    let mut catalog = crate::connect(&app.database_url).await;
+    let sealed: Vec<u8> = sqlx::query_scalar("SELECT app_password FROM tenants WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut catalog)
+        .await?;
+    let password = app
+        .sealer
+        .open_secret(&format!("tenant:{id}:app_password"), &sealed)?;
+    Ok((
+        format!("t_{}_app", id.simple()),
+        password.expose_secret().to_owned(),
+    ))
+}
+
+/// A new connection per read, as the tenants' roles, to `targets` in turn from
+/// [`CONNECTIONS`] clients for `seconds`: the rate at which these servers open connections
+/// to these databases, which bounds any router whose budget is far below its tenants.
+pub async fn connect_each(
+    name: &str,
+    targets: Arc<Vec<tokio_postgres::Config>>,
+    seconds: u64,
+) -> Result<Row, Error> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut clients = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (targets, next, failed) = (targets.clone(), next.clone(), failed.clone());
+        clients.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let target = &targets[next.fetch_add(1, Ordering::Relaxed) % targets.len()];
+                let started = Instant::now();
+                let read = async {
+                    let (client, connection) = target.connect(tokio_postgres::NoTls).await?;
+                    let driver = tokio::spawn(connection);
+                    client
+                        .query("SELECT id, name FROM app.customers LIMIT 1", &[])
+                        .await?;
+                    drop(client);
+                    let _ = driver.await;
+                    Ok::<_, tokio_postgres::Error>(())
+                };
+                match read.await {
+                    Ok(()) => latencies.push(started.elapsed()),
+                    Err(_) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for client in clients {
+        latencies.extend(client.await?);
+    }
+    latencies.sort();
+    let mean =
+        latencies.iter().sum::<Duration>().as_secs_f64() * 1000.0 / latencies.len().max(1) as f64;
+    let at = |percent: usize| {
+        latencies
+            .get((latencies.len() * percent / 100).min(latencies.len().saturating_sub(1)))
+            .map(|latency| latency.as_secs_f64() * 1000.0)
+    };
+    Ok(Row {
+        p50_ms: at(50),
+        p99_ms: at(99),
+        errors: Some(failed.load(Ordering::Relaxed)),
+        ..Row::new(name, latencies.len() as f64 / seconds as f64, mean)
+    })
 }

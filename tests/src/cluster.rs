@@ -110,14 +110,7 @@ impl TestPostgres {
             .status()
             .expect("run cp");
         assert!(copied.success(), "copy the template cluster");
-        let options = PostgresOptions {
-            max_connections,
-            settings: owned(settings),
-            ..PostgresOptions::for_tests(dir.path().join("data"))
-        };
-        let server =
-            EmbeddedPostgres::start(options).expect("start an embedded PostgreSQL cluster");
-        Self { server, _dir: dir }
+        Self::start_in(dir, max_connections, settings)
     }
 
     /// A cluster of its own (`initdb`): another `system_identifier` than every other.
@@ -130,7 +123,11 @@ impl TestPostgres {
 
     /// As [`TestPostgres::start_distinct`], sized and set as [`TestPostgres::start_with`].
     pub fn start_distinct_with(max_connections: u32, settings: &[(&str, &str)]) -> Self {
-        let dir = temp_dir();
+        Self::start_in(temp_dir(), max_connections, settings)
+    }
+
+    /// Starts the cluster in `dir` (initialised there first unless it holds one).
+    fn start_in(dir: tempfile::TempDir, max_connections: u32, settings: &[(&str, &str)]) -> Self {
         let options = PostgresOptions {
             max_connections,
             settings: owned(settings),

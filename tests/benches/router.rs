@@ -25,7 +25,7 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::Value;
 use tenancy_tests::bench::load::{
-    CONNECTIONS, Error, Row, env_or, median, print_table, resident_mib, tenant_role,
+    CONNECTIONS, Error, Row, env_or, median, print_table, resident_mib, tenant_roles,
     through_router, write_script, wrk,
 };
 use tenancy_tests::{ControlPlane, json};
@@ -106,7 +106,10 @@ async fn main() -> Result<(), Error> {
 
     // The same query in-process on a pool, as the tenant's role (first: the role's
     // connection limit is the plan's, and the router's pool will hold its share).
-    let (role, password) = tenant_role(&app, &tenant).await?;
+    let (role, password) = tenant_roles(&app, &[&tenant])
+        .await?
+        .pop()
+        .ok_or("the tenant's role")?;
     results.push(
         median(rounds, || {
             in_process(&app, &tenant, (&role, &password), &ids, seconds)

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tenancy_tests::bench::load::{
-    CONNECTIONS, Error, connect_each, env_or, median, metric_sum, print_table, resident_mib,
-    tenant_role, through_router, write_script,
+    CONNECTIONS, Error, connect_each, env_or, median, print_table, resident_mib, tenant_roles,
+    through_router, write_script,
 };
 use tenancy_tests::{ControlPlane, TenantRouter, TestPostgres, json};
 
@@ -139,8 +139,8 @@ async fn main() -> Result<(), Error> {
     // while the router's uniform run meets all of them cold: with 10,000 databases on a
     // compressed file system that made the reference twice as fast as it should be.)
     let mut targets = Vec::new();
-    for record in &records {
-        let (role, password) = tenant_role(&app, record).await?;
+    let roles = tenant_roles(&app, &records.iter().collect::<Vec<_>>()).await?;
+    for (record, (role, password)) in records.iter().zip(roles) {
         let server = &servers[record["server"].as_str().ok_or("server")?].server;
         let mut config = tokio_postgres::Config::new();
         config
@@ -247,15 +247,18 @@ async fn main() -> Result<(), Error> {
 /// Answers the router has given with `status`, over every route.
 async fn responses_with_status(router: &TenantRouter, status: u16) -> u64 {
     let label = format!("status=\"{status}\"");
-    metric_sum(router, |line| requests(line) && line.contains(&label)).await
+    router
+        .metric_sum(|line| requests(line) && line.contains(&label))
+        .await as u64
 }
 
 /// Answers the router has given with a 4xx or 5xx status, over every route.
 async fn error_responses(router: &TenantRouter) -> u64 {
-    metric_sum(router, |line| {
-        requests(line) && (line.contains("status=\"4") || line.contains("status=\"5"))
-    })
-    .await
+    router
+        .metric_sum(|line| {
+            requests(line) && (line.contains("status=\"4") || line.contains("status=\"5"))
+        })
+        .await as u64
 }
 
 fn requests(line: &str) -> bool {

@@ -494,6 +494,17 @@ impl TenantRouter {
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
             .and_then(|value| value.trim().parse().ok())
     }
+
+    /// The sum of the values of the series whose lines `matches` (say, one metric over
+    /// every server, or every route's answers with one status).
+    pub async fn metric_sum(&self, matches: impl Fn(&str) -> bool) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .filter(|line| !line.starts_with('#') && matches(line))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
 }
 
 /// Asserts that a response is a problem document with this status and code.

@@ -155,21 +155,9 @@ pub async fn through_router(
 
 /// Connections the router has opened so far, over every server.
 pub async fn opened(router: &TenantRouter) -> u64 {
-    metric_sum(router, |line| {
-        line.starts_with("tenancy_router_server_connections_opened_total{")
-    })
-    .await
-}
-
-/// The sum of the router's series whose lines `matches`.
-pub async fn metric_sum(router: &TenantRouter, matches: impl Fn(&str) -> bool) -> u64 {
     router
-        .metrics()
-        .await
-        .lines()
-        .filter(|line| matches(line))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+        .metric_sum(|line| line.starts_with("tenancy_router_server_connections_opened_total{"))
+        .await as u64
 }
 
 /// `wrk` with [`CONNECTIONS`] clients on two threads for `seconds`.
@@ -289,24 +277,35 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// The tenant's role and its password (opened from the catalog).
-pub async fn tenant_role(
+/// Each tenant's role and its password (opened from the catalog), in the order given.
+pub async fn tenant_roles(
     app: &ControlPlane,
-    tenant: &serde_json::Value,
-) -> Result<(String, String), Error> {
-    let id: uuid::Uuid = tenant["id"].as_str().ok_or("id")?.parse()?;
+    tenants: &[&serde_json::Value],
+) -> Result<Vec<(String, String)>, Error> {
+    let ids = tenants
+        .iter()
+        .map(|tenant| Ok(tenant["id"].as_str().ok_or("id")?.parse::<uuid::Uuid>()?))
+        .collect::<Result<Vec<_>, Error>>()?;
     let mut catalog = crate::connect(&app.database_url).await;
-    let sealed: Vec<u8> = sqlx::query_scalar("SELECT app_password FROM tenants WHERE id = $1")
-        .bind(id)
-        .fetch_one(&mut catalog)
-        .await?;
-    let password = app
-        .sealer
-        .open_secret(&format!("tenant:{id}:app_password"), &sealed)?;
-    Ok((
-        format!("t_{}_app", id.simple()),
-        password.expose_secret().to_owned(),
-    ))
+    let sealed: std::collections::HashMap<uuid::Uuid, Vec<u8>> =
+        sqlx::query_as("SELECT id, app_password FROM tenants WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut catalog)
+            .await?
+            .into_iter()
+            .collect();
+    ids.iter()
+        .map(|id| {
+            let password = app.sealer.open_secret(
+                &format!("tenant:{id}:app_password"),
+                sealed.get(id).ok_or("no such tenant")?,
+            )?;
+            Ok((
+                format!("t_{}_app", id.simple()),
+                password.expose_secret().to_owned(),
+            ))
+        })
+        .collect()
 }
 
 /// A new connection per read, as the tenants' roles, to `targets` in turn from

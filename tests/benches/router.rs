@@ -10,8 +10,12 @@
 //! 1,000 tenants, a random one per request, uniformly and by Zipf's law (exponent 1.0: a
 //! few tenants busy, most rarely seen) with a connection budget of 150; and Zipf again with
 //! the budget sized to the server (changed live through the API). Each row has its errors,
-//! the connections the router opened, and its ratio to its reference row. Every row is the
-//! median of `TENANCY_BENCH_ROUNDS` runs (default 3), with the range of the runs.
+//! the connections the router opened, and its ratio to its reference row. The run goes in
+//! `TENANCY_BENCH_ROUNDS` rounds (default 3), each running every row of its phase once, so
+//! a slow minute of the shared host lands on a row and its reference alike: a row is its
+//! median round (with the range of the rounds), and a ratio is the median of the rounds'
+//! ratios (with their range). The many-tenant rows are compared with a 1-tenant run made
+//! in the same rounds, on the server that holds every tenant's database.
 //!
 //! Run: `cargo bench -p tenancy-tests --bench router` (needs `wrk`; `apt-get install wrk`).
 //! `TENANCY_BENCH_TENANTS` (default 1000), `TENANCY_BENCH_SECONDS` (default 10) and
@@ -25,10 +29,10 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::Value;
 use tenancy_tests::bench::load::{
-    CONNECTIONS, Error, Row, env_or, median, print_table, resident_mib, tenant_roles,
+    CONNECTIONS, Error, Rounds, Row, env_or, print_table, resident_mib, tenant_roles,
     through_router, write_script, wrk,
 };
-use tenancy_tests::{ControlPlane, json};
+use tenancy_tests::{ControlPlane, eventually, json};
 
 const CUSTOMERS: usize = 1000;
 /// The budget the figures are read at, and one sized to the server (a warm
@@ -102,38 +106,50 @@ async fn main() -> Result<(), Error> {
             ("TENANCY_SERVER_OPENS_PER_SECOND", opens_text.as_str()),
         ])
         .await;
-    let mut results = Vec::new();
 
-    // The same query in-process on a pool, as the tenant's role (first: the role's
-    // connection limit is the plan's, and the router's pool will hold its share).
+    // One tenant: each round runs the same query in-process on a pool as the tenant's role
+    // (first: the role's connection limit is the plan's, and the router's pool will hold
+    // its share), with pgbench as the superuser, and through the router.
     let (role, password) = tenant_roles(&app, &[&tenant])
         .await?
         .pop()
         .ok_or("the tenant's role")?;
-    results.push(
-        median(rounds, || {
-            in_process(&app, &tenant, (&role, &password), &ids, seconds)
-        })
-        .await?,
-    );
-
-    // pgbench, same server and database, as the superuser.
-    results.push(median(rounds, || async { pgbench(&app, &database, seconds, None) }).await?);
-
-    // Through the router, one tenant.
     let script = write_script(
         "tenancy-bench-one.lua",
         &[(token.clone(), ids.clone())],
         None,
     )?;
-    let one = results.len();
-    results.push(
-        median(rounds, || {
-            through_router(&router, "router over HTTP, 1 tenant", &script, seconds, 0)
-        })
-        .await?,
-    );
-
+    let one_name = "router over HTTP, 1 tenant";
+    let mut first = Rounds::new(3);
+    for round in 0..rounds {
+        if round > 0 {
+            // The role's connection limit is the plan's (10) and one more: the router
+            // gives back what it holds for the in-process pool, then takes it again.
+            set_budget(&app, &admin, 1).await;
+            eventually(
+                Duration::from_secs(10),
+                "the router down to one",
+                || async {
+                    router
+                        .metric_sum(|line| line.starts_with("tenancy_router_server_connections{"))
+                        .await
+                        <= 1.0
+                },
+            )
+            .await;
+        }
+        first.add(
+            0,
+            in_process(&app, &tenant, (&role, &password), &ids, seconds).await?,
+        );
+        first.add(1, pgbench(&app, &database, seconds, None)?);
+        set_budget(&app, &admin, SMALL_BUDGET).await;
+        first.add(
+            2,
+            through_router(&router, one_name, &script, seconds, 0).await?,
+        );
+    }
+    let mut results = first.medians();
     let resident_one = resident_mib(router.process.child.id()).unwrap_or(0);
 
     // Through the router, many tenants, a random one per request.
@@ -164,63 +180,54 @@ async fn main() -> Result<(), Error> {
         tenants.push(tenant?);
     }
     let created_in = started.elapsed();
-    // With the server holding every tenant's database (its background work included): a
-    // new connection per query (the floor a router without warm connections would sit
-    // on), as the superuser, and as the tenant's role (16 SCRAM rounds): how many
-    // connections a second this server opens.
-    let connect_each = results.len();
-    results.push(
-        median(rounds, || async {
-            pgbench(&app, &database, seconds, Some(("postgres", None)))
-        })
-        .await?,
-    );
-    results.push(
-        median(rounds, || async {
-            pgbench(&app, &database, seconds, Some((&role, Some(&password))))
-        })
-        .await?,
-    );
     let uniform = write_script("tenancy-bench-many.lua", &tenants, None)?;
     let zipf = write_script("tenancy-bench-zipf.lua", &tenants, Some(1.0))?;
-    let name = format!("router, {tenant_count} uniform, budget {SMALL_BUDGET}");
-    results.push(
-        median(rounds, || {
-            through_router(&router, &name, &uniform, seconds, connect_each)
-        })
-        .await?,
-    );
-    let name = format!("router, {tenant_count} Zipf(1.0), budget {SMALL_BUDGET}");
-    results.push(
-        median(rounds, || {
-            through_router(&router, &name, &zipf, seconds, one)
-        })
-        .await?,
-    );
 
-    // The budget sized to the server (changed live), the tenants warmed by a uniform
-    // run first (not counted), then Zipf again.
-    let (status, body) = app
-        .call(
-            Method::PATCH,
-            "/v1/servers/main",
-            Some(&admin),
-            Some(json!({ "connection_budget": SIZED_BUDGET })),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    wrk("warm-up", &router.base_url, &uniform, seconds.max(10))?;
-    let name = format!("router, {tenant_count} Zipf(1.0), budget {SIZED_BUDGET}");
-    results.push(
-        median(rounds, || {
-            through_router(&router, &name, &zipf, seconds, one)
-        })
-        .await?,
-    );
+    // With the server holding every tenant's database (its background work included), each
+    // round runs: a new connection per query (the floor a router without warm connections
+    // would sit on) as the superuser and as the tenant's role (16 SCRAM rounds), which says
+    // how many connections a second this server opens; the router with one tenant again
+    // (the many-tenant rows' reference, on the same server); 1,000 tenants uniform and
+    // Zipf on the small budget; then the budget sized to the server (changed live), the
+    // tenants warmed by a uniform run (not counted), Zipf again, and the budget back.
+    let base = results.len();
+    let (connect_each, one) = (base, base + 2);
+    let uniform_name = format!("router, {tenant_count} uniform, budget {SMALL_BUDGET}");
+    let zipf_name = format!("router, {tenant_count} Zipf(1.0), budget {SMALL_BUDGET}");
+    let sized_name = format!("router, {tenant_count} Zipf(1.0), budget {SIZED_BUDGET}");
+    let mut many = Rounds::new(6);
+    for _ in 0..rounds {
+        many.add(
+            0,
+            pgbench(&app, &database, seconds, Some(("postgres", None)))?,
+        );
+        many.add(
+            1,
+            pgbench(&app, &database, seconds, Some((&role, Some(&password))))?,
+        );
+        let mut again = through_router(&router, one_name, &script, seconds, 0).await?;
+        again.name = format!("{one_name}, {tenant_count} on the server");
+        many.add(2, again);
+        many.add(
+            3,
+            through_router(&router, &uniform_name, &uniform, seconds, connect_each).await?,
+        );
+        many.add(
+            4,
+            through_router(&router, &zipf_name, &zipf, seconds, one).await?,
+        );
+        set_budget(&app, &admin, SIZED_BUDGET).await;
+        wrk("warm-up", &router.base_url, &uniform, seconds.max(10))?;
+        many.add(
+            5,
+            through_router(&router, &sized_name, &zipf, seconds, one).await?,
+        );
+        set_budget(&app, &admin, SMALL_BUDGET).await;
+    }
+    results.extend(many.medians());
 
     println!(
-        "\ncustomer point read, {CONNECTIONS} concurrent clients, the median of {rounds} runs of {seconds} s each, 2 cores shared by client, router and PostgreSQL (max_connections {MAX_CONNECTIONS}; router opens at most {opens}/s per server)"
+        "\ncustomer point read, {CONNECTIONS} concurrent clients, {rounds} rounds of {seconds} s runs (each row its median round; each ratio the median of the rounds' ratios), 2 cores shared by client, router and PostgreSQL (max_connections {MAX_CONNECTIONS}; router opens at most {opens}/s per server)"
     );
     print_table(&results);
     println!(
@@ -252,6 +259,20 @@ async fn main() -> Result<(), Error> {
         tokio::time::sleep(Duration::from_secs(hold)).await;
     }
     Ok(())
+}
+
+/// Changes the server's connection budget live, and gives the router a second to apply it.
+async fn set_budget(app: &ControlPlane, admin: &str, budget: u32) {
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            "/v1/servers/main",
+            Some(admin),
+            Some(json!({ "connection_budget": budget })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// Inserts `count` customers directly (as the superuser) and returns their ids; also a

@@ -10,9 +10,11 @@
 //! - else, when nobody waits, it closes the least valuable idle connection on the server
 //!   (value: the tenant's requests, decayed with a 10 s half-life, per connection it holds:
 //!   frequency-aware, and a tenant's extra connections go before anyone's only one) and
-//!   opens in its place, for a tenant with none (a busy tenant's extra connection comes
-//!   only from room in the budget: evicting for extras made cold tenants reopen what they
-//!   lost, measured as churn in the router benchmark);
+//!   opens in its place, for a tenant with none; a busy tenant's extra connection comes
+//!   from room in the budget, or from a connection idle for `LONG_IDLE` and worth less than
+//!   the extra would be (evicting recently used connections for extras made cold tenants
+//!   reopen what they lost, measured as churn in the router benchmark; but a budget full of
+//!   connections nobody has used for seconds must not hold a busy tenant to one);
 //! - else it waits, bounded: for its own tenant's connection (handed over as it comes back)
 //!   when the tenant has one, else in the server's queue, first come first served.
 //!
@@ -39,6 +41,13 @@ use crate::tenant::ServerRef;
 
 /// A tenant's request count halves every this many seconds (its value as a warm tenant).
 const HALF_LIFE_SECONDS: f64 = 10.0;
+
+/// An idle connection unused this long may close for a busy tenant's extra connection.
+const LONG_IDLE: Duration = Duration::from_secs(5);
+
+/// How often, at most, a server's idle connections are searched for one to close for an
+/// extra connection (the search visits every tenant on the server, under its lock).
+const EXTRA_SEARCH_EVERY: Duration = Duration::from_millis(50);
 
 /// Where a tenant's connections go and as whom.
 pub struct Target {
@@ -91,6 +100,8 @@ struct State {
     tenants: HashMap<TenantId, Slot>,
     /// Requests waiting for a place in the budget, oldest first.
     queue: VecDeque<Waiter>,
+    /// When idle connections may next be searched for one to close for an extra.
+    next_extra_search: Instant,
 }
 
 /// One tenant's share of the server.
@@ -196,6 +207,7 @@ impl ServerPool {
                 open: 0,
                 tenants: HashMap::new(),
                 queue: VecDeque::new(),
+                next_extra_search: Instant::now(),
             }),
         }
     }
@@ -506,7 +518,8 @@ impl State {
         if held < max
             && (held == 0 || nobody_waits)
             && (self.open < self.budget
-                || (held == 0 && nobody_waits && self.evict_one(server, now)))
+                || (held == 0 && nobody_waits && self.evict_one(server, now))
+                || (held > 0 && nobody_waits && self.evict_for_extra(server, tenant, held, now)))
         {
             self.open += 1;
             self.tenants.get_mut(&tenant).expect("present").busy += 1;
@@ -640,6 +653,48 @@ impl State {
         self.close_idle(victim);
         server.counts.evicted.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// Closes, for an extra connection of `tenant` (holding `held`), the least valuable
+    /// connection idle for `LONG_IDLE` on the server, if it is worth less than the extra
+    /// would be; searches at most every `EXTRA_SEARCH_EVERY`.
+    fn evict_for_extra(
+        &mut self,
+        server: &ServerPool,
+        tenant: TenantId,
+        held: usize,
+        now: Instant,
+    ) -> bool {
+        if now < self.next_extra_search {
+            return false;
+        }
+        self.next_extra_search = now + EXTRA_SEARCH_EVERY;
+        let Some(worth) = self
+            .tenants
+            .get(&tenant)
+            .map(|slot| slot.decayed(now) / (held + 1) as f64)
+        else {
+            return false;
+        };
+        let victim =
+            self.tenants
+                .iter()
+                .filter(|(id, slot)| {
+                    **id != tenant
+                        && slot.idle.first().is_some_and(|conn| {
+                            now.saturating_duration_since(conn.since) >= LONG_IDLE
+                        })
+                })
+                .map(|(id, slot)| (*id, slot.value(now)))
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+        match victim {
+            Some((victim, value)) if value < worth => {
+                self.close_idle(victim);
+                server.counts.evicted.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
     }
 
     fn close_idle(&mut self, tenant: TenantId) {

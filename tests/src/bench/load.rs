@@ -33,6 +33,9 @@ pub struct Row {
     pub reference: usize,
     /// The lowest and highest req/s over the rounds (this row is the median round).
     pub range: Option<(f64, f64)>,
+    /// Each round's req/s, in the order the rounds ran: a ratio to a row measured in the
+    /// same rounds is taken round by round.
+    pub rounds: Vec<f64>,
 }
 
 impl Row {
@@ -48,6 +51,7 @@ impl Row {
             opened: None,
             reference: 0,
             range: None,
+            rounds: Vec::new(),
         }
     }
 }
@@ -63,11 +67,66 @@ where
     for _ in 0..rounds.max(1) {
         all.push(measure().await?);
     }
-    all.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
-    let range = (all[0].per_second, all[all.len() - 1].per_second);
-    let mut middle = all.swap_remove(all.len() / 2);
-    middle.range = (rounds > 1).then_some(range);
-    Ok(middle)
+    Ok(median_of(all))
+}
+
+/// The median of a row's rounds (given in the order they ran) by req/s, with the range
+/// and every round's figure.
+///
+/// # Panics
+/// When `rounds` is empty.
+pub fn median_of(mut rounds: Vec<Row>) -> Row {
+    assert!(!rounds.is_empty(), "a row needs a round");
+    let figures: Vec<f64> = rounds.iter().map(|row| row.per_second).collect();
+    rounds.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
+    let range = (rounds[0].per_second, rounds[rounds.len() - 1].per_second);
+    let mut middle = rounds.swap_remove(rounds.len() / 2);
+    middle.range = (figures.len() > 1).then_some(range);
+    middle.rounds = figures;
+    middle
+}
+
+/// Rows measured round by round: each round runs every row once, so a slow minute of the
+/// host lands on all of them rather than on one row's rounds.
+pub struct Rounds {
+    rows: Vec<Vec<Row>>,
+}
+
+impl Rounds {
+    pub fn new(rows: usize) -> Self {
+        Self {
+            rows: (0..rows).map(|_| Vec::new()).collect(),
+        }
+    }
+
+    /// Adds row `index`'s run of this round.
+    pub fn add(&mut self, index: usize, row: Row) {
+        self.rows[index].push(row);
+    }
+
+    /// Each row's median round, in row order.
+    pub fn medians(self) -> Vec<Row> {
+        self.rows.into_iter().map(median_of).collect()
+    }
+}
+
+/// `row` against `reference`: the median of the ratios of the rounds they ran together,
+/// with their range when there are several; else the ratio of the two medians.
+fn ratio(row: &Row, reference: &Row) -> (f64, Option<(f64, f64)>) {
+    if row.rounds.len() < 2 || row.rounds.len() != reference.rounds.len() {
+        return (row.per_second / reference.per_second, None);
+    }
+    let mut ratios: Vec<f64> = row
+        .rounds
+        .iter()
+        .zip(&reference.rounds)
+        .map(|(figure, reference)| figure / reference)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    (
+        ratios[ratios.len() / 2],
+        Some((ratios[0], ratios[ratios.len() - 1])),
+    )
 }
 
 /// A wrk script that sends each request as a random (tenant token, customer id) pair: the
@@ -251,11 +310,11 @@ pub fn print_table(rows: &[Row]) {
             if row.reference == index {
                 "(reference)".to_owned()
             } else {
-                format!(
-                    "{:.3}x {}",
-                    row.per_second / reference.per_second,
-                    reference.name
-                )
+                let (middle, range) = ratio(row, reference);
+                let range = range.map_or_else(String::new, |(low, high)| {
+                    format!(" ({low:.3}-{high:.3} by round)")
+                });
+                format!("{middle:.3}x{range} {}", reference.name)
             }
         );
     }

@@ -205,6 +205,83 @@ async fn a_hot_tenant_saturating_its_pool_cannot_starve_fifty_cold_ones() {
     );
 }
 
+#[tokio::test]
+async fn a_busy_tenant_takes_connections_other_tenants_left_idle_but_not_recently_used_ones() {
+    let app = ControlPlane::start().await;
+    let admin = app.admin_token().await;
+    // A budget of 8: a tenant may hold at most half of it (4).
+    let server = add_server_with_budget(&app, &admin, "full", 100, 8).await;
+    let (status, busy) = app.create_tenant(&admin, "burst").await;
+    assert_eq!(status, 201, "{busy}");
+    let busy_database = busy["database_name"].as_str().expect("database").to_owned();
+    let busy_token = app.tenant_token(&admin, "burst", ALL).await;
+    let sleepy = tenants_with_tokens(&app, &admin, "sleepy", 7).await;
+    let router = app.start_router(&[("TENANCY_POOL_WAIT", "5s")]).await;
+    let evictions = format!("tenancy_router_server_evictions_total{{server=\"{server}\"}}");
+
+    // Every tenant one request: eight warm connections, the budget full.
+    assert_eq!(router.customers(&busy_token).await.0, 200);
+    for token in &sleepy {
+        assert_eq!(router.customers(token).await.0, 200);
+    }
+    let used = Instant::now();
+    // 16 clients on the busy tenant for `period`; the most router connections its database
+    // had meanwhile.
+    let burst = async |period: Duration| {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let load = futures::future::join_all((0..16).map(|_| async {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                assert_eq!(router.customers(&busy_token).await.0, 200);
+            }
+        }));
+        let watch = async {
+            let started = Instant::now();
+            let mut most = 0;
+            while started.elapsed() < period {
+                most = most.max(router_backends(&app, &busy_database).await.len());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            most
+        };
+        tokio::join!(load, watch).1
+    };
+
+    // The others' connections were just used: the busy tenant keeps to its one rather
+    // than make them reopen theirs.
+    let most = burst(Duration::from_secs(1)).await;
+    assert!(
+        used.elapsed() < Duration::from_secs(5),
+        "the burst ended before the others' connections were idle for 5 s"
+    );
+    assert_eq!(most, 1, "one connection while the others are recently used");
+    assert_eq!(counter(&router, &evictions).await, 0);
+
+    // Idle for 5 s, the others' connections go to the busy tenant, up to its half of the
+    // budget; the server never holds more than the budget.
+    tokio::time::sleep(
+        Duration::from_secs(5).saturating_sub(used.elapsed()) + Duration::from_millis(500),
+    )
+    .await;
+    let most = burst(Duration::from_secs(2)).await;
+    assert_eq!(most, 4, "the busy tenant took its half of the budget");
+    assert!(counter(&router, &evictions).await >= 3);
+    let mut admin_connection =
+        tenancy_tests::connect(&app.postgres.server.superuser_url("postgres")).await;
+    let open: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tenancy-router'",
+    )
+    .fetch_one(&mut admin_connection)
+    .await
+    .expect("count");
+    assert!(open <= 8, "{open} router connections on a budget of 8");
+
+    // A sleepy tenant that comes back is served (its place made from an idle one).
+    for token in &sleepy {
+        assert_eq!(router.customers(token).await.0, 200);
+    }
+}
+
 /// `count` tenants `<prefix>-<n>`, created through the API, and a token for each.
 async fn tenants_with_tokens(
     app: &ControlPlane,

@@ -29,7 +29,7 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::Value;
 use tenancy_tests::bench::load::{
-    CONNECTIONS, Error, Rounds, Row, env_or, print_table, resident_mib, tenant_roles,
+    CONNECTIONS, Error, Rounds, Row, env_or, print_table, ratio, resident_mib, tenant_roles,
     through_router, write_script, wrk,
 };
 use tenancy_tests::{ControlPlane, eventually, json};
@@ -167,8 +167,11 @@ async fn main() -> Result<(), Error> {
                     .to_owned();
                 let ids = seed_customers(app, &database, 10).await?;
                 Ok::<_, Error>((
-                    app.tenant_token(admin, &slug, &["customers.read"]).await,
-                    ids,
+                    (
+                        app.tenant_token(admin, &slug, &["customers.read"]).await,
+                        ids,
+                    ),
+                    created,
                 ))
             }
         })
@@ -176,8 +179,11 @@ async fn main() -> Result<(), Error> {
         .collect::<Vec<_>>()
         .await;
     let mut tenants = vec![(token, ids)];
+    let mut databases = vec![tenant.clone()];
     for tenant in created {
-        tenants.push(tenant?);
+        let (pair, created) = tenant?;
+        tenants.push(pair);
+        databases.push(created);
     }
     let created_in = started.elapsed();
     let uniform = write_script("tenancy-bench-many.lua", &tenants, None)?;
@@ -195,7 +201,29 @@ async fn main() -> Result<(), Error> {
     let uniform_name = format!("router, {tenant_count} uniform, budget {SMALL_BUDGET}");
     let zipf_name = format!("router, {tenant_count} Zipf(1.0), budget {SMALL_BUDGET}");
     let sized_name = format!("router, {tenant_count} Zipf(1.0), budget {SIZED_BUDGET}");
-    let mut many = Rounds::new(6);
+    // The same Zipf traffic in-process, a connection per tenant (as its role): what the
+    // server itself does with 1,000 databases' backends busy, with no router between.
+    let roles = tenant_roles(&app, &databases.iter().collect::<Vec<_>>()).await?;
+    let direct: Vec<Direct> = databases
+        .iter()
+        .zip(&roles)
+        .zip(&tenants)
+        .map(|((tenant, (role, password)), (_, ids))| {
+            let mut config = tokio_postgres::Config::new();
+            config
+                .host("127.0.0.1")
+                .port(app.postgres.server.port())
+                .user(role)
+                .password(password)
+                .dbname(tenant["database_name"].as_str().unwrap_or_default());
+            Direct {
+                config,
+                ids: ids.iter().filter_map(|id| id.parse().ok()).collect(),
+            }
+        })
+        .collect();
+    let direct_name = format!("in-process, {tenant_count} Zipf(1.0), a connection each");
+    let mut many = Rounds::new(7);
     for _ in 0..rounds {
         many.add(
             0,
@@ -216,6 +244,20 @@ async fn main() -> Result<(), Error> {
             4,
             through_router(&router, &zipf_name, &zipf, seconds, one).await?,
         );
+        // The router gives back its connections for the in-process run's 1,000.
+        set_budget(&app, &admin, 1).await;
+        eventually(
+            Duration::from_secs(10),
+            "the router down to one",
+            || async {
+                router
+                    .metric_sum(|line| line.starts_with("tenancy_router_server_connections{"))
+                    .await
+                    <= 1.0
+            },
+        )
+        .await;
+        many.add(6, in_process_zipf(&direct_name, &direct, seconds).await?);
         set_budget(&app, &admin, SIZED_BUDGET).await;
         wrk("warm-up", &router.base_url, &uniform, seconds.max(10))?;
         many.add(
@@ -225,11 +267,21 @@ async fn main() -> Result<(), Error> {
         set_budget(&app, &admin, SMALL_BUDGET).await;
     }
     results.extend(many.medians());
+    let (sized, direct_row) = (base + 5, base + 6);
+    let (middle, range) = ratio(&results[sized], &results[direct_row]);
+    let range = range.map_or_else(String::new, |(low, high)| {
+        format!(" ({low:.3}-{high:.3} by round)")
+    });
+    let direct_one = ratio(&results[direct_row], &results[0]).0;
+    let router_one = ratio(&results[sized], &results[one]).0;
 
     println!(
         "\ncustomer point read, {CONNECTIONS} concurrent clients, {rounds} rounds of {seconds} s runs (each row its median round; each ratio the median of the rounds' ratios), 2 cores shared by client, router and PostgreSQL (max_connections {MAX_CONNECTIONS}; router opens at most {opens}/s per server)"
     );
     print_table(&results);
+    println!(
+        "the sized Zipf row is {middle:.3}x{range} the same traffic in-process; in-process, {tenant_count} tenants' Zipf is {direct_one:.3}x one tenant's, through the router {router_one:.3}x"
+    );
     println!(
         "({} more tenants created through the API, 4 at a time, in {:.1} s)",
         tenant_count - 1,
@@ -360,6 +412,94 @@ async fn in_process(
             latencies.len() as f64 / seconds as f64,
             mean,
         )
+    })
+}
+
+/// One tenant's connection target for the in-process Zipf run, and its customers.
+struct Direct {
+    config: tokio_postgres::Config,
+    ids: Vec<uuid::Uuid>,
+}
+
+/// The customer read in-process with a connection per tenant (opened first, not timed),
+/// from [`CONNECTIONS`] tasks for `seconds`, each request's tenant drawn by Zipf(1.0).
+async fn in_process_zipf(name: &str, tenants: &[Direct], seconds: u64) -> Result<Row, Error> {
+    let opened = futures::stream::iter(tenants)
+        .map(|tenant| async move {
+            let (client, connection) = tenant.config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            let statement = client
+                .prepare("SELECT id, code, name, email, phone, address, tax_id, created_at, updated_at FROM customers WHERE id = $1")
+                .await?;
+            Ok::<_, tokio_postgres::Error>(Arc::new(tokio::sync::Mutex::new((client, statement))))
+        })
+        .buffered(8)
+        .collect::<Vec<_>>()
+        .await;
+    let clients = Arc::new(opened.into_iter().collect::<Result<Vec<_>, _>>()?);
+    let ids: Arc<Vec<Vec<uuid::Uuid>>> =
+        Arc::new(tenants.iter().map(|tenant| tenant.ids.clone()).collect());
+    let weights: Vec<f64> = (1..=tenants.len()).map(|rank| 1.0 / rank as f64).collect();
+    let total: f64 = weights.iter().sum();
+    let mut running = 0.0;
+    let cdf: Arc<Vec<f64>> = Arc::new(
+        weights
+            .iter()
+            .map(|weight| {
+                running += weight / total;
+                running
+            })
+            .collect(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut workers = Vec::new();
+    for worker in 0..CONNECTIONS {
+        let (clients, ids, cdf) = (clients.clone(), ids.clone(), cdf.clone());
+        workers.push(tokio::spawn(async move {
+            // xorshift64*, seeded apart per task.
+            let mut state =
+                0x9E37_79B9_7F4A_7C15_u64 ^ ((worker as u64 + 1) * 0x2545_F491_4F6C_DD1D);
+            let mut next = move || {
+                state ^= state >> 12;
+                state ^= state << 25;
+                state ^= state >> 27;
+                state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+            };
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let draw = (next() >> 11) as f64 / (1_u64 << 53) as f64;
+                let tenant = cdf
+                    .partition_point(|bound| *bound < draw)
+                    .min(cdf.len() - 1);
+                let customers = &ids[tenant];
+                let id = customers[(next() as usize) % customers.len()];
+                let started = Instant::now();
+                let guard = clients[tenant].lock().await;
+                let (client, statement) = &*guard;
+                client
+                    .query_opt(statement, &[&id])
+                    .await
+                    .map_err(|error| error.to_string())?;
+                drop(guard);
+                latencies.push(started.elapsed());
+            }
+            Ok::<_, String>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await??);
+    }
+    latencies.sort();
+    let at = |percent: usize| {
+        latencies[(latencies.len() * percent / 100).min(latencies.len() - 1)].as_secs_f64() * 1000.0
+    };
+    let mean = latencies.iter().sum::<Duration>().as_secs_f64() * 1000.0 / latencies.len() as f64;
+    Ok(Row {
+        p50_ms: Some(at(50)),
+        p99_ms: Some(at(99)),
+        errors: Some(0),
+        ..Row::new(name, latencies.len() as f64 / seconds as f64, mean)
     })
 }
 

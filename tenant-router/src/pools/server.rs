@@ -11,8 +11,8 @@
 //!   (value: the tenant's requests, decayed with a 10 s half-life, per connection it holds:
 //!   frequency-aware, and a tenant's extra connections go before anyone's only one) and
 //!   opens in its place, for a tenant with none; a busy tenant's extra connection comes
-//!   from room in the budget, or from a connection idle for `LONG_IDLE` and worth less than
-//!   the extra would be (evicting recently used connections for extras made cold tenants
+//!   from room in the budget, or from a connection idle for `LONG_IDLE` of a tenant that has
+//!   all but stopped (`IDLE_WORTH`) and worth less than the extra would be (evicting recently used connections for extras made cold tenants
 //!   reopen what they lost, measured as churn in the router benchmark; but a budget full of
 //!   connections nobody has used for seconds must not hold a busy tenant to one);
 //! - else it waits, bounded: for its own tenant's connection (handed over as it comes back)
@@ -42,8 +42,12 @@ use crate::tenant::ServerRef;
 /// A tenant's request count halves every this many seconds (its value as a warm tenant).
 const HALF_LIFE_SECONDS: f64 = 10.0;
 
-/// An idle connection unused this long may close for a busy tenant's extra connection.
+/// An idle connection unused this long, of a tenant whose decayed request count is below
+/// `IDLE_WORTH`, may close for a busy tenant's extra connection. A tenant still seeing a
+/// request a second or so keeps its connection: closing it for an extra (which a server
+/// already busy does not need) only starts a chain of reopens, each closing another's.
 const LONG_IDLE: Duration = Duration::from_secs(5);
+const IDLE_WORTH: f64 = 1.0;
 
 /// How often, at most, a server's idle connections are searched for one to close for an
 /// extra connection (the search visits every tenant on the server, under its lock).
@@ -656,8 +660,9 @@ impl State {
     }
 
     /// Closes, for an extra connection of `tenant` (holding `held`), the least valuable
-    /// connection idle for `LONG_IDLE` on the server, if it is worth less than the extra
-    /// would be; searches at most every `EXTRA_SEARCH_EVERY`.
+    /// connection idle for `LONG_IDLE` of a tenant worth less than `IDLE_WORTH` on the
+    /// server, if it is worth less than the extra would be; searches at most every
+    /// `EXTRA_SEARCH_EVERY`.
     fn evict_for_extra(
         &mut self,
         server: &ServerPool,
@@ -681,6 +686,7 @@ impl State {
                 .iter()
                 .filter(|(id, slot)| {
                     **id != tenant
+                        && slot.decayed(now) < IDLE_WORTH
                         && slot.idle.first().is_some_and(|conn| {
                             now.saturating_duration_since(conn.since) >= LONG_IDLE
                         })

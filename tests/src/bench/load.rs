@@ -112,7 +112,7 @@ impl Rounds {
 
 /// `row` against `reference`: the median of the ratios of the rounds they ran together,
 /// with their range when there are several; else the ratio of the two medians.
-fn ratio(row: &Row, reference: &Row) -> (f64, Option<(f64, f64)>) {
+pub fn ratio(row: &Row, reference: &Row) -> (f64, Option<(f64, f64)>) {
     if row.rounds.len() < 2 || row.rounds.len() != reference.rounds.len() {
         return (row.per_second / reference.per_second, None);
     }

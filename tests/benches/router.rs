@@ -14,8 +14,10 @@
 //! `TENANCY_BENCH_ROUNDS` rounds (default 3), each running every row of its phase once, so
 //! a slow minute of the shared host lands on a row and its reference alike: a row is its
 //! median round (with the range of the rounds), and a ratio is the median of the rounds'
-//! ratios (with their range). The many-tenant rows are compared with a 1-tenant run made
-//! in the same rounds, on the server that holds every tenant's database.
+//! ratios (with their range; the Zipf rows' pair round n of the two phases). Beside the
+//! sized Zipf row, the same traffic in-process with a connection per tenant: what the
+//! server itself does with 1,000 databases' backends busy. `TENANCY_BENCH_HOLD_SECONDS`
+//! keeps the platform up after the run (for a profiler), printing the router's address.
 //!
 //! Run: `cargo bench -p tenancy-tests --bench router` (needs `wrk`; `apt-get install wrk`).
 //! `TENANCY_BENCH_TENANTS` (default 1000), `TENANCY_BENCH_SECONDS` (default 10) and
@@ -193,11 +195,14 @@ async fn main() -> Result<(), Error> {
     // round runs: a new connection per query (the floor a router without warm connections
     // would sit on) as the superuser and as the tenant's role (16 SCRAM rounds), which says
     // how many connections a second this server opens; the router with one tenant again
-    // (the many-tenant rows' reference, on the same server); 1,000 tenants uniform and
+    // (a tenant's burst on a server full of others' connections); 1,000 tenants uniform and
     // Zipf on the small budget; then the budget sized to the server (changed live), the
     // tenants warmed by a uniform run (not counted), Zipf again, and the budget back.
     let base = results.len();
-    let (connect_each, one) = (base, base + 2);
+    // The Zipf rows against the first phase's router row: after the many-tenant rows, a
+    // 1-tenant run on the full server keeps to the few connections it has while the other
+    // tenants' recent requests still count (as the scheduler intends), a moving reference.
+    let (connect_each, one) = (base, 2);
     let uniform_name = format!("router, {tenant_count} uniform, budget {SMALL_BUDGET}");
     let zipf_name = format!("router, {tenant_count} Zipf(1.0), budget {SMALL_BUDGET}");
     let sized_name = format!("router, {tenant_count} Zipf(1.0), budget {SIZED_BUDGET}");

@@ -34,9 +34,11 @@ use tenancy_tests::bench::load::{
     CONNECTIONS, Error, Rounds, Row, env_or, print_table, ratio, resident_mib, tenant_roles,
     through_router, write_script, wrk,
 };
-use tenancy_tests::{ControlPlane, eventually, json};
+use tenancy_tests::{ControlPlane, TenantRouter, eventually, json};
 
 const CUSTOMERS: usize = 1000;
+/// The customer point read the in-process references run (the router's, as it prepares it).
+const CUSTOMER_READ: &str = "SELECT id, code, name, email, phone, address, tax_id, created_at, updated_at FROM customers WHERE id = $1";
 /// The budget the figures are read at, and one sized to the server (a warm
 /// connection for every tenant and room for the busiest to have more; `max_connections`
 /// leaves room for the control plane and pgbench).
@@ -127,18 +129,7 @@ async fn main() -> Result<(), Error> {
         if round > 0 {
             // The role's connection limit is the plan's (10) and one more: the router
             // gives back what it holds for the in-process pool, then takes it again.
-            set_budget(&app, &admin, 1).await;
-            eventually(
-                Duration::from_secs(10),
-                "the router down to one",
-                || async {
-                    router
-                        .metric_sum(|line| line.starts_with("tenancy_router_server_connections{"))
-                        .await
-                        <= 1.0
-                },
-            )
-            .await;
+            release_connections(&app, &admin, &router).await;
         }
         first.add(
             0,
@@ -213,18 +204,9 @@ async fn main() -> Result<(), Error> {
         .iter()
         .zip(&roles)
         .zip(&tenants)
-        .map(|((tenant, (role, password)), (_, ids))| {
-            let mut config = tokio_postgres::Config::new();
-            config
-                .host("127.0.0.1")
-                .port(app.postgres.server.port())
-                .user(role)
-                .password(password)
-                .dbname(tenant["database_name"].as_str().unwrap_or_default());
-            Direct {
-                config,
-                ids: ids.iter().filter_map(|id| id.parse().ok()).collect(),
-            }
+        .map(|((tenant, (role, password)), (_, ids))| Direct {
+            config: as_tenant(&app, tenant, role, password),
+            ids: ids.iter().filter_map(|id| id.parse().ok()).collect(),
         })
         .collect();
     let direct_name = format!("in-process, {tenant_count} Zipf(1.0), a connection each");
@@ -250,18 +232,7 @@ async fn main() -> Result<(), Error> {
             through_router(&router, &zipf_name, &zipf, seconds, one).await?,
         );
         // The router gives back its connections for the in-process run's 1,000.
-        set_budget(&app, &admin, 1).await;
-        eventually(
-            Duration::from_secs(10),
-            "the router down to one",
-            || async {
-                router
-                    .metric_sum(|line| line.starts_with("tenancy_router_server_connections{"))
-                    .await
-                    <= 1.0
-            },
-        )
-        .await;
+        release_connections(&app, &admin, &router).await;
         many.add(6, in_process_zipf(&direct_name, &direct, seconds).await?);
         set_budget(&app, &admin, SIZED_BUDGET).await;
         wrk("warm-up", &router.base_url, &uniform, seconds.max(10))?;
@@ -332,6 +303,40 @@ async fn set_budget(app: &ControlPlane, admin: &str, budget: u32) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
+/// A connection to `tenant`'s database as its role.
+fn as_tenant(
+    app: &ControlPlane,
+    tenant: &Value,
+    role: &str,
+    password: &str,
+) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(app.postgres.server.port())
+        .user(role)
+        .password(password)
+        .dbname(tenant["database_name"].as_str().unwrap_or_default());
+    config
+}
+
+/// Lowers the budget to one and waits until the router holds at most one connection, so a
+/// reference run can open its own.
+async fn release_connections(app: &ControlPlane, admin: &str, router: &TenantRouter) {
+    set_budget(app, admin, 1).await;
+    eventually(
+        Duration::from_secs(10),
+        "the router down to one connection",
+        || async {
+            router
+                .metric_sum(|line| line.starts_with("tenancy_router_server_connections{"))
+                .await
+                <= 1.0
+        },
+    )
+    .await;
+}
+
 /// Inserts `count` customers directly (as the superuser) and returns their ids; also a
 /// `public.bench_ids (n, id)` table for pgbench, which can only draw random integers.
 async fn seed_customers(
@@ -365,13 +370,7 @@ async fn in_process(
     ids: &[String],
     seconds: u64,
 ) -> Result<Row, Error> {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host("127.0.0.1")
-        .port(app.postgres.server.port())
-        .user(role)
-        .password(password)
-        .dbname(tenant["database_name"].as_str().ok_or("database")?);
+    let config = as_tenant(app, tenant, role, password);
     let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
     let pool = deadpool_postgres::Pool::builder(manager)
         .max_size(10)
@@ -390,34 +389,19 @@ async fn in_process(
                 let started = Instant::now();
                 let client = pool.get().await.map_err(|error| error.to_string())?;
                 let statement = client
-                    .prepare_cached("SELECT id, code, name, email, phone, address, tax_id, created_at, updated_at FROM customers WHERE id = $1")
+                    .prepare_cached(CUSTOMER_READ)
                     .await
                     .map_err(|error| error.to_string())?;
-                client.query_opt(&statement, &[&ids[index]]).await.map_err(|error| error.to_string())?;
+                client
+                    .query_opt(&statement, &[&ids[index]])
+                    .await
+                    .map_err(|error| error.to_string())?;
                 latencies.push(started.elapsed());
             }
             Ok::<_, String>(latencies)
         }));
     }
-    let mut latencies = Vec::new();
-    for worker in workers {
-        latencies.extend(worker.await??);
-    }
-    latencies.sort();
-    let at = |percent: usize| {
-        latencies[(latencies.len() * percent / 100).min(latencies.len() - 1)].as_secs_f64() * 1000.0
-    };
-    let mean = latencies.iter().sum::<Duration>().as_secs_f64() * 1000.0 / latencies.len() as f64;
-    Ok(Row {
-        p50_ms: Some(at(50)),
-        p99_ms: Some(at(99)),
-        errors: Some(0),
-        ..Row::new(
-            "in-process pool (same query)",
-            latencies.len() as f64 / seconds as f64,
-            mean,
-        )
-    })
+    row_of("in-process pool (same query)", workers, seconds).await
 }
 
 /// One tenant's connection target for the in-process Zipf run, and its customers.
@@ -433,9 +417,7 @@ async fn in_process_zipf(name: &str, tenants: &[Direct], seconds: u64) -> Result
         .map(|tenant| async move {
             let (client, connection) = tenant.config.connect(tokio_postgres::NoTls).await?;
             tokio::spawn(connection);
-            let statement = client
-                .prepare("SELECT id, code, name, email, phone, address, tax_id, created_at, updated_at FROM customers WHERE id = $1")
-                .await?;
+            let statement = client.prepare(CUSTOMER_READ).await?;
             Ok::<_, tokio_postgres::Error>(Arc::new(tokio::sync::Mutex::new((client, statement))))
         })
         .buffered(8)
@@ -491,6 +473,15 @@ async fn in_process_zipf(name: &str, tenants: &[Direct], seconds: u64) -> Result
             Ok::<_, String>(latencies)
         }));
     }
+    row_of(name, workers, seconds).await
+}
+
+/// The row of in-process workers' latencies (every request answered) over `seconds`.
+async fn row_of(
+    name: &str,
+    workers: Vec<tokio::task::JoinHandle<Result<Vec<Duration>, String>>>,
+    seconds: u64,
+) -> Result<Row, Error> {
     let mut latencies = Vec::new();
     for worker in workers {
         latencies.extend(worker.await??);

@@ -460,9 +460,10 @@ async fn a_super_admin_runs_a_tenant_from_the_portal_in_chromium() {
         tenant["status"] == "deleted"
     })
     .await;
-    // Each list is checked on the page the browser shows: if anything but the list came
-    // back (a navigation that lost a race with the page's own polling), it says what it was
-    // and asks again, like a person reloading, within a bound.
+    // Each list is checked on the page the browser shows; if it is not the expected list,
+    // the page is asked for again, like a person reloading, within a bound, and a failure
+    // says what was there (CI once saw the deleted list without the tenant, just after
+    // the API said `deleted`; the cause was not found).
     for (query, listed) in [("", false), ("?status=deleted", true)] {
         eventually(
             Duration::from_secs(15),

@@ -11,10 +11,11 @@
 //!   (value: the tenant's requests, decayed with a 10 s half-life, per connection it holds:
 //!   frequency-aware, and a tenant's extra connections go before anyone's only one) and
 //!   opens in its place, for a tenant with none; a busy tenant's extra connection comes
-//!   from room in the budget, or from a connection idle for `LONG_IDLE` of a tenant that has
-//!   all but stopped (`IDLE_WORTH`) and worth less than the extra would be (evicting recently used connections for extras made cold tenants
-//!   reopen what they lost, measured as churn in the router benchmark; but a budget full of
-//!   connections nobody has used for seconds must not hold a busy tenant to one);
+//!   from room in the budget, or from a connection idle for `LONG_IDLE` of a tenant that
+//!   has all but stopped (`IDLE_WORTH`) and worth less than the extra would be (closing
+//!   recently used connections for extras made their tenants reopen them, measured as
+//!   churn in the router benchmark; but a budget full of connections nobody uses any more
+//!   must not hold a busy tenant to one);
 //! - else it waits, bounded: for its own tenant's connection (handed over as it comes back)
 //!   when the tenant has one, else in the server's queue, first come first served.
 //!

@@ -67,7 +67,10 @@ where
     for _ in 0..rounds.max(1) {
         all.push(measure().await?);
     }
-    Ok(median_of(all))
+    // Its rounds ran back to back, not beside another row's: a ratio to it is of medians.
+    let mut row = median_of(all);
+    row.rounds.clear();
+    Ok(row)
 }
 
 /// The median of a row's rounds (given in the order they ran) by req/s, with the range

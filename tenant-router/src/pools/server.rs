@@ -642,9 +642,18 @@ impl State {
 
     /// The idle connection on the server worth least now, and its worth.
     fn least_valuable_idle(&self, now: Instant) -> Option<(TenantId, f64)> {
+        self.least_valuable_idle_where(now, |_, _| true)
+    }
+
+    /// As [`State::least_valuable_idle`], among the tenants `eligible` admits.
+    fn least_valuable_idle_where(
+        &self,
+        now: Instant,
+        eligible: impl Fn(TenantId, &Slot) -> bool,
+    ) -> Option<(TenantId, f64)> {
         self.tenants
             .iter()
-            .filter(|(_, slot)| !slot.idle.is_empty())
+            .filter(|(id, slot)| !slot.idle.is_empty() && eligible(**id, slot))
             .map(|(id, slot)| (*id, slot.value(now)))
             .min_by(|a, b| a.1.total_cmp(&b.1))
     }
@@ -682,18 +691,15 @@ impl State {
         else {
             return false;
         };
-        let victim =
-            self.tenants
-                .iter()
-                .filter(|(id, slot)| {
-                    **id != tenant
-                        && slot.decayed(now) < IDLE_WORTH
-                        && slot.idle.first().is_some_and(|conn| {
-                            now.saturating_duration_since(conn.since) >= LONG_IDLE
-                        })
-                })
-                .map(|(id, slot)| (*id, slot.value(now)))
-                .min_by(|a, b| a.1.total_cmp(&b.1));
+        // The longest idle of a tenant's connections is its first.
+        let victim = self.least_valuable_idle_where(now, |id, slot| {
+            id != tenant
+                && slot.decayed(now) < IDLE_WORTH
+                && slot
+                    .idle
+                    .first()
+                    .is_some_and(|conn| now.saturating_duration_since(conn.since) >= LONG_IDLE)
+        });
         match victim {
             Some((victim, value)) if value < worth => {
                 self.close_idle(victim);

@@ -31,8 +31,8 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::Value;
 use tenancy_tests::bench::load::{
-    CONNECTIONS, Error, Rounds, Row, env_or, print_table, ratio, resident_mib, tenant_roles,
-    through_router, write_script, wrk,
+    CONNECTIONS, Error, Rounds, Row, env_or, print_table, ratio, ratio_text, resident_mib,
+    tenant_roles, through_router, write_script, wrk, zipf_cdf,
 };
 use tenancy_tests::{ControlPlane, TenantRouter, eventually, json};
 
@@ -200,15 +200,17 @@ async fn main() -> Result<(), Error> {
     // The same Zipf traffic in-process, a connection per tenant (as its role): what the
     // server itself does with 1,000 databases' backends busy, with no router between.
     let roles = tenant_roles(&app, &databases.iter().collect::<Vec<_>>()).await?;
-    let direct: Vec<Direct> = databases
+    let direct: Vec<tokio_postgres::Config> = databases
         .iter()
         .zip(&roles)
-        .zip(&tenants)
-        .map(|((tenant, (role, password)), (_, ids))| Direct {
-            config: as_tenant(&app, tenant, role, password),
-            ids: ids.iter().filter_map(|id| id.parse().ok()).collect(),
-        })
+        .map(|(tenant, (role, password))| as_tenant(&app, tenant, role, password))
         .collect();
+    let direct_ids: Arc<Vec<Vec<uuid::Uuid>>> = Arc::new(
+        tenants
+            .iter()
+            .map(|(_, ids)| ids.iter().filter_map(|id| id.parse().ok()).collect())
+            .collect(),
+    );
     let direct_name = format!("in-process, {tenant_count} Zipf(1.0), a connection each");
     let mut many = Rounds::new(7);
     for _ in 0..rounds {
@@ -235,7 +237,10 @@ async fn main() -> Result<(), Error> {
         );
         // The router gives back its connections for the in-process run's 1,000.
         release_connections(&app, &admin, &router).await;
-        many.add(6, in_process_zipf(&direct_name, &direct, seconds).await?);
+        many.add(
+            6,
+            in_process_zipf(&direct_name, &direct, &direct_ids, seconds).await?,
+        );
         set_budget(&app, &admin, SIZED_BUDGET).await;
         wrk("warm-up", &router.base_url, &uniform, seconds.max(10))?;
         many.add(
@@ -246,10 +251,7 @@ async fn main() -> Result<(), Error> {
     }
     results.extend(many.medians());
     let (sized, direct_row) = (base + 5, base + 6);
-    let (middle, range) = ratio(&results[sized], &results[direct_row]);
-    let range = range.map_or_else(String::new, |(low, high)| {
-        format!(" ({low:.3}-{high:.3} by round)")
-    });
+    let against_direct = ratio_text(&results[sized], &results[direct_row]);
     let direct_one = ratio(&results[direct_row], &results[0]).0;
     let router_one = ratio(&results[sized], &results[one]).0;
 
@@ -258,7 +260,7 @@ async fn main() -> Result<(), Error> {
     );
     print_table(&results);
     println!(
-        "the sized Zipf row is {middle:.3}x{range} the same traffic in-process; in-process, {tenant_count} tenants' Zipf is {direct_one:.3}x one tenant's, through the router {router_one:.3}x"
+        "the sized Zipf row is {against_direct} the same traffic in-process; in-process, {tenant_count} tenants' Zipf is {direct_one:.3}x one tenant's, through the router {router_one:.3}x"
     );
     println!(
         "({} more tenants created through the API, 4 at a time, in {:.1} s)",
@@ -406,18 +408,18 @@ async fn in_process(
     row_of("in-process pool (same query)", workers, seconds).await
 }
 
-/// One tenant's connection target for the in-process Zipf run, and its customers.
-struct Direct {
-    config: tokio_postgres::Config,
-    ids: Vec<uuid::Uuid>,
-}
-
-/// The customer read in-process with a connection per tenant (opened first, not timed),
-/// from [`CONNECTIONS`] tasks for `seconds`, each request's tenant drawn by Zipf(1.0).
-async fn in_process_zipf(name: &str, tenants: &[Direct], seconds: u64) -> Result<Row, Error> {
+/// The customer read in-process with a connection per tenant (`tenants`, opened first,
+/// not timed) on one of its customers (`ids`, by tenant), from [`CONNECTIONS`] tasks for
+/// `seconds`, each request's tenant drawn by Zipf(1.0).
+async fn in_process_zipf(
+    name: &str,
+    tenants: &[tokio_postgres::Config],
+    ids: &Arc<Vec<Vec<uuid::Uuid>>>,
+    seconds: u64,
+) -> Result<Row, Error> {
     let opened = futures::stream::iter(tenants)
-        .map(|tenant| async move {
-            let (client, connection) = tenant.config.connect(tokio_postgres::NoTls).await?;
+        .map(|config| async move {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
             tokio::spawn(connection);
             let statement = client.prepare(CUSTOMER_READ).await?;
             Ok::<_, tokio_postgres::Error>(Arc::new(tokio::sync::Mutex::new((client, statement))))
@@ -426,20 +428,7 @@ async fn in_process_zipf(name: &str, tenants: &[Direct], seconds: u64) -> Result
         .collect::<Vec<_>>()
         .await;
     let clients = Arc::new(opened.into_iter().collect::<Result<Vec<_>, _>>()?);
-    let ids: Arc<Vec<Vec<uuid::Uuid>>> =
-        Arc::new(tenants.iter().map(|tenant| tenant.ids.clone()).collect());
-    let weights: Vec<f64> = (1..=tenants.len()).map(|rank| 1.0 / rank as f64).collect();
-    let total: f64 = weights.iter().sum();
-    let mut running = 0.0;
-    let cdf: Arc<Vec<f64>> = Arc::new(
-        weights
-            .iter()
-            .map(|weight| {
-                running += weight / total;
-                running
-            })
-            .collect(),
-    );
+    let cdf = Arc::new(zipf_cdf(tenants.len(), 1.0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut workers = Vec::new();
     for worker in 0..CONNECTIONS {

@@ -113,6 +113,15 @@ impl Rounds {
     }
 }
 
+/// `row` against `reference` as printed: `0.483x (0.441-0.496 by round)`.
+pub fn ratio_text(row: &Row, reference: &Row) -> String {
+    let (middle, range) = ratio(row, reference);
+    let range = range.map_or_else(String::new, |(low, high)| {
+        format!(" ({low:.3}-{high:.3} by round)")
+    });
+    format!("{middle:.3}x{range}")
+}
+
 /// `row` against `reference`: the median of the ratios of the rounds they ran together,
 /// with their range when there are several; else the ratio of the two medians.
 pub fn ratio(row: &Row, reference: &Row) -> (f64, Option<(f64, f64)>) {
@@ -132,6 +141,23 @@ pub fn ratio(row: &Row, reference: &Row) -> (f64, Option<(f64, f64)>) {
     )
 }
 
+/// The cumulative distribution of Zipf's law over `count` ranks (the first the likeliest):
+/// a uniform draw in [0, 1) picks the first rank whose bound exceeds it.
+pub fn zipf_cdf(count: usize, exponent: f64) -> Vec<f64> {
+    let weights: Vec<f64> = (1..=count)
+        .map(|rank| 1.0 / (rank as f64).powf(exponent))
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut running = 0.0;
+    weights
+        .iter()
+        .map(|weight| {
+            running += weight / total;
+            running
+        })
+        .collect()
+}
+
 /// A wrk script that sends each request as a random (tenant token, customer id) pair: the
 /// tenant uniformly, or by Zipf's law with exponent `zipf` (the first tenant the busiest).
 /// Each wrk thread runs the script in its own Lua state: each is seeded apart (`setup`
@@ -140,14 +166,8 @@ pub fn ratio(row: &Row, reference: &Row) -> (f64, Option<(f64, f64)>) {
 pub fn lua_script(tenants: &[(String, Vec<String>)], zipf: Option<f64>) -> String {
     let mut script = String::from("local cdf = {");
     if let Some(exponent) = zipf {
-        let weights: Vec<f64> = (1..=tenants.len())
-            .map(|rank| 1.0 / (rank as f64).powf(exponent))
-            .collect();
-        let total: f64 = weights.iter().sum();
-        let mut running = 0.0;
-        for weight in weights {
-            running += weight / total;
-            let _ = write!(script, "{running:.9},");
+        for bound in zipf_cdf(tenants.len(), exponent) {
+            let _ = write!(script, "{bound:.9},");
         }
     }
     script.push_str("}\nlocal tenants = {\n");
@@ -313,11 +333,7 @@ pub fn print_table(rows: &[Row]) {
             if row.reference == index {
                 "(reference)".to_owned()
             } else {
-                let (middle, range) = ratio(row, reference);
-                let range = range.map_or_else(String::new, |(low, high)| {
-                    format!(" ({low:.3}-{high:.3} by round)")
-                });
-                format!("{middle:.3}x{range} {}", reference.name)
+                format!("{} {}", ratio_text(row, reference), reference.name)
             }
         );
     }

@@ -436,7 +436,7 @@ async fn in_process_zipf(
         workers.push(tokio::spawn(async move {
             // xorshift64*, seeded apart per task.
             let mut state =
-                0x9E37_79B9_7F4A_7C15_u64 ^ ((worker as u64 + 1) * 0x2545_F491_4F6C_DD1D);
+                0x9E37_79B9_7F4A_7C15_u64 ^ (worker as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D);
             let mut next = move || {
                 state ^= state >> 12;
                 state ^= state << 25;
